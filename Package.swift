@@ -1,0 +1,60 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+// Settings for our own targets only; dependencies keep their warnings to themselves.
+var strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+if Context.environment["CI"] != nil {
+    strict.append(.treatAllWarnings(as: .error))
+}
+
+let nioCore: Target.Dependency = .product(name: "NIOCore", package: "swift-nio")
+let nioPosix: Target.Dependency = .product(name: "NIOPosix", package: "swift-nio")
+let nioHTTP1: Target.Dependency = .product(name: "NIOHTTP1", package: "swift-nio")
+let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+
+let package = Package(
+    name: "portcullis",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "portcullis", targets: ["portcullis"]),
+        .executable(name: "echo-upstream", targets: ["echo-upstream"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CPortcullisCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(
+            name: "CPortcullisOpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(
+            name: "CPortcullisArgon2", pkgConfig: "libargon2", providers: [.apt(["libargon2-dev"])]),
+        .target(name: "PortcullisCrypto", dependencies: ["CPortcullisOpenSSL", "CPortcullisArgon2"]),
+        .target(name: "PortcullisCore", dependencies: ["PortcullisCrypto", "Yams"]),
+        .target(name: "PortcullisUpstream", dependencies: ["CPortcullisCurl", nioCore, logging]),
+        .target(
+            name: "PortcullisServer",
+            dependencies: ["PortcullisCore", "PortcullisUpstream", "PortcullisCrypto", nioCore, nioPosix, nioHTTP1, logging]
+        ),
+        .executableTarget(
+            name: "portcullis",
+            dependencies: [
+                "PortcullisServer", "PortcullisCore", "PortcullisUpstream", "PortcullisCrypto", logging,
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(name: "echo-upstream", dependencies: [nioCore, nioPosix, nioHTTP1]),
+        .testTarget(name: "PortcullisCoreTests", dependencies: ["PortcullisCore"]),
+    ]
+)
+
+for target in package.targets where target.type != .system {
+    target.swiftSettings = (target.swiftSettings ?? []) + strict
+}

@@ -1,0 +1,468 @@
+internal import Yams
+
+/// Turns the text of a `routes.yaml` into a validated ``GatewayConfig``.
+///
+/// Pure: the caller reads the file. Every problem is collected with its `FILE:LINE:COL`;
+/// a file with any error yields no config at all, so a typo can never weaken a rule.
+package enum ConfigLoader {
+    package struct Result: Sendable {
+        /// `nil` when ``diagnostics`` has errors.
+        package var config: GatewayConfig?
+        package var diagnostics: ConfigDiagnostics
+
+        package init(config: GatewayConfig?, diagnostics: ConfigDiagnostics) {
+            self.config = config
+            self.diagnostics = diagnostics
+        }
+    }
+
+    static let topLevelKeys = [
+        "version", "server", "jwt", "users", "users_file", "api_keys", "token_endpoint", "upstreams", "routes",
+    ]
+    static let serverKeys = [
+        "listen", "admin_listen", "realm", "max_request_body", "idle_timeout", "request_header_timeout",
+        "shutdown_grace", "merge_slashes", "trusted_proxies", "insufficient_scope_status", "identity_headers",
+        "access_log", "dry_run", "tls",
+    ]
+    static let upstreamKeys = ["url", "connect_timeout", "timeout", "preserve_host", "tls"]
+    static let routeKeys = [
+        "name", "match", "auth", "scopes", "scopes_any", "upstream", "strip_prefix", "forward_authorization", "mode",
+    ]
+
+    package static func load(text: String, file: String) -> Result {
+        let reader = ConfigReader(file: file)
+        let root: Node
+        do {
+            guard let composed = try Yams.compose(yaml: text, .basic) else {
+                reader.add(ConfigDiagnostic(.error, .syntax, at: SourceLocation(file: file, line: 1, column: 1), "the file is empty"))
+                return Result(config: nil, diagnostics: reader.diagnostics)
+            }
+            root = composed
+        } catch let error as YamlError {
+            reader.add(syntaxDiagnostic(error, file: file))
+            return Result(config: nil, diagnostics: reader.diagnostics)
+        } catch {
+            reader.add(ConfigDiagnostic(.error, .syntax, at: SourceLocation(file: file, line: 1, column: 1), "\(error)"))
+            return Result(config: nil, diagnostics: reader.diagnostics)
+        }
+        let config = self.read(root, reader)
+        let diagnostics = reader.diagnostics
+        return Result(config: diagnostics.hasErrors ? nil : config, diagnostics: diagnostics)
+    }
+
+    private static func read(_ root: Node, _ reader: ConfigReader) -> GatewayConfig? {
+        guard let top = reader.mapping(root, "the configuration", keys: self.topLevelKeys) else { return nil }
+        if let version = top.required("version", reader, "the configuration") {
+            if case .scalar(let scalar) = version, scalar.string == "1" {
+            } else {
+                reader.error(.badValue, version, "unsupported configuration version \(describe(version)); expected 1")
+            }
+        }
+        var server = ServerConfig()
+        if let node = top["server"] { server = self.readServer(node, reader) }
+        for key in ["jwt", "users", "users_file", "api_keys", "token_endpoint"] {
+            if let keyNode = top.keyNode(key) {
+                reader.warning(
+                    .unsupported, keyNode,
+                    "'\(key)' is not supported by this version of Portcullis; routes that need credentials are refused")
+            }
+        }
+        var upstreams: [String: UpstreamConfig] = [:]
+        if let node = top.required("upstreams", reader, "the configuration") {
+            upstreams = self.readUpstreams(node, reader)
+        }
+        var routes: [RouteConfig] = []
+        if let node = top.required("routes", reader, "the configuration") {
+            routes = self.readRoutes(node, server: server, upstreams: upstreams, reader)
+        }
+        RouteChecks.reportShadowing(routes, reader)
+        return GatewayConfig(file: reader.file, server: server, upstreams: upstreams, routes: routes)
+    }
+
+    // MARK: server
+
+    private static func readServer(_ node: Node, _ reader: ConfigReader) -> ServerConfig {
+        var server = ServerConfig()
+        guard let fields = reader.mapping(node, "server", keys: self.serverKeys) else { return server }
+        if let value = fields["listen"], let text = reader.string(value, "server.listen") {
+            if let address = ScalarParsers.listenAddress(text) {
+                server.listen = ListenAddress(host: address.host, port: address.port)
+            } else {
+                reader.error(.badValue, value, "server.listen: '\(text)' is not HOST:PORT (use [::]:8080 for IPv6)")
+            }
+        }
+        if let value = fields["admin_listen"], let text = reader.string(value, "server.admin_listen", allowEmpty: true) {
+            if text.isEmpty {
+                server.adminListen = nil
+            } else if let address = ScalarParsers.listenAddress(text) {
+                server.adminListen = ListenAddress(host: address.host, port: address.port)
+            } else {
+                reader.error(.badValue, value, "server.admin_listen: '\(text)' is not HOST:PORT, or \"\" to disable it")
+            }
+        }
+        if let value = fields["realm"], let realm = reader.string(value, "server.realm") {
+            if realm.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) {
+                server.realm = realm
+            } else {
+                reader.error(.badValue, value, "server.realm may only hold printable ASCII without quotes or backslashes")
+            }
+        }
+        if let value = fields["max_request_body"], let size = reader.size(value, "server.max_request_body") {
+            server.maxRequestBody = size
+        }
+        if let value = fields["idle_timeout"], let duration = reader.duration(value, "server.idle_timeout") {
+            server.idleTimeout = duration
+        }
+        if let value = fields["request_header_timeout"],
+            let duration = reader.duration(value, "server.request_header_timeout")
+        {
+            server.requestHeaderTimeout = duration
+        }
+        if let value = fields["shutdown_grace"], let duration = reader.duration(value, "server.shutdown_grace", allowZero: true) {
+            server.shutdownGrace = duration
+        }
+        if let value = fields["merge_slashes"], let flag = reader.bool(value, "server.merge_slashes") {
+            server.mergeSlashes = flag
+        }
+        if let value = fields["dry_run"], let flag = reader.bool(value, "server.dry_run") {
+            server.dryRun = flag
+        }
+        if let value = fields["trusted_proxies"], let items = reader.stringList(value, "server.trusted_proxies") {
+            for (text, itemNode) in items {
+                if let cidr = CIDR(text) {
+                    server.trustedProxies.append(cidr)
+                } else {
+                    reader.error(.badValue, itemNode, "'\(text)' is not an IP address or CIDR block")
+                }
+            }
+        }
+        if let value = fields["insufficient_scope_status"],
+            let status = reader.integer(value, "server.insufficient_scope_status", range: 100...599)
+        {
+            if status == 401 || status == 403 {
+                server.insufficientScopeStatus = status
+            } else {
+                reader.error(.badValue, value, "server.insufficient_scope_status must be 403 or 401")
+            }
+        }
+        if let value = fields["identity_headers"] {
+            server.identityHeaders = self.readIdentityHeaders(value, reader)
+        }
+        if let value = fields["access_log"], let text = reader.string(value, "server.access_log") {
+            switch text {
+            case "stdout": server.accessLog = .stdout
+            case "off": server.accessLog = .off
+            default: server.accessLog = .file(text)
+            }
+        }
+        if let value = fields["tls"], let tls = reader.mapping(value, "server.tls", keys: ["cert_file", "key_file"]) {
+            let cert = tls.required("cert_file", reader, "server.tls").flatMap { reader.string($0, "server.tls.cert_file") }
+            let key = tls.required("key_file", reader, "server.tls").flatMap { reader.string($0, "server.tls.key_file") }
+            if let cert, let key {
+                server.tls = TLSFiles(certFile: cert, keyFile: key)
+                reader.warning(.unsupported, value, "TLS termination is not supported by this version of Portcullis")
+            }
+        }
+        return server
+    }
+
+    private static func readIdentityHeaders(_ node: Node, _ reader: ConfigReader) -> IdentityHeaders {
+        var headers = IdentityHeaders()
+        guard let fields = reader.mapping(node, "server.identity_headers", keys: ["subject", "scopes", "method"]) else {
+            return headers
+        }
+        func name(_ key: String) -> String? {
+            guard let value = fields[key], let text = reader.string(value, "server.identity_headers.\(key)") else {
+                return nil
+            }
+            guard HeaderName.isToken(text) else {
+                reader.error(.badValue, value, "'\(text)' is not a valid header name")
+                return nil
+            }
+            return text
+        }
+        if let value = name("subject") { headers.subject = value }
+        if let value = name("scopes") { headers.scopes = value }
+        if let value = name("method") { headers.method = value }
+        return headers
+    }
+
+    // MARK: upstreams
+
+    private static func readUpstreams(_ node: Node, _ reader: ConfigReader) -> [String: UpstreamConfig] {
+        guard case .mapping(let mapping) = node else {
+            reader.error(.wrongType, node, "upstreams must be a mapping of names to upstreams")
+            return [:]
+        }
+        var upstreams: [String: UpstreamConfig] = [:]
+        for (keyNode, value) in mapping {
+            guard let name = reader.string(keyNode, "an upstream name") else { continue }
+            let what = "upstream '\(name)'"
+            guard let fields = reader.mapping(value, what, keys: self.upstreamKeys) else { continue }
+            guard let urlNode = fields.required("url", reader, what), let url = reader.string(urlNode, "\(what) url") else {
+                continue
+            }
+            guard let target = self.upstreamTarget(url) else {
+                reader.error(
+                    .badValue, urlNode,
+                    "\(what): '\(url)' is not an upstream URL (http://host:port, https://host:port or unix:/path/to.sock)")
+                continue
+            }
+            var upstream = UpstreamConfig(name: name, url: url, target: target, location: reader.location(keyNode))
+            if let node = fields["connect_timeout"], let value = reader.duration(node, "\(what) connect_timeout") {
+                upstream.connectTimeout = value
+            }
+            if let node = fields["timeout"], let value = reader.duration(node, "\(what) timeout") {
+                upstream.timeout = value
+            }
+            if let node = fields["preserve_host"], let value = reader.bool(node, "\(what) preserve_host") {
+                upstream.preserveHost = value
+            }
+            if let node = fields["tls"],
+                let tls = reader.mapping(node, "\(what) tls", keys: ["ca_file", "client_cert_file", "client_key_file"])
+            {
+                var files = UpstreamTLS()
+                files.caFile = tls["ca_file"].flatMap { reader.string($0, "\(what) tls.ca_file") }
+                files.clientCertFile = tls["client_cert_file"].flatMap { reader.string($0, "\(what) tls.client_cert_file") }
+                files.clientKeyFile = tls["client_key_file"].flatMap { reader.string($0, "\(what) tls.client_key_file") }
+                if (files.clientCertFile == nil) != (files.clientKeyFile == nil) {
+                    reader.error(.badValue, node, "\(what) tls needs both client_cert_file and client_key_file, or neither")
+                }
+                upstream.tls = files
+            }
+            upstreams[name] = upstream
+        }
+        return upstreams
+    }
+
+    static func upstreamTarget(_ url: String) -> UpstreamConfig.Target? {
+        if url.hasPrefix("unix:") {
+            let path = String(url.dropFirst(5))
+            guard path.hasPrefix("/"), path.count > 1 else { return nil }
+            return .unixSocket(path: path)
+        }
+        let lowered = url.lowercased()
+        let scheme: String
+        if lowered.hasPrefix("http://") {
+            scheme = "http://"
+        } else if lowered.hasPrefix("https://") {
+            scheme = "https://"
+        } else {
+            return nil
+        }
+        let rest = url.dropFirst(scheme.count)
+        let slash = rest.firstIndex(of: "/") ?? rest.endIndex
+        let authority = rest[..<slash]
+        var basePath = String(rest[slash...])
+        guard !authority.isEmpty, !authority.contains("@"), !authority.contains("?"), !authority.contains("#"),
+            !basePath.contains("?"), !basePath.contains("#"),
+            authority.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F })
+        else { return nil }
+        while basePath.hasSuffix("/") { basePath.removeLast() }
+        return .http(origin: scheme + authority, basePath: basePath)
+    }
+
+    // MARK: routes
+
+    private static func readRoutes(
+        _ node: Node, server: ServerConfig, upstreams: [String: UpstreamConfig], _ reader: ConfigReader
+    ) -> [RouteConfig] {
+        guard let items = reader.sequence(node, "routes") else { return [] }
+        var routes: [RouteConfig] = []
+        var seen: [String: SourceLocation] = [:]
+        for item in items {
+            guard let fields = reader.mapping(item, "a route", keys: self.routeKeys) else { continue }
+            guard let nameNode = fields.required("name", reader, "a route"), let name = reader.string(nameNode, "route name")
+            else { continue }
+            let what = "route '\(name)'"
+            if let earlier = seen[name] {
+                reader.error(.duplicateName, nameNode, "duplicate route name '\(name)' (first defined at \(earlier))")
+            }
+            seen[name] = reader.location(nameNode)
+            // The route's place is its `- name:` line: that is what the dry-run trace shows.
+            let location = reader.location(fields.keyNode("name") ?? item)
+
+            var path: PathPattern?
+            var methods = MethodSet.all
+            var hosts: [HostPattern] = []
+            if let matchNode = fields.required("match", reader, what),
+                let match = reader.mapping(matchNode, "\(what) match", keys: ["path", "methods", "hosts"])
+            {
+                if let pathNode = match.required("path", reader, "\(what) match"),
+                    let text = reader.string(pathNode, "\(what) match.path")
+                {
+                    do {
+                        path = try PathPattern(text, mergeSlashes: server.mergeSlashes)
+                    } catch {
+                        reader.error(.badValue, pathNode, "\(what): bad path pattern '\(text)': \(patternMessage(error))")
+                    }
+                }
+                if let methodsNode = match["methods"], let list = reader.stringList(methodsNode, "\(what) match.methods") {
+                    var set = Set<String>()
+                    for (method, methodNode) in list {
+                        if MethodSet.isToken(method) {
+                            set.insert(method)
+                        } else if MethodSet.isToken(method.uppercased()) {
+                            reader.error(.badValue, methodNode, "method '\(method)' must be upper-case: '\(method.uppercased())'")
+                        } else {
+                            reader.error(.badValue, methodNode, "'\(method)' is not an HTTP method")
+                        }
+                    }
+                    if list.isEmpty {
+                        reader.error(.badValue, methodsNode, "\(what) match.methods is empty: the route could never match")
+                    }
+                    methods = MethodSet(methods: set)
+                }
+                if let hostsNode = match["hosts"], let list = reader.stringList(hostsNode, "\(what) match.hosts") {
+                    for (text, hostNode) in list {
+                        if let pattern = HostPattern(text) {
+                            hosts.append(pattern)
+                        } else {
+                            reader.error(.badValue, hostNode, "'\(text)' is not a host name or *.domain pattern")
+                        }
+                    }
+                    if list.isEmpty {
+                        reader.error(.badValue, hostsNode, "\(what) match.hosts is empty: the route could never match")
+                    }
+                }
+            }
+
+            var auth = RouteAuth.required([.bearer])
+            if let authNode = fields["auth"] { auth = self.readAuth(authNode, what, reader) ?? auth }
+            let scopes = fields["scopes"].flatMap { self.readScopes($0, "\(what) scopes", reader) } ?? []
+            let scopesAny = fields["scopes_any"].flatMap { self.readScopes($0, "\(what) scopes_any", reader) } ?? []
+            if auth == .none, let node = fields.keyNode("scopes") ?? fields.keyNode("scopes_any") {
+                reader.error(.badValue, node, "\(what) has auth: none, so its scopes could never be checked")
+            }
+
+            var upstreamName = ""
+            if let upstreamNode = fields.required("upstream", reader, what),
+                let text = reader.string(upstreamNode, "\(what) upstream")
+            {
+                upstreamName = text
+                if upstreams[text] == nil {
+                    var message = "\(what) names the unknown upstream '\(text)'"
+                    if let suggestion = closestMatch(text, in: Array(upstreams.keys)) {
+                        message += "; did you mean '\(suggestion)'?"
+                    }
+                    reader.error(.unknownReference, upstreamNode, message)
+                }
+            }
+            var stripPrefix: String?
+            if let node = fields["strip_prefix"], let text = reader.string(node, "\(what) strip_prefix") {
+                var prefix = text
+                while prefix.count > 1 && prefix.hasSuffix("/") { prefix.removeLast() }
+                if !prefix.hasPrefix("/") || prefix.contains("*") || prefix.contains("{") {
+                    reader.error(.badValue, node, "\(what) strip_prefix must be a literal path starting with '/'")
+                } else {
+                    stripPrefix = prefix == "/" ? nil : prefix
+                }
+            }
+            let forwardAuthorization = fields["forward_authorization"].flatMap {
+                reader.bool($0, "\(what) forward_authorization")
+            }
+            var mode = RouteMode.enforce
+            if let node = fields["mode"], let text = reader.string(node, "\(what) mode") {
+                if let value = RouteMode(rawValue: text) {
+                    mode = value
+                } else {
+                    reader.error(.badValue, node, "\(what) mode must be 'enforce' or 'dry-run', found '\(text)'")
+                }
+            }
+            guard let path else { continue }
+            routes.append(
+                RouteConfig(
+                    name: name, location: location, path: path, methods: methods, hosts: hosts, auth: auth, scopes: scopes,
+                    scopesAny: scopesAny, upstream: upstreamName, stripPrefix: stripPrefix,
+                    forwardAuthorization: forwardAuthorization, mode: mode))
+        }
+        return routes
+    }
+
+    private static func readAuth(_ node: Node, _ what: String, _ reader: ConfigReader) -> RouteAuth? {
+        let allowed = ["none", "optional", "bearer", "basic", "api_key"]
+        if case .sequence = node {
+            guard let list = reader.stringList(node, "\(what) auth") else { return nil }
+            var schemes: [AuthScheme] = []
+            for (text, itemNode) in list {
+                if let scheme = AuthScheme(rawValue: text) {
+                    if !schemes.contains(scheme) { schemes.append(scheme) }
+                } else {
+                    reader.error(.badValue, itemNode, "a list of auth schemes may hold bearer, basic and api_key; found '\(text)'")
+                }
+            }
+            if list.isEmpty {
+                reader.error(.badValue, node, "\(what) auth is an empty list; write 'none' for a public route")
+                return nil
+            }
+            return .required(schemes)
+        }
+        guard let text = reader.string(node, "\(what) auth") else { return nil }
+        switch text {
+        case "none": return RouteAuth.none
+        case "optional": return .optional
+        default:
+            if let scheme = AuthScheme(rawValue: text) { return .required([scheme]) }
+            var message = "\(what) auth must be one of \(allowed.joined(separator: ", ")), found '\(text)'"
+            if let suggestion = closestMatch(text, in: allowed) { message += "; did you mean '\(suggestion)'?" }
+            reader.error(.badValue, node, message)
+            return nil
+        }
+    }
+
+    private static func readScopes(_ node: Node, _ what: String, _ reader: ConfigReader) -> [String]? {
+        guard let list = reader.stringList(node, what) else { return nil }
+        var scopes: [String] = []
+        for (text, itemNode) in list {
+            // RFC 6749 §3.3 scope-token: %x21 / %x23-5B / %x5D-7E
+            if text.utf8.allSatisfy({ $0 == 0x21 || ($0 >= 0x23 && $0 <= 0x5B) || ($0 >= 0x5D && $0 <= 0x7E) }) {
+                scopes.append(text)
+            } else {
+                reader.error(.badValue, itemNode, "'\(text)' is not a valid scope (RFC 6749 §3.3)")
+            }
+        }
+        return scopes
+    }
+
+    private static func patternMessage(_ error: PathPattern.ParseError) -> String {
+        switch error {
+        case .mustStartWithSlash: return "it must start with '/'"
+        case .restNotLast: return "'**' may only be the last segment"
+        case .badName(let name): return "'\(name)' is not a valid {name} segment"
+        case .dotSegment: return "'.' and '..' segments can never match a normalized path"
+        case .emptySegment: return "an empty segment ('//') can never match while merge_slashes is on"
+        case .badCharacter(let character): return "the character '\(character)' cannot appear in a normalized path"
+        }
+    }
+
+    private static func syntaxDiagnostic(_ error: YamlError, file: String) -> ConfigDiagnostic {
+        func at(_ mark: Mark) -> SourceLocation { SourceLocation(file: file, line: mark.line, column: mark.column) }
+        switch error {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
+            .composer(_, let problem, let mark, _):
+            return ConfigDiagnostic(.error, .syntax, at: at(mark), "YAML syntax: \(problem)")
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            return ConfigDiagnostic(
+                .error, .syntax, at: at(context.mark), "duplicate key '\(duplicates.first ?? "?")' in a mapping")
+        case .reader(let problem, _, _, _):
+            return ConfigDiagnostic(.error, .syntax, at: SourceLocation(file: file, line: 1, column: 1), "unreadable YAML: \(problem)")
+        default:
+            return ConfigDiagnostic(.error, .syntax, at: SourceLocation(file: file, line: 1, column: 1), "YAML: \(error)")
+        }
+    }
+}
+
+/// HTTP header-name syntax (RFC 9110 §5.1 token).
+package enum HeaderName {
+    package static func isToken(_ text: String) -> Bool {
+        !text.isEmpty && text.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"):
+                return true
+            default:
+                return "!#$%&'*+-.^_`|~".utf8.contains(byte)
+            }
+        }
+    }
+}

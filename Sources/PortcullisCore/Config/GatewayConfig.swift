@@ -1,0 +1,120 @@
+/// Everything read from one `routes.yaml`, validated. Immutable once built.
+package struct GatewayConfig: Sendable {
+    package var file: String
+    package var server: ServerConfig
+    package var upstreams: [String: UpstreamConfig]
+    package var routes: [RouteConfig]
+}
+
+package struct ServerConfig: Sendable {
+    package var listen: ListenAddress = ListenAddress(host: "127.0.0.1", port: 8080)
+    /// `nil` when the admin listener is disabled (`admin_listen: ""`).
+    package var adminListen: ListenAddress? = ListenAddress(host: "127.0.0.1", port: 9901)
+    package var realm: String = "portcullis"
+    package var maxRequestBody: Int = 10 << 20
+    package var idleTimeout: Milliseconds = 60_000
+    package var requestHeaderTimeout: Milliseconds = 10_000
+    package var shutdownGrace: Milliseconds = 10_000
+    package var mergeSlashes: Bool = true
+    package var trustedProxies: [CIDR] = []
+    package var insufficientScopeStatus: Int = 403
+    package var identityHeaders = IdentityHeaders()
+    package var accessLog: AccessLogTarget = .stdout
+    package var dryRun: Bool = false
+    package var tls: TLSFiles?
+
+    package init() {}
+}
+
+package struct ListenAddress: Hashable, Sendable, CustomStringConvertible {
+    package var host: String
+    package var port: Int
+
+    package init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    package var description: String { self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)" }
+}
+
+package struct IdentityHeaders: Sendable {
+    package var subject = "X-Auth-Subject"
+    package var scopes = "X-Auth-Scopes"
+    package var method = "X-Auth-Method"
+
+    package var all: [String] { [self.subject, self.scopes, self.method] }
+}
+
+package enum AccessLogTarget: Hashable, Sendable {
+    case stdout
+    case off
+    case file(String)
+}
+
+package struct TLSFiles: Hashable, Sendable {
+    package var certFile: String
+    package var keyFile: String
+
+    package init(certFile: String, keyFile: String) {
+        self.certFile = certFile
+        self.keyFile = keyFile
+    }
+}
+
+package struct UpstreamConfig: Sendable {
+    package enum Target: Hashable, Sendable {
+        /// `scheme://authority`, ready to have a path appended.
+        case http(origin: String, basePath: String)
+        /// `unix:/path/to.sock`; requests are sent as `http://localhost`.
+        case unixSocket(path: String)
+    }
+
+    package var name: String
+    package var url: String
+    package var target: Target
+    package var connectTimeout: Milliseconds = 2_000
+    package var timeout: Milliseconds = 30_000
+    package var preserveHost: Bool = true
+    package var tls: UpstreamTLS?
+    package var location: SourceLocation
+}
+
+package struct UpstreamTLS: Hashable, Sendable {
+    package var caFile: String?
+    package var clientCertFile: String?
+    package var clientKeyFile: String?
+}
+
+package enum AuthScheme: String, Hashable, Sendable, CaseIterable {
+    case bearer
+    case basic
+    case apiKey = "api_key"
+}
+
+package enum RouteAuth: Hashable, Sendable {
+    case none
+    case optional
+    /// One or more schemes; any one of them admits the request.
+    case required([AuthScheme])
+}
+
+package enum RouteMode: String, Hashable, Sendable {
+    case enforce
+    case dryRun = "dry-run"
+}
+
+package struct RouteConfig: Sendable {
+    package var name: String
+    package var location: SourceLocation
+    package var path: PathPattern
+    package var methods: MethodSet
+    package var hosts: [HostPattern]
+    package var auth: RouteAuth
+    package var scopes: [String]
+    package var scopesAny: [String]
+    package var upstream: String
+    package var stripPrefix: String?
+    package var forwardAuthorization: Bool?
+    package var mode: RouteMode
+}

@@ -1,0 +1,49 @@
+/// A complete refusal: status, headers and JSON body, rendered when the policy is built (or,
+/// for per-request texts, once per refusal) so the server only writes bytes.
+package struct Refusal: Sendable {
+    package var status: Int
+    package var headers: [(name: String, value: String)]
+    package var body: [UInt8]
+    /// A stable, machine-readable reason for logs and traces (`no_route`, `missing_credentials`).
+    package var reason: String
+
+    package init(status: Int, headers: [(name: String, value: String)] = [], detail: String, reason: String) {
+        self.status = status
+        self.headers = headers
+        self.body = Array(JSONText.object([("detail", detail)]).utf8)
+        self.reason = reason
+    }
+
+    /// The `WWW-Authenticate` values, in order.
+    package var challenges: [String] { self.headers.filter { $0.name == "WWW-Authenticate" }.map(\.value) }
+
+    package static let notFound = Refusal(status: 404, detail: "Not Found", reason: "no_route")
+}
+
+/// Minimal JSON rendering for the gateway's own small bodies.
+package enum JSONText {
+    package static func object(_ fields: [(String, String)]) -> String {
+        "{" + fields.map { "\(string($0.0)):\(string($0.1))" }.joined(separator: ",") + "}"
+    }
+
+    package static func string(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 {
+                    let hex = String(scalar.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out + "\""
+    }
+}

@@ -1,0 +1,211 @@
+/// A request target after normalization (contract §3): what is matched is exactly what is
+/// forwarded.
+package struct RequestTarget: Hashable, Sendable {
+    /// The normalized path, always starting with `/`, ASCII only.
+    package var path: String
+    /// The query without its `?`, byte for byte as the client sent it; `nil` when absent.
+    package var query: String?
+    /// The authority of an absolute-form target (`http://host/…`), which replaces `Host`.
+    package var authority: String?
+
+    package enum Refusal: Error, Hashable, Sendable {
+        case notOriginOrAbsoluteForm
+        case encodedSlash
+        case encodedBackslash
+        case backslash
+        case nulByte
+        case controlCharacter
+        case badPercentEncoding
+        case nonASCII
+        case climbsAboveRoot
+        case fragment
+
+        /// The JSON `detail` of the 400 answer.
+        package var detail: String {
+            switch self {
+            case .notOriginOrAbsoluteForm: return "Invalid request target"
+            case .encodedSlash: return "Encoded slash in path"
+            case .encodedBackslash, .backslash: return "Backslash in path"
+            case .nulByte: return "NUL byte in path"
+            case .controlCharacter: return "Control character in path"
+            case .badPercentEncoding: return "Invalid percent-encoding in path"
+            case .nonASCII: return "Non-ASCII byte in request target"
+            case .climbsAboveRoot: return "Path climbs above the root"
+            case .fragment: return "Fragment in request target"
+            }
+        }
+    }
+
+    package init(path: String, query: String?, authority: String?) {
+        self.path = path
+        self.query = query
+        self.authority = authority
+    }
+
+    /// Normalizes a raw request target.
+    ///
+    /// 1. origin-form `/…` or absolute-form `http(s)://authority/…`, else refused;
+    /// 2. percent-encoded unreserved characters decoded, other escapes kept with upper-case hex;
+    /// 3. `%2F`, `%5C`, `%00`, a raw `\` and control characters (raw or encoded) refused;
+    /// 4. dot-segments removed, and a path that climbs above the root refused;
+    /// 5. with `mergeSlashes`, runs of `/` become one;
+    /// 6. the query is kept byte for byte.
+    package static func normalize(_ raw: String, mergeSlashes: Bool) -> Result<RequestTarget, Refusal> {
+        var utf8 = raw.utf8[...]
+        var authority: String?
+        if utf8.first == UInt8(ascii: "/") {
+            // origin-form
+        } else if let afterScheme = Self.dropScheme(utf8) {
+            let end = afterScheme.firstIndex { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") } ?? afterScheme.endIndex
+            let authorityBytes = afterScheme[afterScheme.startIndex..<end]
+            guard !authorityBytes.isEmpty, !authorityBytes.contains(UInt8(ascii: "@")),
+                authorityBytes.allSatisfy({ $0 > 0x20 && $0 < 0x7F })
+            else { return .failure(.notOriginOrAbsoluteForm) }
+            authority = String(decoding: authorityBytes, as: UTF8.self)
+            utf8 = afterScheme[end...]
+        } else {
+            return .failure(.notOriginOrAbsoluteForm)
+        }
+
+        var query: String?
+        var pathBytes = utf8
+        if let mark = utf8.firstIndex(of: UInt8(ascii: "?")) {
+            pathBytes = utf8[utf8.startIndex..<mark]
+            let queryBytes = utf8[utf8.index(after: mark)...]
+            guard !queryBytes.contains(UInt8(ascii: "#")) else { return .failure(.fragment) }
+            guard queryBytes.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+                return .failure(queryBytes.contains(where: { $0 >= 0x80 }) ? .nonASCII : .controlCharacter)
+            }
+            query = String(decoding: queryBytes, as: UTF8.self)
+        }
+        if pathBytes.isEmpty {
+            // absolute-form with an empty path: "http://host" means "/".
+            return .success(RequestTarget(path: "/", query: query, authority: authority))
+        }
+
+        // Steps 2 and 3: decode into a fresh byte array, checking every byte.
+        var decoded: [UInt8] = []
+        decoded.reserveCapacity(pathBytes.count)
+        var index = pathBytes.startIndex
+        while index != pathBytes.endIndex {
+            let byte = pathBytes[index]
+            switch byte {
+            case UInt8(ascii: "%"):
+                let first = pathBytes.index(after: index)
+                guard first != pathBytes.endIndex else { return .failure(.badPercentEncoding) }
+                let second = pathBytes.index(after: first)
+                guard second != pathBytes.endIndex, let high = hexValue(pathBytes[first]),
+                    let low = hexValue(pathBytes[second])
+                else { return .failure(.badPercentEncoding) }
+                let value = high << 4 | low
+                switch value {
+                case 0x2F: return .failure(.encodedSlash)
+                case 0x5C: return .failure(.encodedBackslash)
+                case 0x00: return .failure(.nulByte)
+                case 0x01...0x1F, 0x7F: return .failure(.controlCharacter)
+                default: break
+                }
+                if isUnreserved(value) {
+                    decoded.append(value)
+                } else {
+                    decoded.append(UInt8(ascii: "%"))
+                    decoded.append(upperHex(high))
+                    decoded.append(upperHex(low))
+                }
+                index = pathBytes.index(after: second)
+                continue
+            case UInt8(ascii: "\\"):
+                return .failure(.backslash)
+            case 0x00:
+                return .failure(.nulByte)
+            case 0x01...0x20, 0x7F:
+                return .failure(.controlCharacter)
+            case 0x80...0xFF:
+                return .failure(.nonASCII)
+            case UInt8(ascii: "#"):
+                return .failure(.fragment)
+            default:
+                decoded.append(byte)
+            }
+            index = pathBytes.index(after: index)
+        }
+
+        // Step 4: remove dot-segments (RFC 3986 §5.2.4), refusing to climb above the root.
+        // The path is split into its segments after the leading "/".
+        var output: [ArraySlice<UInt8>] = []
+        let segments = decoded.dropFirst().split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
+        var trailingSlash = false
+        for (position, segment) in segments.enumerated() {
+            let isLast = position == segments.count - 1
+            if segment.elementsEqual([UInt8(ascii: ".")]) {
+                if isLast { trailingSlash = true }
+                continue
+            }
+            if segment.elementsEqual([UInt8(ascii: "."), UInt8(ascii: ".")]) {
+                guard output.popLast() != nil else { return .failure(.climbsAboveRoot) }
+                if isLast { trailingSlash = true }
+                continue
+            }
+            output.append(segment)
+        }
+        var path: [UInt8] = []
+        path.reserveCapacity(decoded.count)
+        for (position, segment) in output.enumerated() {
+            // Step 5: merging slashes drops every empty segment but a trailing one.
+            if mergeSlashes && segment.isEmpty {
+                if position == output.count - 1 && path.last != UInt8(ascii: "/") { path.append(UInt8(ascii: "/")) }
+                continue
+            }
+            path.append(UInt8(ascii: "/"))
+            path.append(contentsOf: segment)
+        }
+        if (trailingSlash || path.isEmpty) && path.last != UInt8(ascii: "/") {
+            path.append(UInt8(ascii: "/"))
+        }
+        return .success(RequestTarget(path: String(decoding: path, as: UTF8.self), query: query, authority: authority))
+    }
+
+    private static func dropScheme(_ bytes: Substring.UTF8View.SubSequence) -> Substring.UTF8View.SubSequence? {
+        for scheme in ["http://", "https://"] {
+            let prefix = bytes.prefix(scheme.utf8.count)
+            if prefix.count == scheme.utf8.count,
+                zip(prefix, scheme.utf8).allSatisfy({ lowerASCII($0) == $1 })
+            {
+                return bytes.dropFirst(scheme.utf8.count)
+            }
+        }
+        return nil
+    }
+}
+
+@inline(__always)
+private func lowerASCII(_ byte: UInt8) -> UInt8 {
+    byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
+}
+
+@inline(__always)
+private func hexValue(_ byte: UInt8) -> UInt8? {
+    switch byte {
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+    case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+    case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+    default: return nil
+    }
+}
+
+@inline(__always)
+private func upperHex(_ nibble: UInt8) -> UInt8 {
+    nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "A") + nibble - 10
+}
+
+/// RFC 3986 unreserved: ALPHA / DIGIT / "-" / "." / "_" / "~"
+@inline(__always)
+private func isUnreserved(_ byte: UInt8) -> Bool {
+    switch byte {
+    case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+        UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+        return true
+    default:
+        return false
+    }
+}

@@ -1,0 +1,28 @@
+import Logging
+import PortcullisCore
+import PortcullisUpstream
+import Synchronization
+
+/// What every connection shares: the policy store, the curl driver, the logger, and whether
+/// the gateway is draining for shutdown.
+final class GatewayEnvironment: Sendable {
+    let policies: PolicyStore
+    let curl: CurlMulti
+    let logger: Logger
+    private let draining = Atomic<Bool>(false)
+
+    init(policies: PolicyStore, curl: CurlMulti, logger: Logger) {
+        self.policies = policies
+        self.curl = curl
+        self.logger = logger
+    }
+
+    var isDraining: Bool { self.draining.load(ordering: .relaxed) }
+
+    func startDraining() { self.draining.store(true, ordering: .relaxed) }
+
+    /// Lower-case names of client headers that are always removed: the identity headers.
+    func strippedRequestHeaders(_ policy: Policy) -> Set<String> {
+        Set(policy.config.server.identityHeaders.all.map { $0.lowercased() })
+    }
+}

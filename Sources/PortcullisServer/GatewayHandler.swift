@@ -1,0 +1,428 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import PortcullisCore
+import PortcullisCrypto
+import PortcullisUpstream
+
+/// Runs the gateway for one client connection: decides each request, answers refusals, and
+/// streams allowed requests through libcurl in both directions.
+///
+/// Confined to the channel's event loop. Upstream events arrive on the curl thread and are
+/// handed over through ``UpstreamBridge``, which re-enters this handler on its loop and drops
+/// events of an exchange that is no longer current.
+final class GatewayHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    /// One forwarded request.
+    private final class Exchange {
+        let generation: Int
+        var transfer: UpstreamTransfer?
+        let keepAlive: Bool
+        var requestEnded = false
+        var responseHeadSent = false
+        var requestBodyBytes = 0
+        let requestID: String
+        let isHead: Bool
+
+        init(generation: Int, keepAlive: Bool, requestID: String, isHead: Bool) {
+            self.generation = generation
+            self.keepAlive = keepAlive
+            self.requestID = requestID
+            self.isHead = isHead
+        }
+    }
+
+    private enum State {
+        case idle
+        /// A refusal was sent; the rest of the request body is read and dropped.
+        case discarding(keepAlive: Bool)
+        case forwarding(Exchange)
+    }
+
+    private let environment: GatewayEnvironment
+    private let deadlines: ConnectionDeadlines
+    private var state = State.idle
+    private var generation = 0
+    private var readPaused = false
+    private var readPending = false
+    private var context: ChannelHandlerContext?
+    private var peer: [UInt8]?
+    private var peerText = ""
+
+    init(environment: GatewayEnvironment, deadlines: ConnectionDeadlines) {
+        self.environment = environment
+        self.deadlines = deadlines
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if let address = context.channel.remoteAddress {
+            self.peerText = address.ipAddress ?? "unknown"
+            self.peer = self.peerText.isEmpty ? nil : IPAddressBytes.parse(self.peerText)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if case .forwarding(let exchange) = self.state {
+            exchange.transfer?.cancel()
+        }
+        self.state = .idle
+        context.fireChannelInactive()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if case .forwarding(let exchange) = self.state {
+            exchange.transfer?.clientWritabilityChanged(context.channel.isWritable)
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Holds back reads while the upstream is behind on the request body.
+    func read(context: ChannelHandlerContext) {
+        if self.readPaused {
+            self.readPending = true
+        } else {
+            context.read()
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch self.unwrapInboundIn(data) {
+        case .head(let head):
+            self.deadlines.headReceived()
+            self.receiveHead(head, context: context)
+        case .body(let buffer):
+            self.receiveBody(buffer, context: context)
+        case .end:
+            self.receiveEnd(context: context)
+        }
+    }
+
+    // MARK: requests
+
+    private func receiveHead(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let policy = self.environment.policies.current
+        let server = policy.config.server
+        self.generation &+= 1
+        let requestID = Self.requestID(head.headers)
+
+        // Framing checks the HTTP decoder leaves to us.
+        let lengths = head.headers[canonicalForm: "content-length"]
+        var declaredLength: Int64?
+        if let first = lengths.first {
+            guard lengths.allSatisfy({ $0 == first }), let value = Int64(first), value >= 0 else {
+                return self.refuse(Refusal(status: 400, detail: "Invalid Content-Length", reason: "bad_framing"),
+                                   requestID: requestID, keepAlive: false, context: context)
+            }
+            declaredLength = value
+        }
+        let chunked = head.headers.contains(name: "transfer-encoding")
+        if chunked && declaredLength != nil {
+            return self.refuse(Refusal(status: 400, detail: "Both Content-Length and Transfer-Encoding", reason: "bad_framing"),
+                               requestID: requestID, keepAlive: false, context: context)
+        }
+        if let declaredLength, declaredLength > Int64(server.maxRequestBody) {
+            return self.refuse(Refusal(status: 413, detail: "Request Entity Too Large", reason: "body_too_large"),
+                               requestID: requestID, keepAlive: false, context: context)
+        }
+
+        let facts = RequestFacts(
+            method: head.method.rawValue, rawTarget: head.uri, host: head.headers.first(name: "host"),
+            authorization: head.headers["authorization"])
+        switch policy.decide(facts) {
+        case .refuse(let refusal):
+            self.refuse(refusal, requestID: requestID, keepAlive: head.isKeepAlive, context: context)
+        case .forward(let plan):
+            self.forward(head, plan: plan, policy: policy, declaredLength: declaredLength, chunked: chunked,
+                         requestID: requestID, context: context)
+        }
+    }
+
+    private func forward(
+        _ head: HTTPRequestHead, plan: ForwardPlan, policy: Policy, declaredLength: Int64?, chunked: Bool,
+        requestID: String, context: ChannelHandlerContext
+    ) {
+        let server = policy.config.server
+        let exchange = Exchange(
+            generation: self.generation, keepAlive: head.isKeepAlive, requestID: requestID, isHead: head.method == .HEAD)
+        self.state = .forwarding(exchange)
+
+        var lines: [String] = []
+        lines.reserveCapacity(head.headers.count + 6)
+        let listed = HopByHopHeaders.listedInConnection(head.headers)
+        let stripped = self.environment.strippedRequestHeaders(policy)
+        let trustedPeer = self.peer.map { address in server.trustedProxies.contains { $0.contains(address) } } ?? false
+        var forwardedFor: String?
+        var forwardedProto: String?
+        var forwardedHost: String?
+        let route = policy.routes[plan.routeIndex].config
+        let forwardAuthorization = route.forwardAuthorization ?? true
+        for (name, value) in head.headers {
+            let lower = name.lowercased()
+            if HopByHopHeaders.always.contains(lower) || listed.contains(lower) || stripped.contains(lower) { continue }
+            switch lower {
+            case "x-forwarded-for":
+                if trustedPeer { forwardedFor = forwardedFor.map { $0 + ", " + value } ?? value }
+                continue
+            case "x-forwarded-proto":
+                if trustedPeer { forwardedProto = value }
+                continue
+            case "x-forwarded-host":
+                if trustedPeer { forwardedHost = value }
+                continue
+            case "authorization":
+                if !forwardAuthorization { continue }
+            case "host":
+                continue
+            default:
+                break
+            }
+            lines.append("\(name): \(value)")
+        }
+        let clientHost = Self.authorityOrHost(head)
+        if plan.upstream.preserveHost, let clientHost { lines.append("Host: \(clientHost)") }
+        lines.append("X-Forwarded-For: " + (forwardedFor.map { $0 + ", " + self.peerText } ?? self.peerText))
+        lines.append("X-Forwarded-Proto: " + (forwardedProto ?? "http"))
+        if let host = forwardedHost ?? clientHost { lines.append("X-Forwarded-Host: \(host)") }
+        lines.append("X-Request-Id: \(requestID)")
+
+        let body: UpstreamRequest.Body
+        if chunked {
+            body = .streamed
+        } else if let declaredLength, declaredLength > 0 || !Self.usuallyWithoutBody(head.method) {
+            body = .length(declaredLength)
+        } else {
+            body = .none
+        }
+        let upstream = plan.upstream
+        var socketPath: String?
+        if case .unixSocket(let path) = upstream.target { socketPath = path }
+        let request = UpstreamRequest(
+            url: plan.upstreamURL, method: head.method.rawValue, headers: lines, body: body, unixSocketPath: socketPath,
+            connectTimeoutMilliseconds: upstream.connectTimeout, timeoutMilliseconds: upstream.timeout,
+            caFile: upstream.tls?.caFile, clientCertFile: upstream.tls?.clientCertFile,
+            clientKeyFile: upstream.tls?.clientKeyFile)
+        if body != .none, head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
+            context.writeAndFlush(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+        }
+        let bridge = UpstreamBridge(handler: self, eventLoop: context.eventLoop, generation: exchange.generation)
+        exchange.transfer = self.environment.curl.start(request, handler: bridge)
+    }
+
+    private func receiveBody(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
+        guard case .forwarding(let exchange) = self.state, let transfer = exchange.transfer, !exchange.requestEnded else {
+            return  // discarding, or the exchange already failed
+        }
+        exchange.requestBodyBytes += buffer.readableBytes
+        if exchange.requestBodyBytes > self.environment.policies.current.config.server.maxRequestBody {
+            // Not one byte past the limit reaches the upstream.
+            transfer.cancel()
+            exchange.transfer = nil
+            if !exchange.responseHeadSent {
+                self.state = .idle
+                self.refuse(Refusal(status: 413, detail: "Request Entity Too Large", reason: "body_too_large"),
+                            requestID: exchange.requestID, keepAlive: false, context: context)
+            } else {
+                context.close(promise: nil)
+            }
+            return
+        }
+        if !transfer.appendRequestBody(buffer) { self.readPaused = true }
+    }
+
+    private func receiveEnd(context: ChannelHandlerContext) {
+        switch self.state {
+        case .idle:
+            break
+        case .discarding(let keepAlive):
+            self.state = .idle
+            if keepAlive { self.deadlines.becameIdle() }
+        case .forwarding(let exchange):
+            exchange.requestEnded = true
+            exchange.transfer?.endRequestBody()
+        }
+    }
+
+    // MARK: upstream events (on this loop, via the bridge)
+
+    fileprivate func upstreamHead(_ head: UpstreamResponseHead, generation: Int) {
+        guard let context = self.context, case .forwarding(let exchange) = self.state, exchange.generation == generation
+        else { return }
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(head.headers.count + 2)
+        var listed = Set<String>()
+        for (name, value) in head.headers where name.lowercased() == "connection" {
+            for token in value.split(separator: ",") { listed.insert(token.trimmingASCIISpaces().lowercased()) }
+        }
+        for (name, value) in head.headers {
+            let lower = name.lowercased()
+            if HopByHopHeaders.always.contains(lower) || listed.contains(lower) || lower == "x-request-id" { continue }
+            headers.add(name: name, value: value)
+        }
+        headers.add(name: "X-Request-Id", value: exchange.requestID)
+        if !exchange.keepAlive { headers.add(name: "Connection", value: "close") }
+        let status = HTTPResponseStatus(statusCode: head.status, reasonPhrase: head.reason)
+        exchange.responseHeadSent = true
+        context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        if exchange.isHead || !status.mayHaveResponseBody { context.flush() }
+    }
+
+    fileprivate func upstreamBody(_ buffer: ByteBuffer, generation: Int) {
+        guard let context = self.context, case .forwarding(let exchange) = self.state, exchange.generation == generation
+        else { return }
+        let count = buffer.readableBytes
+        context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        exchange.transfer?.responseBodyWritten(count, clientWritable: context.channel.isWritable)
+    }
+
+    fileprivate func upstreamWantsBody(generation: Int) {
+        guard let context = self.context, case .forwarding(let exchange) = self.state, exchange.generation == generation
+        else { return }
+        self.resumeReading(context: context)
+    }
+
+    fileprivate func upstreamFinished(_ error: UpstreamError?, generation: Int) {
+        guard let context = self.context, case .forwarding(let exchange) = self.state, exchange.generation == generation
+        else { return }
+        exchange.transfer = nil
+        self.resumeReading(context: context)
+        if let error {
+            if exchange.responseHeadSent {
+                // The head is out: the client can only learn of the failure by the connection closing.
+                self.state = .idle
+                context.close(promise: nil)
+                return
+            }
+            let refusal: Refusal
+            switch error.kind {
+            case .timeout: refusal = Refusal(status: 504, detail: "Gateway Timeout", reason: "upstream_timeout")
+            case .cancelled: return
+            case .badGateway, .requestBody: refusal = Refusal(status: 502, detail: "Bad Gateway", reason: "upstream_error")
+            }
+            self.environment.logger.warning(
+                "upstream failed", metadata: ["request_id": "\(exchange.requestID)", "error": "\(error)"])
+            let keepAlive = exchange.keepAlive && exchange.requestEnded
+            self.state = exchange.requestEnded ? .idle : .discarding(keepAlive: false)
+            self.writeRefusal(refusal, requestID: exchange.requestID, keepAlive: keepAlive, context: context)
+            return
+        }
+        // A response may end before the client finished its body; the rest cannot be framed
+        // for anyone, so the connection closes after the answer.
+        let keepAlive = exchange.keepAlive && exchange.requestEnded && !self.environment.isDraining
+        self.state = .idle
+        context.writeAndFlush(self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { [deadlines = self.deadlines] _ in
+            if keepAlive {
+                deadlines.becameIdle()
+            } else {
+                context.close(promise: nil)
+            }
+        }
+    }
+
+    // MARK: refusals
+
+    private func refuse(_ refusal: Refusal, requestID: String, keepAlive: Bool, context: ChannelHandlerContext) {
+        self.state = .discarding(keepAlive: keepAlive)
+        self.writeRefusal(refusal, requestID: requestID, keepAlive: keepAlive, context: context)
+    }
+
+    private func writeRefusal(_ refusal: Refusal, requestID: String, keepAlive: Bool, context: ChannelHandlerContext) {
+        var headers = HTTPHeaders()
+        for (name, value) in refusal.headers { headers.add(name: name, value: value) }
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Content-Length", value: String(refusal.body.count))
+        headers.add(name: "X-Request-Id", value: requestID)
+        let keepAlive = keepAlive && !self.environment.isDraining
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        let head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: refusal.status), headers: headers)
+        context.write(self.wrapOutboundOut(.head(head)), promise: nil)
+        context.write(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: refusal.body)))), promise: nil)
+        let discarding: Bool
+        if case .discarding = self.state { discarding = true } else { discarding = false }
+        let channel = context.channel
+        context.writeAndFlush(self.wrapOutboundOut(.end(nil))).whenComplete { _ in
+            if !keepAlive { channel.close(promise: nil) }
+        }
+        if keepAlive && !discarding { self.deadlines.becameIdle() }
+    }
+
+    private func resumeReading(context: ChannelHandlerContext) {
+        guard self.readPaused else { return }
+        self.readPaused = false
+        if self.readPending {
+            self.readPending = false
+            context.read()
+        }
+    }
+
+    // MARK: helpers
+
+    private static func usuallyWithoutBody(_ method: HTTPMethod) -> Bool {
+        switch method {
+        case .GET, .HEAD, .DELETE, .OPTIONS, .TRACE: return true
+        default: return false
+        }
+    }
+
+    /// The authority of an absolute-form target, else the Host header.
+    private static func authorityOrHost(_ head: HTTPRequestHead) -> String? {
+        if !head.uri.hasPrefix("/"),
+            case .success(let target) = RequestTarget.normalize(head.uri, mergeSlashes: false),
+            let authority = target.authority
+        {
+            return authority
+        }
+        return head.headers.first(name: "host")
+    }
+
+    /// The client's `X-Request-Id` when it is sane (1–128 characters of `[A-Za-z0-9._:-]`),
+    /// else a fresh random one.
+    static func requestID(_ headers: HTTPHeaders) -> String {
+        if let given = headers.first(name: "x-request-id"), !given.isEmpty, given.utf8.count <= 128,
+            given.utf8.allSatisfy({ byte in
+                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                    || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".")
+                    || byte == UInt8(ascii: ":")
+            })
+        {
+            return given
+        }
+        return SecureRandom.hex(16)
+    }
+}
+
+/// Carries one exchange's upstream events from the curl thread to the connection's event loop.
+final class UpstreamBridge: UpstreamResponseHandler, Sendable {
+    private let handler: NIOLoopBound<GatewayHandler>
+    private let eventLoop: any EventLoop
+    private let generation: Int
+
+    init(handler: GatewayHandler, eventLoop: any EventLoop, generation: Int) {
+        self.handler = NIOLoopBound(handler, eventLoop: eventLoop)
+        self.eventLoop = eventLoop
+        self.generation = generation
+    }
+
+    func upstreamResponseHead(_ head: UpstreamResponseHead) {
+        self.eventLoop.execute { [handler, generation] in handler.value.upstreamHead(head, generation: generation) }
+    }
+
+    func upstreamResponseBody(_ bytes: ByteBuffer) {
+        self.eventLoop.execute { [handler, generation] in handler.value.upstreamBody(bytes, generation: generation) }
+    }
+
+    func upstreamWantsRequestBody() {
+        self.eventLoop.execute { [handler, generation] in handler.value.upstreamWantsBody(generation: generation) }
+    }
+
+    func upstreamFinished(_ error: UpstreamError?) {
+        self.eventLoop.execute { [handler, generation] in handler.value.upstreamFinished(error, generation: generation) }
+    }
+}

@@ -1,0 +1,105 @@
+import Dispatch
+package import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+package import PortcullisCore
+import PortcullisUpstream
+import Synchronization
+
+/// The public listener: accepts connections, runs a ``GatewayHandler`` on each, and shuts
+/// down gracefully.
+package final class GatewayServer: Sendable {
+    private let environment: GatewayEnvironment
+    private let group: MultiThreadedEventLoopGroup
+    private let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
+    private let logger: Logger
+
+    package init(policy: Policy, logger: Logger) {
+        let curl = CurlMulti(logger: logger)
+        self.environment = GatewayEnvironment(policies: PolicyStore(policy), curl: curl, logger: logger)
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        self.logger = logger
+    }
+
+    /// Binds `address` and serves until SIGTERM or SIGINT, then lets in-flight requests finish
+    /// within `shutdown_grace`.
+    package func run(listen address: ListenAddress) throws {
+        let server = self.environment.policies.current.config.server
+        let idle = TimeAmount.milliseconds(server.idleTimeout)
+        let header = TimeAmount.milliseconds(server.requestHeaderTimeout)
+        let environment = self.environment
+        let bootstrap = ServerBootstrap(group: self.group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 4)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let deadlines = ConnectionDeadlines(idleTimeout: idle, headerTimeout: header)
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(deadlines)
+                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
+                    try sync.addHandler(GatewayHandler(environment: environment, deadlines: deadlines))
+                    self.track(channel)
+                }
+            }
+        let channel = try bootstrap.bind(host: address.host, port: address.port).wait()
+        let bound = channel.localAddress.map { "\($0.ipAddress ?? address.host):\($0.port ?? address.port)" } ?? "\(address)"
+        self.logger.notice("portcullis listening", metadata: ["address": "\(bound)"])
+
+        let stop = DispatchSemaphore(value: 0)
+        let signals = [SIGTERM, SIGINT].map { signalNumber -> any DispatchSourceSignal in
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler { stop.signal() }
+            source.resume()
+            return source
+        }
+        stop.wait()
+        self.logger.notice("shutting down: no longer accepting connections")
+        try? channel.close().wait()
+        self.drain(grace: .milliseconds(Int(server.shutdownGrace)))
+        signals.forEach { $0.cancel() }
+        self.environment.curl.shutdown()
+        try? self.group.syncShutdownGracefully()
+        self.logger.notice("stopped")
+    }
+
+    private func track(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        self.connections.withLock { $0[id] = channel }
+        channel.closeFuture.whenComplete { [self] _ in
+            _ = self.connections.withLock { $0.removeValue(forKey: id) }
+        }
+    }
+
+    /// Closes idle connections now and the busy ones as their exchanges end, until `grace` runs out.
+    private func drain(grace: Duration) {
+        self.environment.startDraining()
+        let deadline = ContinuousClock.now + grace
+        // Idle keep-alive connections have nothing in flight: a half-close of their read side
+        // is not enough for clients that pipeline, so they are closed once idle.
+        for channel in self.connections.withLock({ Array($0.values) }) {
+            channel.pipeline.handler(type: ConnectionDeadlines.self).whenSuccess { deadlines in
+                deadlines.closeIfIdle()
+            }
+        }
+        while ContinuousClock.now < deadline {
+            if self.connections.withLock({ $0.isEmpty }) { return }
+            Thread.sleepFor(milliseconds: 20)
+        }
+        let remaining = self.connections.withLock { Array($0.values) }
+        if !remaining.isEmpty {
+            self.logger.warning("shutdown grace over; closing busy connections", metadata: ["count": "\(remaining.count)"])
+            for channel in remaining { channel.close(promise: nil) }
+        }
+    }
+}
+
+enum Thread {
+    static func sleepFor(milliseconds: Int) {
+        var request = timespec(tv_sec: milliseconds / 1000, tv_nsec: (milliseconds % 1000) * 1_000_000)
+        nanosleep(&request, nil)
+    }
+}

@@ -1,0 +1,232 @@
+internal import CPortcullisCurl
+import Foundation
+package import Logging
+import NIOCore
+import Synchronization
+
+/// Runs libcurl's multi interface on one dedicated thread: every upstream exchange of the
+/// process, with connections to each upstream kept alive and reused across requests.
+///
+/// Other threads never call curl. They append a ``Command`` to the inbox under a mutex and
+/// wake the loop with `curl_multi_wakeup`, the one multi call that is safe from any thread.
+/// The loop takes the whole inbox at once, applies it, and lets curl run until it has work or
+/// is woken again. Nothing on an event loop ever blocks on curl.
+package final class CurlMulti: @unchecked Sendable {  // `multi`, `idleHandles` and `running`: curl thread only
+    package enum Command: Sendable {
+        case start(UpstreamTransfer)
+        case unpause(UpstreamTransfer)
+        case cancel(UpstreamTransfer)
+        case shutdown
+    }
+
+    private let multi: UnsafeMutableRawPointer
+    private let inbox = Mutex<[Command]>([])
+    private var idleHandles: [UnsafeMutableRawPointer] = []
+    private var running = 0
+    private let logger: Logger
+    private let stopped = Mutex(false)
+
+    private static let globalInit: Bool = {
+        curl_global_init(PC_CURL_GLOBAL_DEFAULT) == CURLE_OK
+    }()
+
+    /// Starts the curl thread.
+    package init(logger: Logger, maxIdleConnections: Int = 256) {
+        precondition(Self.globalInit, "libcurl failed to initialize")
+        guard let multi = curl_multi_init() else { fatalError("curl_multi_init failed: out of memory") }
+        self.multi = multi
+        self.logger = logger
+        _ = pc_curl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, maxIdleConnections)
+        let thread = Thread { [self] in self.run() }
+        thread.name = "portcullis-curl"
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    /// Begins an exchange. Events arrive on `handler`, from the curl thread.
+    package func start(_ request: UpstreamRequest, handler: any UpstreamResponseHandler) -> UpstreamTransfer {
+        let transfer = UpstreamTransfer(request: request, handler: handler, multi: self)
+        self.submit(.start(transfer))
+        return transfer
+    }
+
+    package func submit(_ command: Command) {
+        self.inbox.withLock { $0.append(command) }
+        curl_multi_wakeup(self.multi)
+    }
+
+    /// Stops the loop after cancelling what is still running. Returns at once.
+    package func shutdown() { self.submit(.shutdown) }
+
+    // MARK: the curl thread
+
+    private func run() {
+        var pending: [Command] = []
+        var shuttingDown = false
+        while !shuttingDown {
+            self.inbox.withLock { swap(&$0, &pending) }
+            for command in pending {
+                switch command {
+                case .start(let transfer): self.begin(transfer)
+                case .unpause(let transfer):
+                    if let easy = transfer.easy, !transfer.finished { curl_easy_pause(easy, PC_CURLPAUSE_CONT) }
+                case .cancel(let transfer):
+                    if transfer.easy != nil && !transfer.finished {
+                        self.finish(transfer, error: UpstreamError(kind: .cancelled, curlCode: 0, message: "cancelled"))
+                    }
+                case .shutdown: shuttingDown = true
+                }
+            }
+            pending.removeAll(keepingCapacity: true)
+            var stillRunning: Int32 = 0
+            curl_multi_perform(self.multi, &stillRunning)
+            self.drainCompleted()
+            if !shuttingDown {
+                curl_multi_poll(self.multi, nil, 0, 1000, nil)
+            }
+        }
+        self.stopped.withLock { $0 = true }
+    }
+
+    private func drainCompleted() {
+        var remaining: Int32 = 0
+        while let message = curl_multi_info_read(self.multi, &remaining) {
+            guard message.pointee.msg == CURLMSG_DONE, let easy = message.pointee.easy_handle else { continue }
+            let code = message.pointee.data.result
+            var raw: UnsafeMutableRawPointer?
+            _ = pc_curl_getinfo_pointer(easy, CURLINFO_PRIVATE, &raw)
+            guard let raw else { continue }
+            let transfer = Unmanaged<UpstreamTransfer>.fromOpaque(raw).takeUnretainedValue()
+            if code == CURLE_OK {
+                self.finish(transfer, error: nil)
+            } else {
+                self.finish(transfer, error: UpstreamError(curlCode: code, cancelled: transfer.isCancelled))
+            }
+        }
+    }
+
+    private func begin(_ transfer: UpstreamTransfer) {
+        let easy = self.idleHandles.popLast() ?? curl_easy_init()
+        guard let easy else {
+            transfer.finished = true
+            transfer.handler.upstreamFinished(UpstreamError(kind: .badGateway, curlCode: 0, message: "curl_easy_init failed"))
+            return
+        }
+        transfer.easy = easy
+        let retained = Unmanaged.passRetained(transfer)  // curl's +1 until `finish`
+        transfer.retainedByCurl = retained
+        let request = transfer.request
+        var ok = true
+        func set(_ result: CURLcode) { if result != CURLE_OK { ok = false } }
+
+        set(pc_curl_setopt_pointer(easy, CURLOPT_PRIVATE, retained.toOpaque()))
+        set(pc_curl_setopt_string(easy, CURLOPT_URL, request.url))
+        set(pc_curl_setopt_long(easy, CURLOPT_NOSIGNAL, 1))
+        set(pc_curl_setopt_long(easy, CURLOPT_PATH_AS_IS, 1))
+        set(pc_curl_setopt_long(easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1))
+        // Never use a proxy from the environment: the upstream is what the config says.
+        set(pc_curl_setopt_string(easy, CURLOPT_PROXY, ""))
+        set(pc_curl_setopt_long(easy, CURLOPT_HTTP_CONTENT_DECODING, 0))
+        set(pc_curl_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 0))
+        set(pc_curl_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Int(request.connectTimeoutMilliseconds)))
+        set(pc_curl_setopt_long(easy, CURLOPT_TIMEOUT_MS, Int(request.timeoutMilliseconds)))
+        set(pc_curl_setopt_long(easy, CURLOPT_PROTOCOLS, Int(CURLPROTO_HTTP | CURLPROTO_HTTPS)))
+        if let path = request.unixSocketPath { set(pc_curl_setopt_string(easy, CURLOPT_UNIX_SOCKET_PATH, path)) }
+        if let file = request.caFile { set(pc_curl_setopt_string(easy, CURLOPT_CAINFO, file)) }
+        if let file = request.clientCertFile { set(pc_curl_setopt_string(easy, CURLOPT_SSLCERT, file)) }
+        if let file = request.clientKeyFile { set(pc_curl_setopt_string(easy, CURLOPT_SSLKEY, file)) }
+
+        switch request.method {
+        case "GET" where request.body == .none:
+            break
+        case "HEAD":
+            set(pc_curl_setopt_long(easy, CURLOPT_NOBODY, 1))
+        default:
+            set(pc_curl_setopt_string(easy, CURLOPT_CUSTOMREQUEST, request.method))
+        }
+        switch request.body {
+        case .none:
+            break
+        case .length(let length):
+            set(pc_curl_setopt_long(easy, CURLOPT_UPLOAD, 1))
+            set(pc_curl_setopt_offset(easy, CURLOPT_INFILESIZE_LARGE, curl_off_t(length)))
+        case .streamed:
+            set(pc_curl_setopt_long(easy, CURLOPT_UPLOAD, 1))
+            set(pc_curl_setopt_offset(easy, CURLOPT_INFILESIZE_LARGE, -1))
+        }
+
+        // curl adds `Accept: */*` and, for uploads, `Expect: 100-continue` unless told otherwise:
+        // an empty value removes a header curl would add by itself.
+        var list: UnsafeMutablePointer<curl_slist>? = nil
+        var sawAccept = false
+        for line in request.headers {
+            if line.utf8.count >= 7, line.prefix(7).lowercased() == "accept:" { sawAccept = true }
+            list = curl_slist_append(list, line)
+        }
+        if !sawAccept { list = curl_slist_append(list, "Accept:") }
+        list = curl_slist_append(list, "Expect:")
+        transfer.headerList = list
+        set(pc_curl_setopt_slist(easy, CURLOPT_HTTPHEADER, list))
+
+        let opaque = retained.toOpaque()
+        set(pc_curl_setopt_write(easy, CURLOPT_HEADERFUNCTION, curlHeaderThunk))
+        set(pc_curl_setopt_pointer(easy, CURLOPT_HEADERDATA, opaque))
+        set(pc_curl_setopt_write(easy, CURLOPT_WRITEFUNCTION, curlWriteThunk))
+        set(pc_curl_setopt_pointer(easy, CURLOPT_WRITEDATA, opaque))
+        if request.body != .none {
+            set(pc_curl_setopt_read(easy, CURLOPT_READFUNCTION, curlReadThunk))
+            set(pc_curl_setopt_pointer(easy, CURLOPT_READDATA, opaque))
+        }
+        guard ok, curl_multi_add_handle(self.multi, easy) == CURLM_OK else {
+            self.finish(transfer, error: UpstreamError(kind: .badGateway, curlCode: 0, message: "could not configure the transfer"))
+            return
+        }
+        self.running += 1
+    }
+
+    /// Removes the transfer from curl, recycles its handle, and tells the handler. Runs once.
+    private func finish(_ transfer: UpstreamTransfer, error: UpstreamError?) {
+        guard !transfer.finished, let easy = transfer.easy else { return }
+        transfer.finished = true
+        if curl_multi_remove_handle(self.multi, easy) == CURLM_OK, self.running > 0 { self.running -= 1 }
+        curl_slist_free_all(transfer.headerList)
+        transfer.headerList = nil
+        transfer.easy = nil
+        curl_easy_reset(easy)
+        if self.idleHandles.count < 512 {
+            self.idleHandles.append(easy)
+        } else {
+            curl_easy_cleanup(easy)
+        }
+        transfer.handler.upstreamFinished(error)
+        transfer.retainedByCurl?.release()  // curl's +1 from `begin`
+        transfer.retainedByCurl = nil
+    }
+}
+
+// C entry points for curl's callbacks. They capture nothing (they are C function pointers) and
+// find their transfer through the opaque pointer set in `begin`; they run on the curl thread.
+
+private let curlHeaderThunk: curl_write_callback = { data, size, count, userdata in
+    let transfer = Unmanaged<UpstreamTransfer>.fromOpaque(userdata!).takeUnretainedValue()
+    transfer.receiveHeaderLine(UnsafeRawBufferPointer(start: data, count: size * count))
+    return size * count
+}
+
+private let curlWriteThunk: curl_write_callback = { data, size, count, userdata in
+    let transfer = Unmanaged<UpstreamTransfer>.fromOpaque(userdata!).takeUnretainedValue()
+    return transfer.receiveBody(UnsafeRawBufferPointer(start: data, count: size * count))
+}
+
+private let curlReadThunk: curl_read_callback = { buffer, size, count, userdata in
+    let transfer = Unmanaged<UpstreamTransfer>.fromOpaque(userdata!).takeUnretainedValue()
+    return transfer.provideBody(into: UnsafeMutableRawBufferPointer(start: buffer, count: size * count))
+}
+
+/// Versions of libcurl as linked, for `portcullis version`.
+package enum CurlVersion {
+    package static var text: String {
+        guard let text = curl_version() else { return "unknown" }
+        return String(cString: text)
+    }
+}

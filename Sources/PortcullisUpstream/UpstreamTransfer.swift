@@ -1,0 +1,216 @@
+internal import CPortcullisCurl
+package import NIOCore
+import Synchronization
+
+/// Receives one upstream exchange's events. Every method is called on the curl thread, so
+/// implementations hand the work to their own event loop and return at once.
+package protocol UpstreamResponseHandler: AnyObject, Sendable {
+    func upstreamResponseHead(_ head: UpstreamResponseHead)
+    /// Body bytes; the gateway must report them written with
+    /// ``UpstreamTransfer/responseBodyWritten(_:clientWritable:)``.
+    func upstreamResponseBody(_ bytes: ByteBuffer)
+    /// The request-body queue drained below its low-water mark after the reader was paused.
+    func upstreamWantsRequestBody()
+    /// The exchange ended: `nil` after the whole response was delivered.
+    func upstreamFinished(_ error: UpstreamError?)
+}
+
+/// One upstream exchange. The gateway side feeds the request body and reports how much of the
+/// response it has written; the curl thread runs the transfer.
+///
+/// Two kinds of state live here. `shared` is the only state both sides touch, always under its
+/// mutex, and the lock is held only to move counters and buffers, never around a curl call or a
+/// callback. Everything else is confined to the curl thread (see ``CurlMulti``).
+package final class UpstreamTransfer: @unchecked Sendable {  // see the confinement note above
+    package let request: UpstreamRequest
+    let handler: any UpstreamResponseHandler
+    unowned let multi: CurlMulti
+
+    /// Response bytes queued towards the client beyond which curl is paused, and below which it
+    /// resumes.
+    static let responseHighWater = 256 << 10
+    static let responseLowWater = 64 << 10
+    /// Client body bytes buffered for curl beyond which the client connection stops being read.
+    static let requestHighWater = 256 << 10
+    static let requestLowWater = 64 << 10
+
+    private struct Shared {
+        var requestChunks = CircularBuffer<ByteBuffer>()
+        var requestBuffered = 0
+        var requestEnded = false
+        var requestAborted = false
+        /// curl asked for body bytes, found none, and is paused until more arrive.
+        var curlReadPaused = false
+        /// The gateway stopped reading the client because the queue is full.
+        var clientReadStalled = false
+        var responseQueued = 0
+        var clientBlocked = false
+        var curlWritePaused = false
+    }
+
+    private let shared = Mutex(Shared())
+
+    // Confined to the curl thread.
+    var easy: UnsafeMutableRawPointer?
+    var headerList: UnsafeMutablePointer<curl_slist>?
+    var retainedByCurl: Unmanaged<UpstreamTransfer>?
+    var finished = false
+    private var status = 0
+    private var reason = ""
+    private var headers: [(name: String, value: String)] = []
+    private var headDelivered = false
+
+    init(request: UpstreamRequest, handler: any UpstreamResponseHandler, multi: CurlMulti) {
+        self.request = request
+        self.handler = handler
+        self.multi = multi
+    }
+
+    // MARK: the gateway's side (any thread)
+
+    /// Queues client body bytes for the upstream.
+    /// - Returns: `false` when the queue is full and the caller should stop reading the client
+    ///   until ``UpstreamResponseHandler/upstreamWantsRequestBody()``.
+    package func appendRequestBody(_ buffer: ByteBuffer) -> Bool {
+        let (resume, keepReading) = self.shared.withLock { state -> (Bool, Bool) in
+            state.requestChunks.append(buffer)
+            state.requestBuffered += buffer.readableBytes
+            let resume = state.curlReadPaused
+            state.curlReadPaused = false
+            let keepReading = state.requestBuffered < Self.requestHighWater
+            if !keepReading { state.clientReadStalled = true }
+            return (resume, keepReading)
+        }
+        if resume { self.multi.submit(.unpause(self)) }
+        return keepReading
+    }
+
+    /// The client's body is complete.
+    package func endRequestBody() {
+        let resume = self.shared.withLock { state -> Bool in
+            state.requestEnded = true
+            defer { state.curlReadPaused = false }
+            return state.curlReadPaused
+        }
+        if resume { self.multi.submit(.unpause(self)) }
+    }
+
+    /// Reports `count` response bytes handed to the client connection.
+    package func responseBodyWritten(_ count: Int, clientWritable: Bool) {
+        let resume = self.shared.withLock { state -> Bool in
+            state.responseQueued -= count
+            state.clientBlocked = !clientWritable
+            return Self.shouldResumeWriting(&state)
+        }
+        if resume { self.multi.submit(.unpause(self)) }
+    }
+
+    /// Reports a change of the client connection's writability.
+    package func clientWritabilityChanged(_ writable: Bool) {
+        let resume = self.shared.withLock { state -> Bool in
+            state.clientBlocked = !writable
+            return Self.shouldResumeWriting(&state)
+        }
+        if resume { self.multi.submit(.unpause(self)) }
+    }
+
+    /// Abandons the exchange (the client went away, or its body broke a limit). The handler is
+    /// told once, with `.cancelled`, unless the exchange already finished.
+    package func cancel() {
+        self.shared.withLock { $0.requestAborted = true }
+        self.multi.submit(.cancel(self))
+    }
+
+    private static func shouldResumeWriting(_ state: inout Shared) -> Bool {
+        guard state.curlWritePaused, !state.clientBlocked, state.responseQueued <= Self.responseLowWater else {
+            return false
+        }
+        state.curlWritePaused = false
+        return true
+    }
+
+    // MARK: curl callbacks (curl thread)
+
+    func receiveHeaderLine(_ line: UnsafeRawBufferPointer) {
+        var bytes = line[...]
+        while let last = bytes.last, last == UInt8(ascii: "\r") || last == UInt8(ascii: "\n") { bytes = bytes.dropLast() }
+        if bytes.isEmpty {
+            // End of a head. 1xx heads (100 Continue) are followed by the real one.
+            if self.status >= 200 && !self.headDelivered {
+                self.headDelivered = true
+                self.handler.upstreamResponseHead(
+                    UpstreamResponseHead(status: self.status, reason: self.reason, headers: self.headers))
+                self.headers = []
+            }
+            return
+        }
+        if bytes.starts(with: "HTTP/".utf8) {
+            // A new status line: "HTTP/1.1 200 OK".
+            self.headers.removeAll(keepingCapacity: true)
+            let parts = bytes.split(separator: UInt8(ascii: " "), maxSplits: 2, omittingEmptySubsequences: true)
+            if parts.count >= 2, let code = Int(String(decoding: parts[1], as: UTF8.self)) {
+                self.status = code
+                self.reason = parts.count == 3 ? String(decoding: parts[2], as: UTF8.self) : ""
+            }
+            return
+        }
+        guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")) else { return }
+        let name = String(decoding: bytes[bytes.startIndex..<colon], as: UTF8.self)
+        var value = bytes[bytes.index(after: colon)...]
+        while let first = value.first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") { value = value.dropFirst() }
+        while let last = value.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") { value = value.dropLast() }
+        self.headers.append((name, String(decoding: value, as: UTF8.self)))
+    }
+
+    /// - Returns: the bytes accepted, or curl's pause marker when the client is behind.
+    func receiveBody(_ bytes: UnsafeRawBufferPointer) -> Int {
+        let count = bytes.count
+        let accept = self.shared.withLock { state -> Bool in
+            if state.clientBlocked || state.responseQueued >= Self.responseHighWater {
+                state.curlWritePaused = true
+                return false
+            }
+            state.responseQueued += count
+            return true
+        }
+        guard accept else { return Int(PC_CURL_WRITEFUNC_PAUSE) }
+        self.handler.upstreamResponseBody(ByteBuffer(bytes: bytes))
+        return count
+    }
+
+    /// Fills curl's upload buffer from the queued client body.
+    func provideBody(into destination: UnsafeMutableRawBufferPointer) -> Int {
+        var wantMore = false
+        let result = self.shared.withLock { state -> Int in
+            if state.requestAborted { return Int(PC_CURL_READFUNC_ABORT) }
+            var written = 0
+            while written < destination.count, var chunk = state.requestChunks.first {
+                let take = min(chunk.readableBytes, destination.count - written)
+                chunk.withUnsafeReadableBytes { source in
+                    UnsafeMutableRawBufferPointer(rebasing: destination[written..<(written + take)])
+                        .copyMemory(from: UnsafeRawBufferPointer(rebasing: source[0..<take]))
+                }
+                chunk.moveReaderIndex(forwardBy: take)
+                written += take
+                if chunk.readableBytes == 0 {
+                    state.requestChunks.removeFirst()
+                } else {
+                    state.requestChunks[state.requestChunks.startIndex] = chunk
+                }
+            }
+            state.requestBuffered -= written
+            if state.clientReadStalled && state.requestBuffered <= Self.requestLowWater {
+                state.clientReadStalled = false
+                wantMore = true
+            }
+            if written > 0 { return written }
+            if state.requestEnded { return 0 }
+            state.curlReadPaused = true
+            return Int(PC_CURL_READFUNC_PAUSE)
+        }
+        if wantMore { self.handler.upstreamWantsRequestBody() }
+        return result
+    }
+
+    var isCancelled: Bool { self.shared.withLock { $0.requestAborted } }
+}

@@ -1,0 +1,66 @@
+import ArgumentParser
+import Foundation
+import PortcullisCore
+
+/// `--config PATH`, shared by every command that reads a configuration.
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .long, help: "The configuration file (default: $PORTCULLIS_CONFIG, then ./routes.yaml).")
+    var config: String?
+
+    var path: String {
+        if let config { return config }
+        if let fromEnvironment = ProcessInfo.processInfo.environment["PORTCULLIS_CONFIG"], !fromEnvironment.isEmpty {
+            return fromEnvironment
+        }
+        return "routes.yaml"
+    }
+
+    /// Reads and checks the file. Every diagnostic is in the result; the caller prints them.
+    func load() -> ConfigLoader.Result {
+        let path = self.path
+        guard let data = FileManager.default.contents(atPath: path) else {
+            let reason = FileManager.default.fileExists(atPath: path) ? "cannot read the file" : "no such file"
+            return ConfigLoader.Result(
+                config: nil,
+                diagnostics: ConfigDiagnostics([
+                    ConfigDiagnostic(.error, .unreadableFile, at: SourceLocation(file: path, line: 1, column: 1), reason)
+                ]))
+        }
+        guard let text = String(validating: data, as: UTF8.self) else {
+            return ConfigLoader.Result(
+                config: nil,
+                diagnostics: ConfigDiagnostics([
+                    ConfigDiagnostic(
+                        .error, .syntax, at: SourceLocation(file: path, line: 1, column: 1), "the file is not valid UTF-8")
+                ]))
+        }
+        var result = ConfigLoader.load(text: text, file: path)
+        if var config = result.config {
+            config.resolvePaths(relativeTo: URL(fileURLWithPath: path).deletingLastPathComponent().path)
+            result.config = config
+        }
+        return result
+    }
+}
+
+extension GatewayConfig {
+    /// Relative file paths in the configuration are relative to the configuration's folder.
+    mutating func resolvePaths(relativeTo folder: String) {
+        func resolve(_ path: String) -> String {
+            path.hasPrefix("/") ? path : (folder as NSString).appendingPathComponent(path)
+        }
+        if case .file(let path) = self.server.accessLog { self.server.accessLog = .file(resolve(path)) }
+        if let tls = self.server.tls {
+            self.server.tls = TLSFiles(certFile: resolve(tls.certFile), keyFile: resolve(tls.keyFile))
+        }
+        for (name, var upstream) in self.upstreams {
+            if var tls = upstream.tls {
+                tls.caFile = tls.caFile.map(resolve)
+                tls.clientCertFile = tls.clientCertFile.map(resolve)
+                tls.clientKeyFile = tls.clientKeyFile.map(resolve)
+                upstream.tls = tls
+                self.upstreams[name] = upstream
+            }
+        }
+    }
+}

@@ -1,0 +1,43 @@
+import ArgumentParser
+import Logging
+import PortcullisCore
+import PortcullisServer
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the gateway.")
+
+    @OptionGroup var options: ConfigOptions
+
+    @Option(name: .long, help: "Listen on HOST:PORT instead of server.listen.")
+    var listen: String?
+
+    @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    func run() throws {
+        guard let level = Logger.Level(rawValue: self.logLevel) else {
+            throw ValidationError("unknown log level '\(self.logLevel)'")
+        }
+        var address: ListenAddress?
+        if let listen = self.listen {
+            guard let parsed = ScalarParsers.listenAddress(listen) else {
+                throw ValidationError("--listen must be HOST:PORT, such as 127.0.0.1:8080 or [::]:8080")
+            }
+            address = ListenAddress(host: parsed.host, port: parsed.port)
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "portcullis")
+        let result = self.options.load()
+        for diagnostic in result.diagnostics.sorted { printError(diagnostic.description) }
+        guard let config = result.config else {
+            logger.error("invalid configuration; not starting", metadata: ["file": "\(self.options.path)"])
+            throw ExitCode(2)
+        }
+        let server = GatewayServer(policy: Policy(config: config), logger: logger)
+        try server.run(listen: address ?? config.server.listen)
+    }
+}
