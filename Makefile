@@ -1,0 +1,65 @@
+# Portcullis: `make run` starts the gateway in front of the echo upstream; `make test` runs
+# every test. Both install the system packages they need when they are missing (as root).
+
+SWIFT ?= swift
+PYTHON ?= python3
+APT_PACKAGES := libcurl4-openssl-dev libargon2-dev libssl-dev pkg-config
+BENCH_PACKAGES := nginx-light wrk haproxy
+BIN_DEBUG = $(shell $(SWIFT) build --show-bin-path)
+BIN_RELEASE = $(shell $(SWIFT) build -c release --show-bin-path)
+
+.PHONY: all deps test-deps bench-deps build build-tests run test unit-test integration-test bench clean
+
+all: build
+
+# Installs missing Debian packages; `apt-get update` runs once, and only when something is missing.
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		if [ "$$(id -u)" != 0 ]; then echo "run as root, or install:$$missing" >&2; exit 1; fi; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+endef
+
+deps:
+	$(call apt_install,$(APT_PACKAGES))
+
+test-deps: deps
+	@$(PYTHON) -c "import pytest, requests" 2>/dev/null || $(PYTHON) -m pip install -q pytest requests
+
+bench-deps: deps
+	$(call apt_install,$(BENCH_PACKAGES))
+
+build: deps
+	$(SWIFT) build
+
+build-tests: deps
+	$(SWIFT) build --build-tests
+
+run: build
+	@bin=$(BIN_DEBUG); \
+	$$bin/echo-upstream --listen 127.0.0.1:9001 & echo_pid=$$!; \
+	trap "kill $$echo_pid 2>/dev/null" EXIT INT TERM; \
+	$$bin/portcullis serve --config routes.yaml
+
+unit-test: build-tests
+	$(SWIFT) test --skip-build
+
+integration-test: build-tests test-deps
+	PORTCULLIS_BIN=$(BIN_DEBUG)/portcullis ECHO_UPSTREAM_BIN=$(BIN_DEBUG)/echo-upstream \
+		$(PYTHON) -m pytest -q tests/integration
+
+test: build-tests test-deps
+	$(SWIFT) test --skip-build
+	$(BIN_DEBUG)/portcullis validate --config routes.yaml
+	PORTCULLIS_BIN=$(BIN_DEBUG)/portcullis ECHO_UPSTREAM_BIN=$(BIN_DEBUG)/echo-upstream \
+		$(PYTHON) -m pytest -q tests/integration
+
+bench: bench-deps
+	$(SWIFT) build -c release
+	PORTCULLIS_BIN=$(BIN_RELEASE)/portcullis ECHO_UPSTREAM_BIN=$(BIN_RELEASE)/echo-upstream bash bench/run.sh
+
+clean:
+	rm -rf .build

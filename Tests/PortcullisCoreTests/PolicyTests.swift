@@ -1,0 +1,95 @@
+import PortcullisCore
+import Testing
+
+@Suite("Decisions")
+struct PolicyTests {
+    static func policy() throws -> Policy {
+        let yaml = """
+            version: 1
+            server: { realm: "api" }
+            upstreams:
+              u: { url: "http://127.0.0.1:9001/base" }
+            routes:
+              - { name: status, match: { path: /status, methods: [GET] }, auth: none, upstream: u }
+              - { name: status-post, match: { path: /status, methods: [POST] }, auth: none, upstream: u, mode: enforce }
+              - { name: me, match: { path: /users/me }, scopes: [me, items], upstream: u }
+              - { name: admin, match: { path: "/admin/**", hosts: ["*.example.com"] }, auth: [bearer, basic, api_key], upstream: u, strip_prefix: /admin }
+              - { name: open, match: { path: "/public/**" }, auth: none, upstream: u }
+            """
+        let result = ConfigLoader.load(text: yaml, file: "p.yaml")
+        return Policy(config: try #require(result.config, "\(result.diagnostics)"))
+    }
+
+    @Test("an auth: none route forwards the normalized path under the upstream's base path")
+    func forwards() throws {
+        guard case .forward(let plan) = try Self.policy().decide(RequestFacts(method: "GET", rawTarget: "/public/a/../b?q=%2F", host: "x")) else {
+            Issue.record("refused")
+            return
+        }
+        #expect(plan.routeName == "open")
+        #expect(plan.upstreamURL == "http://127.0.0.1:9001/base/public/b?q=%2F")
+    }
+
+    @Test("a route that lists GET admits HEAD")
+    func headFollowsGet() throws {
+        guard case .forward(let plan) = try Self.policy().decide(RequestFacts(method: "HEAD", rawTarget: "/status", host: nil)) else {
+            Issue.record("refused")
+            return
+        }
+        #expect(plan.routeName == "status")
+    }
+
+    @Test("protected routes are refused with the exact challenge")
+    func challenges() throws {
+        let policy = try Self.policy()
+        guard case .refuse(let refusal) = policy.decide(RequestFacts(method: "GET", rawTarget: "/users/me", host: nil)) else {
+            Issue.record("forwarded")
+            return
+        }
+        #expect(refusal.status == 401)
+        #expect(refusal.challenges == ["Bearer realm=\"api\", scope=\"me items\""])
+        #expect(String(decoding: refusal.body, as: UTF8.self) == "{\"detail\":\"Not authenticated\"}")
+
+        guard case .refuse(let several) = policy.decide(RequestFacts(method: "GET", rawTarget: "/admin/x", host: "a.example.com:8080")) else {
+            Issue.record("forwarded")
+            return
+        }
+        #expect(several.challenges == ["Bearer realm=\"api\"", "Basic realm=\"api\", charset=\"UTF-8\"", "APIKey"])
+    }
+
+    @Test("no route is 404; a route for other methods is 405 with Allow")
+    func notFoundAndNotAllowed() throws {
+        let policy = try Self.policy()
+        guard case .refuse(let missing) = policy.decide(RequestFacts(method: "GET", rawTarget: "/nowhere", host: nil)) else {
+            Issue.record("forwarded")
+            return
+        }
+        #expect(missing.status == 404)
+        guard case .refuse(let wrongHost) = policy.decide(RequestFacts(method: "GET", rawTarget: "/admin/x", host: "evil.com")) else {
+            Issue.record("forwarded")
+            return
+        }
+        #expect(wrongHost.status == 404)
+        guard case .refuse(let notAllowed) = policy.decide(RequestFacts(method: "DELETE", rawTarget: "/status", host: nil)) else {
+            Issue.record("forwarded")
+            return
+        }
+        #expect(notAllowed.status == 405)
+        #expect(notAllowed.headers.first { $0.name == "Allow" }?.value == "GET, HEAD, POST")
+    }
+
+    @Test("a traversal cannot reach a public route's upstream for a protected path")
+    func traversal() throws {
+        let policy = try Self.policy()
+        guard case .refuse(let refusal) = policy.decide(RequestFacts(method: "GET", rawTarget: "/public/../users/me", host: nil)) else {
+            Issue.record("forwarded")
+            return
+        }
+        #expect(refusal.status == 401)
+        guard case .refuse(let bad) = policy.decide(RequestFacts(method: "GET", rawTarget: "/public/%2F../users/me", host: nil)) else {
+            Issue.record("forwarded")
+            return
+        }
+        #expect(bad.status == 400)
+    }
+}
