@@ -51,7 +51,8 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "echo-upstream", dependencies: [nioCore, nioPosix, nioHTTP1]),
-        .testTarget(name: "PortcullisCoreTests", dependencies: ["PortcullisCore"]),
+        .testTarget(name: "PortcullisCryptoTests", dependencies: ["PortcullisCrypto"]),
+        .testTarget(name: "PortcullisCoreTests", dependencies: ["PortcullisCore", "PortcullisCrypto"]),
     ]
 )
 

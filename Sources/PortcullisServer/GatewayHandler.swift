@@ -136,7 +136,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         let facts = RequestFacts(
             method: head.method.rawValue, rawTarget: head.uri, host: head.headers.first(name: "host"),
             authorization: head.headers["authorization"])
-        switch policy.decide(facts) {
+        switch policy.decide(facts, now: WallClock.now()) {
         case .refuse(let refusal):
             self.refuse(refusal, requestID: requestID, keepAlive: head.isKeepAlive, context: context)
         case .forward(let plan):
@@ -162,8 +162,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         var forwardedFor: String?
         var forwardedProto: String?
         var forwardedHost: String?
-        let route = policy.routes[plan.routeIndex].config
-        let forwardAuthorization = route.forwardAuthorization ?? true
+        let forwardAuthorization = plan.forwardAuthorization
         for (name, value) in head.headers {
             let lower = name.lowercased()
             if HopByHopHeaders.always.contains(lower) || listed.contains(lower) || stripped.contains(lower) { continue }
@@ -192,6 +191,12 @@ final class GatewayHandler: ChannelDuplexHandler {
         lines.append("X-Forwarded-Proto: " + (forwardedProto ?? "http"))
         if let host = forwardedHost ?? clientHost { lines.append("X-Forwarded-Host: \(host)") }
         lines.append("X-Request-Id: \(requestID)")
+        if let identity = plan.identity {
+            let names = server.identityHeaders
+            lines.append("\(names.subject): \(identity.subject)")
+            lines.append("\(names.scopes): \(identity.scopes.joined(separator: " "))")
+            lines.append("\(names.method): \(identity.method.rawValue)")
+        }
 
         let body: UpstreamRequest.Body
         if chunked {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PortcullisCore
+import PortcullisServer
 
 /// `--config PATH`, shared by every command that reads a configuration.
 struct ConfigOptions: ParsableArguments {
@@ -34,7 +35,7 @@ struct ConfigOptions: ParsableArguments {
                         .error, .syntax, at: SourceLocation(file: path, line: 1, column: 1), "the file is not valid UTF-8")
                 ]))
         }
-        var result = ConfigLoader.load(text: text, file: path)
+        var result = ConfigLoader.load(text: text, file: path, environment: ProcessConfigEnvironment(configFile: path))
         if var config = result.config {
             config.resolvePaths(relativeTo: URL(fileURLWithPath: path).deletingLastPathComponent().path)
             result.config = config

@@ -22,7 +22,7 @@ struct PolicyTests {
 
     @Test("an auth: none route forwards the normalized path under the upstream's base path")
     func forwards() throws {
-        guard case .forward(let plan) = try Self.policy().decide(RequestFacts(method: "GET", rawTarget: "/public/a/../b?q=%2F", host: "x")) else {
+        guard case .forward(let plan) = try Self.policy().decide(RequestFacts(method: "GET", rawTarget: "/public/a/../b?q=%2F", host: "x"), now: 1_700_000_000) else {
             Issue.record("refused")
             return
         }
@@ -32,7 +32,7 @@ struct PolicyTests {
 
     @Test("a route that lists GET admits HEAD")
     func headFollowsGet() throws {
-        guard case .forward(let plan) = try Self.policy().decide(RequestFacts(method: "HEAD", rawTarget: "/status", host: nil)) else {
+        guard case .forward(let plan) = try Self.policy().decide(RequestFacts(method: "HEAD", rawTarget: "/status", host: nil), now: 1_700_000_000) else {
             Issue.record("refused")
             return
         }
@@ -42,7 +42,7 @@ struct PolicyTests {
     @Test("protected routes are refused with the exact challenge")
     func challenges() throws {
         let policy = try Self.policy()
-        guard case .refuse(let refusal) = policy.decide(RequestFacts(method: "GET", rawTarget: "/users/me", host: nil)) else {
+        guard case .refuse(let refusal) = policy.decide(RequestFacts(method: "GET", rawTarget: "/users/me", host: nil), now: 1_700_000_000) else {
             Issue.record("forwarded")
             return
         }
@@ -50,7 +50,7 @@ struct PolicyTests {
         #expect(refusal.challenges == ["Bearer realm=\"api\", scope=\"me items\""])
         #expect(String(decoding: refusal.body, as: UTF8.self) == "{\"detail\":\"Not authenticated\"}")
 
-        guard case .refuse(let several) = policy.decide(RequestFacts(method: "GET", rawTarget: "/admin/x", host: "a.example.com:8080")) else {
+        guard case .refuse(let several) = policy.decide(RequestFacts(method: "GET", rawTarget: "/admin/x", host: "a.example.com:8080"), now: 1_700_000_000) else {
             Issue.record("forwarded")
             return
         }
@@ -60,17 +60,17 @@ struct PolicyTests {
     @Test("no route is 404; a route for other methods is 405 with Allow")
     func notFoundAndNotAllowed() throws {
         let policy = try Self.policy()
-        guard case .refuse(let missing) = policy.decide(RequestFacts(method: "GET", rawTarget: "/nowhere", host: nil)) else {
+        guard case .refuse(let missing) = policy.decide(RequestFacts(method: "GET", rawTarget: "/nowhere", host: nil), now: 1_700_000_000) else {
             Issue.record("forwarded")
             return
         }
         #expect(missing.status == 404)
-        guard case .refuse(let wrongHost) = policy.decide(RequestFacts(method: "GET", rawTarget: "/admin/x", host: "evil.com")) else {
+        guard case .refuse(let wrongHost) = policy.decide(RequestFacts(method: "GET", rawTarget: "/admin/x", host: "evil.com"), now: 1_700_000_000) else {
             Issue.record("forwarded")
             return
         }
         #expect(wrongHost.status == 404)
-        guard case .refuse(let notAllowed) = policy.decide(RequestFacts(method: "DELETE", rawTarget: "/status", host: nil)) else {
+        guard case .refuse(let notAllowed) = policy.decide(RequestFacts(method: "DELETE", rawTarget: "/status", host: nil), now: 1_700_000_000) else {
             Issue.record("forwarded")
             return
         }
@@ -81,12 +81,12 @@ struct PolicyTests {
     @Test("a traversal cannot reach a public route's upstream for a protected path")
     func traversal() throws {
         let policy = try Self.policy()
-        guard case .refuse(let refusal) = policy.decide(RequestFacts(method: "GET", rawTarget: "/public/../users/me", host: nil)) else {
+        guard case .refuse(let refusal) = policy.decide(RequestFacts(method: "GET", rawTarget: "/public/../users/me", host: nil), now: 1_700_000_000) else {
             Issue.record("forwarded")
             return
         }
         #expect(refusal.status == 401)
-        guard case .refuse(let bad) = policy.decide(RequestFacts(method: "GET", rawTarget: "/public/%2F../users/me", host: nil)) else {
+        guard case .refuse(let bad) = policy.decide(RequestFacts(method: "GET", rawTarget: "/public/%2F../users/me", host: nil), now: 1_700_000_000) else {
             Issue.record("forwarded")
             return
         }

@@ -29,7 +29,7 @@ package enum ConfigLoader {
         "name", "match", "auth", "scopes", "scopes_any", "upstream", "strip_prefix", "forward_authorization", "mode",
     ]
 
-    package static func load(text: String, file: String) -> Result {
+    package static func load(text: String, file: String, environment: any ConfigEnvironment = FixedEnvironment()) -> Result {
         let reader = ConfigReader(file: file)
         let root: Node
         do {
@@ -45,12 +45,12 @@ package enum ConfigLoader {
             reader.add(ConfigDiagnostic(.error, .syntax, at: SourceLocation(file: file, line: 1, column: 1), "\(error)"))
             return Result(config: nil, diagnostics: reader.diagnostics)
         }
-        let config = self.read(root, reader)
+        let config = self.read(root, reader, environment)
         let diagnostics = reader.diagnostics
         return Result(config: diagnostics.hasErrors ? nil : config, diagnostics: diagnostics)
     }
 
-    private static func read(_ root: Node, _ reader: ConfigReader) -> GatewayConfig? {
+    private static func read(_ root: Node, _ reader: ConfigReader, _ environment: any ConfigEnvironment) -> GatewayConfig? {
         guard let top = reader.mapping(root, "the configuration", keys: self.topLevelKeys) else { return nil }
         if let version = top.required("version", reader, "the configuration") {
             if case .scalar(let scalar) = version, scalar.string == "1" {
@@ -60,11 +60,22 @@ package enum ConfigLoader {
         }
         var server = ServerConfig()
         if let node = top["server"] { server = self.readServer(node, reader) }
-        for key in ["jwt", "users", "users_file", "api_keys", "token_endpoint"] {
+        var jwt = JWTConfig()
+        if let node = top["jwt"] { jwt = self.readJWT(node, reader, environment) }
+        var users: [UserConfig] = []
+        if let node = top["users"] { users = self.readUsers(node, reader) }
+        var tokenEndpoint: TokenEndpointConfig?
+        if let node = top["token_endpoint"] {
+            tokenEndpoint = self.readTokenEndpoint(node, reader, environment)
+            if let endpoint = tokenEndpoint, !jwt.issuers.contains(where: { $0.issuer == endpoint.issuer }) {
+                reader.error(
+                    .unknownReference, top.keyNode("token_endpoint") ?? node,
+                    "token_endpoint.issuer '\(endpoint.issuer)' must also be listed under jwt.issuers, or its tokens cannot be verified")
+            }
+        }
+        for key in ["users_file", "api_keys"] {
             if let keyNode = top.keyNode(key) {
-                reader.warning(
-                    .unsupported, keyNode,
-                    "'\(key)' is not supported by this version of Portcullis; routes that need credentials are refused")
+                reader.error(.unsupported, keyNode, "'\(key)' is not supported by this version of Portcullis")
             }
         }
         var upstreams: [String: UpstreamConfig] = [:]
@@ -76,7 +87,9 @@ package enum ConfigLoader {
             routes = self.readRoutes(node, server: server, upstreams: upstreams, reader)
         }
         RouteChecks.reportShadowing(routes, reader)
-        return GatewayConfig(file: reader.file, server: server, upstreams: upstreams, routes: routes)
+        return GatewayConfig(
+            file: reader.file, server: server, jwt: jwt, users: users, tokenEndpoint: tokenEndpoint, upstreams: upstreams,
+            routes: routes)
     }
 
     // MARK: server

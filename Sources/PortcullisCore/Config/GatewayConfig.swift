@@ -2,6 +2,9 @@
 package struct GatewayConfig: Sendable {
     package var file: String
     package var server: ServerConfig
+    package var jwt: JWTConfig
+    package var users: [UserConfig]
+    package var tokenEndpoint: TokenEndpointConfig?
     package var upstreams: [String: UpstreamConfig]
     package var routes: [RouteConfig]
 }

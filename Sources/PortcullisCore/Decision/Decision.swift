@@ -4,7 +4,14 @@ package enum Decision: Sendable {
     case refuse(Refusal)
 }
 
-/// An allowed request, fully resolved: where it goes and with which path.
+/// Who a request was authenticated as.
+package struct Identity: Sendable, Hashable {
+    package var subject: String
+    package var scopes: [String]
+    package var method: AuthScheme
+}
+
+/// An allowed request, fully resolved: where it goes, with which path and identity.
 package struct ForwardPlan: Sendable {
     package var routeIndex: Int
     package var routeName: String
@@ -14,6 +21,10 @@ package struct ForwardPlan: Sendable {
     package var upstreamTarget: String
     /// The full upstream URL (`http://127.0.0.1:9001/items?x=1`).
     package var upstreamURL: String
+    /// `nil` for anonymous requests (`auth: none`, or `optional` without credentials).
+    package var identity: Identity?
+    /// Whether the client's `Authorization` header is passed on.
+    package var forwardAuthorization: Bool
 }
 
 /// The facts of a request the decision needs, before normalization.

@@ -1,56 +1,71 @@
 /// Everything derived from one configuration, built once and then only read: the compiled
-/// routes and their pre-rendered refusals. Shared by every request of a config generation.
+/// routes, their pre-rendered refusals, and the token verifier with its parsed keys.
 package final class Policy: Sendable {
     package let config: GatewayConfig
     package let routes: [CompiledRoute]
+    package let verifier: BearerVerifier
 
     package struct CompiledRoute: Sendable {
         package let config: RouteConfig
         package let upstream: UpstreamConfig
-        /// The answer to a request without (verifiable) credentials; `nil` for `auth: none`.
+        /// The answer to a request without credentials; `nil` for `auth: none`.
         package let unauthenticated: Refusal?
+        /// The challenges of the schemes other than Bearer, added to Bearer error answers.
+        let otherChallenges: [(name: String, value: String)]
+        let schemes: [AuthScheme]
+        /// The `scope` attribute of an insufficient_scope challenge.
+        let scopeAttribute: String
     }
 
     package init(config: GatewayConfig) {
         self.config = config
+        self.verifier = BearerVerifier(config: config)
         let realm = config.server.realm
         self.routes = config.routes.compactMap { route in
             guard let upstream = config.upstreams[route.upstream] else { return nil }
-            return CompiledRoute(
-                config: route, upstream: upstream, unauthenticated: Self.unauthenticatedRefusal(route, realm: realm))
-        }
-    }
-
-    private static func unauthenticatedRefusal(_ route: RouteConfig, realm: String) -> Refusal? {
-        let schemes: [AuthScheme]
-        switch route.auth {
-        case .none: return nil
-        case .optional: schemes = [.bearer]
-        case .required(let list): schemes = list
-        }
-        let scope = (route.scopes.isEmpty ? route.scopesAny : route.scopes).joined(separator: " ")
-        let headers = schemes.map { scheme -> (name: String, value: String) in
-            switch scheme {
-            case .bearer:
-                return ("WWW-Authenticate", scope.isEmpty ? "Bearer realm=\"\(realm)\"" : "Bearer realm=\"\(realm)\", scope=\"\(scope)\"")
-            case .basic:
-                return ("WWW-Authenticate", "Basic realm=\"\(realm)\", charset=\"UTF-8\"")
-            case .apiKey:
-                return ("WWW-Authenticate", "APIKey")
+            let schemes: [AuthScheme]
+            switch route.auth {
+            case .none: schemes = []
+            case .optional: schemes = [.bearer]
+            case .required(let list): schemes = list
             }
+            let scope = (route.scopes.isEmpty ? route.scopesAny : route.scopes).joined(separator: " ")
+            let challenges = schemes.map { Self.challenge($0, realm: realm, scope: scope) }
+            let unauthenticated =
+                schemes.isEmpty
+                ? nil : Refusal(status: 401, headers: challenges, detail: "Not authenticated", reason: "missing_credentials")
+            return CompiledRoute(
+                config: route, upstream: upstream, unauthenticated: unauthenticated,
+                otherChallenges: schemes.filter { $0 != .bearer }.map { Self.challenge($0, realm: realm, scope: scope) },
+                schemes: schemes, scopeAttribute: scope)
         }
-        return Refusal(status: 401, headers: headers, detail: "Not authenticated", reason: "missing_credentials")
     }
 
-    /// The one decision function: normalize, match, authenticate, authorize.
-    package func decide(_ request: RequestFacts) -> Decision {
+    private static func challenge(_ scheme: AuthScheme, realm: String, scope: String) -> (name: String, value: String) {
+        switch scheme {
+        case .bearer:
+            return ("WWW-Authenticate", scope.isEmpty ? "Bearer realm=\"\(realm)\"" : "Bearer realm=\"\(realm)\", scope=\"\(scope)\"")
+        case .basic:
+            return ("WWW-Authenticate", "Basic realm=\"\(realm)\", charset=\"UTF-8\"")
+        case .apiKey:
+            return ("WWW-Authenticate", "APIKey")
+        }
+    }
+
+    /// The one decision function: normalize, match, authenticate, authorize. `serve`, `check`
+    /// and `test` all call it, so they cannot disagree.
+    /// - Parameters:
+    ///   - now: seconds since 1970, injected so `check --now` and leeway tests need no clock.
+    package func decide<R: DecisionRecorder>(_ request: RequestFacts, now: Double, recorder: inout R) -> Decision {
         let target: RequestTarget
         switch RequestTarget.normalize(request.rawTarget, mergeSlashes: self.config.server.mergeSlashes) {
         case .success(let normalized): target = normalized
         case .failure(let refusal):
+            recorder.record(.targetRefused(refusal.detail))
             return .refuse(Refusal(status: 400, detail: refusal.detail, reason: "bad_target"))
         }
         let host = Self.matchingHost(target.authority ?? request.host)
+        recorder.record(.normalized(path: target.path, query: target.query, host: host.map(String.init)))
         let path = target.path[...]
 
         var allowed: Set<String> = []
@@ -64,8 +79,10 @@ package final class Policy: Sendable {
                 allowed.formUnion(config.methods.methods ?? [])
                 continue
             }
-            return self.authorize(index, route, target: target, request: request)
+            recorder.record(.matched(route: config.name, location: config.location))
+            return self.authorize(index, route, target: target, request: request, now: now, recorder: &recorder)
         }
+        recorder.record(.noRoute(allowed: allowed.sorted()))
         if allowed.isEmpty { return .refuse(.notFound) }
         return .refuse(
             Refusal(
@@ -73,21 +90,78 @@ package final class Policy: Sendable {
                 reason: "method_not_allowed"))
     }
 
-    private func authorize(_ index: Int, _ route: CompiledRoute, target: RequestTarget, request: RequestFacts) -> Decision {
-        switch route.config.auth {
-        case .none:
-            break
-        case .optional:
-            // Credentials that cannot be verified are refused as on a bearer route; none at all
-            // pass anonymously.
-            if let refusal = route.unauthenticated, !request.authorization.isEmpty { return .refuse(refusal) }
-        case .required:
-            if let refusal = route.unauthenticated { return .refuse(refusal) }
-        }
-        return .forward(Self.plan(index, route, target: target))
+    package func decide(_ request: RequestFacts, now: Double) -> Decision {
+        var recorder = NoTrace()
+        return self.decide(request, now: now, recorder: &recorder)
     }
 
-    static func plan(_ index: Int, _ route: CompiledRoute, target: RequestTarget) -> ForwardPlan {
+    private func authorize<R: DecisionRecorder>(
+        _ index: Int, _ route: CompiledRoute, target: RequestTarget, request: RequestFacts, now: Double, recorder: inout R
+    ) -> Decision {
+        let config = route.config
+        guard let unauthenticated = route.unauthenticated else {
+            recorder.record(.credentials("not required (auth: none)"))
+            return .forward(Self.plan(index, route, target: target, identity: nil))
+        }
+        let optional = config.auth == .optional
+        let acceptsBearer = route.schemes.contains(.bearer)
+        switch PresentedCredentials.read(request.authorization) {
+        case .malformed(let reason) where acceptsBearer:
+            recorder.record(.credentials("malformed Authorization header: \(reason)"))
+            return .refuse(
+                Refusal(
+                    status: 400,
+                    headers: [("WWW-Authenticate", "Bearer realm=\"\(self.config.server.realm)\", error=\"invalid_request\", error_description=\"\(reason)\"")]
+                        + route.otherChallenges,
+                    detail: "Not authenticated", reason: "invalid_request"))
+        case .bearer(let token) where acceptsBearer:
+            recorder.record(.credentials("Bearer token"))
+            switch self.verifier.verify(token, now: now) {
+            case .failure(let rejection):
+                recorder.record(.tokenRejected(rejection))
+                return .refuse(
+                    Refusal(
+                        status: 401,
+                        headers: [("WWW-Authenticate", "Bearer realm=\"\(self.config.server.realm)\", error=\"invalid_token\", error_description=\"\(rejection.errorDescription)\"")]
+                            + route.otherChallenges,
+                        detail: "Could not validate credentials", reason: rejection.reasonID))
+            case .success(let token):
+                recorder.record(.tokenVerified(token))
+                let missing = config.scopes.filter { !token.scopes.contains($0) }
+                let anyMissing = !config.scopesAny.isEmpty && !config.scopesAny.contains(where: token.scopes.contains)
+                recorder.record(
+                    .scopes(
+                        required: config.scopes, requiredAny: config.scopesAny, granted: token.scopes,
+                        missing: anyMissing ? missing + config.scopesAny : missing))
+                if !missing.isEmpty || anyMissing {
+                    return .refuse(
+                        Refusal(
+                            status: self.config.server.insufficientScopeStatus,
+                            headers: [("WWW-Authenticate", "Bearer realm=\"\(self.config.server.realm)\", error=\"insufficient_scope\", scope=\"\(route.scopeAttribute)\", error_description=\"The access token lacks the required scope\"")],
+                            detail: "Not enough permissions", reason: "insufficient_scope"))
+                }
+                let identity = Identity(subject: token.subject, scopes: token.scopes, method: .bearer)
+                return .forward(Self.plan(index, route, target: target, identity: identity))
+            }
+        case .none, .otherScheme, .malformed, .bearer:
+            if optional {
+                recorder.record(.credentials("none: forwarded anonymously (auth: optional)"))
+                return .forward(Self.plan(index, route, target: target, identity: nil))
+            }
+            recorder.record(.credentials("none that this route accepts"))
+            return .refuse(unauthenticated)
+        case .basic:
+            if optional {
+                recorder.record(.credentials("Basic credentials on an optional (Bearer) route: forwarded anonymously"))
+                return .forward(Self.plan(index, route, target: target, identity: nil))
+            }
+            if route.schemes.contains(.basic) { recorder.record(.schemeNotAvailable(.basic)) }
+            recorder.record(.credentials("none that this route accepts"))
+            return .refuse(unauthenticated)
+        }
+    }
+
+    static func plan(_ index: Int, _ route: CompiledRoute, target: RequestTarget, identity: Identity?) -> ForwardPlan {
         var path = target.path
         if let prefix = route.config.stripPrefix, path.hasPrefix(prefix) {
             let rest = path.dropFirst(prefix.count)
@@ -110,9 +184,13 @@ package final class Policy: Sendable {
             upstreamTarget += "?"
             upstreamTarget += query
         }
+        // Default: pass Authorization on for Bearer (and public) routes; never a Basic password
+        // or an API key unless the route asks for it.
+        let defaultForward = identity.map { $0.method == .bearer } ?? true
         return ForwardPlan(
             routeIndex: index, routeName: route.config.name, upstream: route.upstream, upstreamTarget: upstreamTarget,
-            upstreamURL: origin + upstreamTarget)
+            upstreamURL: origin + upstreamTarget, identity: identity,
+            forwardAuthorization: route.config.forwardAuthorization ?? defaultForward)
     }
 
     /// The host a route's `hosts` are compared with: lower-case, without port or trailing dot.

@@ -1,0 +1,146 @@
+import PortcullisCrypto
+
+/// Verifies Bearer JWTs against the configured issuers. Built once per policy; all key
+/// material is parsed already, so verification only hashes, verifies and reads claims.
+package struct BearerVerifier: Sendable {
+    /// Tokens above this size are refused before any parsing.
+    package static let maximumTokenBytes = 8192
+
+    let issuers: [String: IssuerConfig]
+    let leeway: Double
+    let scopeClaims: [String]
+    let cache: VerifiedTokenCache?
+    /// The gateway's own issuer, whose subjects must be enabled local users.
+    let localIssuer: String?
+    let activeUsers: Set<String>
+    let checksLocalUsers: Bool
+
+    package init(config: GatewayConfig) {
+        var issuers: [String: IssuerConfig] = [:]
+        for issuer in config.jwt.issuers { issuers[issuer.issuer] = issuer }
+        self.issuers = issuers
+        self.leeway = Double(config.jwt.leeway) / 1000
+        self.scopeClaims = config.jwt.scopeClaims
+        self.cache = config.jwt.cacheSize > 0 ? VerifiedTokenCache(capacity: config.jwt.cacheSize) : nil
+        self.localIssuer = config.tokenEndpoint?.issuer
+        self.activeUsers = Set(config.users.filter { !$0.disabled }.map(\.username))
+        self.checksLocalUsers = !config.users.isEmpty
+    }
+
+    package var hasIssuers: Bool { !self.issuers.isEmpty }
+
+    /// Verifies `token` at `now` (seconds since 1970). The disabled-user check runs on every
+    /// call, cached or not, so disabling a user takes effect at once.
+    package func verify(_ token: Substring, now: Double) -> Result<VerifiedToken, TokenRejection> {
+        guard token.utf8.count <= Self.maximumTokenBytes else { return .failure(.tooLarge) }
+        let key = self.cache.map { _ in VerifiedTokenCache.Key(token: token) }
+        if let cache = self.cache, let key, let cached = cache.lookup(key, now: now, leeway: self.leeway) {
+            return self.checkLocalUser(cached)
+        }
+        let result = self.verifyUncached(Array(token.utf8), now: now)
+        if case .success(let verified) = result, let cache = self.cache, let key {
+            cache.insert(key, verified)
+        }
+        return result.flatMap(self.checkLocalUser)
+    }
+
+    private func checkLocalUser(_ token: VerifiedToken) -> Result<VerifiedToken, TokenRejection> {
+        if self.checksLocalUsers, token.issuer == self.localIssuer, !self.activeUsers.contains(token.subject) {
+            return .failure(.inactiveUser)
+        }
+        return .success(token)
+    }
+
+    /// The checks, in a fixed order; the first failure wins.
+    func verifyUncached(_ token: [UInt8], now: Double) -> Result<VerifiedToken, TokenRejection> {
+        let jws: CompactJWS
+        do {
+            jws = try CompactJWS(token)
+        } catch {
+            return .failure(.malformed("\(error)"))
+        }
+        // 1. The header: `alg` a string, no `crit`, `kid` a string when present.
+        guard let algName = jws.header["alg"]?.string else { return .failure(.malformed("no alg")) }
+        if jws.header["crit"] != nil { return .failure(.criticalHeader) }
+        var kid: String?
+        if let value = jws.header["kid"] {
+            guard let text = value.string else { return .failure(.malformed("kid is not a string")) }
+            kid = text
+        }
+        // 2. The unverified `iss` only chooses the issuer's pinned algorithms and keys.
+        guard let issuerName = jws.payload["iss"]?.string, let issuer = self.issuers[issuerName] else {
+            return .failure(.unknownIssuer)
+        }
+        // 3. The algorithm must be pinned for this issuer: `none` and anything else never are.
+        guard let algorithm = JWSAlgorithm(rawValue: algName), issuer.algorithms.contains(algorithm) else {
+            return .failure(.algorithmNotAllowed(algName))
+        }
+        // 4. Keys by kid, or every key that fits the algorithm.
+        let candidates: [IssuerKey]
+        if let kid {
+            candidates = issuer.keys.filter { $0.kid == kid }
+            if candidates.isEmpty { return .failure(.unknownKeyID(kid)) }
+        } else {
+            candidates = issuer.keys
+        }
+        let fitting = candidates.filter { ($0.algorithm == nil || $0.algorithm == algorithm) && algorithm.fits($0.key) }
+        if fitting.isEmpty { return .failure(.noKeyFits) }
+        // 5. The signature.
+        guard let key = fitting.first(where: { jws.verify(algorithm: algorithm, key: $0.key) }) else {
+            return .failure(.badSignature)
+        }
+        // 6. The claims, trusted only now.
+        let claims = jws.payload
+        guard let exp = claims["exp"] else { return .failure(.missingExpiry) }
+        guard let expiry = exp.number else { return .failure(.malformed("exp is not a number")) }
+        if now > expiry + self.leeway { return .failure(.expired) }
+        if let nbf = claims["nbf"] {
+            guard let notBefore = nbf.number else { return .failure(.malformed("nbf is not a number")) }
+            if now + self.leeway < notBefore { return .failure(.notYetValid) }
+        }
+        if let iat = claims["iat"] {
+            guard let issuedAt = iat.number else { return .failure(.malformed("iat is not a number")) }
+            if now + self.leeway < issuedAt { return .failure(.issuedInFuture) }
+        }
+        if !issuer.audiences.isEmpty {
+            let audiences: [String]
+            switch claims["aud"] {
+            case .string(let single)?: audiences = [single]
+            case .array(let items)?: audiences = items.compactMap(\.string)
+            default: audiences = []
+            }
+            guard audiences.contains(where: issuer.audiences.contains) else { return .failure(.wrongAudience) }
+        }
+        guard let subject = claims["sub"]?.string, !subject.isEmpty else { return .failure(.missingSubject) }
+        // The subject travels upstream in a header: visible ASCII, UTF-8 and spaces only.
+        guard subject.utf8.count <= 512, !subject.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) else {
+            return .failure(.malformed("sub cannot be carried in a header"))
+        }
+        var scopes: [String] = []
+        for claim in self.scopeClaims {
+            guard let value = claims[claim] else { continue }
+            switch value {
+            case .string(let text):
+                scopes = text.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+            case .array(let items):
+                var list: [String] = []
+                for item in items {
+                    guard let text = item.string else { return .failure(.badScopeClaim(claim)) }
+                    list.append(text)
+                }
+                scopes = list
+            default:
+                return .failure(.badScopeClaim(claim))
+            }
+            break
+        }
+        // RFC 6749 §3.3 scope-token characters only, so scopes are safe in a header.
+        for scope in scopes where scope.isEmpty || !scope.utf8.allSatisfy({ $0 == 0x21 || (0x23...0x5B).contains($0) || (0x5D...0x7E).contains($0) }) {
+            return .failure(.badScopeClaim(self.scopeClaims.first { claims[$0] != nil } ?? "scope"))
+        }
+        return .success(
+            VerifiedToken(
+                issuer: issuerName, subject: subject, scopes: scopes, verifiedBy: key.kid ?? key.source, expiresAt: expiry,
+                algorithm: algorithm.rawValue))
+    }
+}

@@ -1,0 +1,42 @@
+/// What the `Authorization` header holds, read without interpreting the credentials yet.
+package enum PresentedCredentials: Sendable, Equatable {
+    case none
+    case bearer(Substring)
+    case basic(Substring)
+    /// Another scheme (`Digest …`): not credentials any route of ours accepts.
+    case otherScheme
+    /// Malformed: a reason for `error_description` (two headers, no token, bad characters).
+    case malformed(String)
+
+    /// Reads the client's `Authorization` headers. The scheme is matched case-insensitively
+    /// (RFC 9110 §11.1); a Bearer token must be a b64token (RFC 6750 §2.1).
+    package static func read(_ values: [String]) -> PresentedCredentials {
+        guard let value = values.first else { return .none }
+        if values.count > 1 { return .malformed("More than one Authorization header") }
+        let trimmed = value.drop { $0 == " " || $0 == "\t" }
+        let schemeEnd = trimmed.firstIndex(of: " ") ?? trimmed.endIndex
+        let scheme = trimmed[..<schemeEnd]
+        var rest = trimmed[schemeEnd...]
+        while rest.first == " " { rest = rest.dropFirst() }
+        while rest.last == " " || rest.last == "\t" { rest = rest.dropLast() }
+        if scheme.lowercased() == "bearer" {
+            if rest.isEmpty { return .malformed("The Bearer scheme needs a token") }
+            var sawEquals = false
+            for byte in rest.utf8 {
+                switch byte {
+                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                    UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+                    UInt8(ascii: "~"), UInt8(ascii: "+"), UInt8(ascii: "/"):
+                    if sawEquals { return .malformed("The Bearer token has invalid characters") }
+                case UInt8(ascii: "="):
+                    sawEquals = true
+                default:
+                    return .malformed("The Bearer token has invalid characters")
+                }
+            }
+            return .bearer(rest)
+        }
+        if scheme.lowercased() == "basic" { return .basic(rest) }
+        return .otherScheme
+    }
+}

@@ -1,0 +1,92 @@
+/// Why a Bearer token was refused. The first failing check wins, as in Envoy's jwt_authn.
+package enum TokenRejection: Error, Hashable, Sendable {
+    case tooLarge
+    case malformed(String)
+    case unknownIssuer
+    case algorithmNotAllowed(String)
+    case criticalHeader
+    case unknownKeyID(String)
+    case noKeyFits
+    case badSignature
+    case missingExpiry
+    case expired
+    case notYetValid
+    case issuedInFuture
+    case wrongAudience
+    case missingSubject
+    case badScopeClaim(String)
+    case inactiveUser
+
+    /// For `error_description`: fixed ASCII text that RFC 6750 §3 allows (no `"` or `\`).
+    /// Token content is never echoed.
+    package var errorDescription: String {
+        switch self {
+        case .tooLarge: return "The access token is too large"
+        case .malformed: return "The access token is malformed"
+        case .unknownIssuer: return "The access token issuer is not trusted"
+        case .algorithmNotAllowed: return "The access token algorithm is not allowed"
+        case .criticalHeader: return "The access token has critical header parameters"
+        case .unknownKeyID: return "The access token key id is unknown"
+        case .noKeyFits: return "No key can verify the access token"
+        case .badSignature: return "The access token signature is invalid"
+        case .missingExpiry: return "The access token has no expiry"
+        case .expired: return "The access token expired"
+        case .notYetValid: return "The access token is not yet valid"
+        case .issuedInFuture: return "The access token was issued in the future"
+        case .wrongAudience: return "The access token audience is not accepted"
+        case .missingSubject: return "The access token has no subject"
+        case .badScopeClaim: return "The access token scope claim is malformed"
+        case .inactiveUser: return "Inactive user"
+        }
+    }
+
+    /// A stable machine-readable reason for logs and traces.
+    package var reasonID: String {
+        switch self {
+        case .tooLarge: return "token_too_large"
+        case .malformed: return "token_malformed"
+        case .unknownIssuer: return "unknown_issuer"
+        case .algorithmNotAllowed: return "algorithm_not_allowed"
+        case .criticalHeader: return "critical_header"
+        case .unknownKeyID: return "unknown_kid"
+        case .noKeyFits: return "no_key_fits"
+        case .badSignature: return "bad_signature"
+        case .missingExpiry: return "missing_exp"
+        case .expired: return "expired"
+        case .notYetValid: return "not_yet_valid"
+        case .issuedInFuture: return "issued_in_future"
+        case .wrongAudience: return "wrong_audience"
+        case .missingSubject: return "missing_sub"
+        case .badScopeClaim: return "bad_scope_claim"
+        case .inactiveUser: return "inactive_user"
+        }
+    }
+
+    /// The claim or header parameter that failed, for the dry-run trace.
+    package var failedField: String? {
+        switch self {
+        case .expired, .missingExpiry: return "exp"
+        case .notYetValid: return "nbf"
+        case .issuedInFuture: return "iat"
+        case .wrongAudience: return "aud"
+        case .unknownIssuer: return "iss"
+        case .missingSubject, .inactiveUser: return "sub"
+        case .algorithmNotAllowed: return "alg"
+        case .unknownKeyID: return "kid"
+        case .criticalHeader: return "crit"
+        case .badScopeClaim(let claim): return claim
+        default: return nil
+        }
+    }
+}
+
+/// A token that passed every check.
+package struct VerifiedToken: Sendable, Hashable {
+    package var issuer: String
+    package var subject: String
+    package var scopes: [String]
+    /// The `kid` of the key that verified it, or the key's source when it had no kid.
+    package var verifiedBy: String
+    package var expiresAt: Double
+    package var algorithm: String
+}

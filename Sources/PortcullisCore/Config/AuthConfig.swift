@@ -1,0 +1,62 @@
+package import PortcullisCrypto
+
+/// The `jwt` section: how Bearer tokens are verified.
+package struct JWTConfig: Sendable {
+    package var leeway: Milliseconds = 30_000
+    package var scopeClaims: [String] = ["scope", "scp"]
+    package var cacheSize: Int = 10_000
+    package var issuers: [IssuerConfig] = []
+
+    package init() {}
+}
+
+/// One trusted token issuer, with its pinned algorithms and keys.
+package struct IssuerConfig: Sendable {
+    package var issuer: String
+    package var audiences: [String]
+    package var algorithms: [JWSAlgorithm]
+    /// Keys from `keys` and `jwks_file`, loaded with the configuration.
+    package var keys: [IssuerKey]
+    package var jwksURL: String?
+    package var jwksRefresh: Milliseconds
+    package var location: SourceLocation
+}
+
+/// One verification key of an issuer.
+package struct IssuerKey: Sendable {
+    package var kid: String?
+    /// Pinned by a JWK's own `alg`, if it had one.
+    package var algorithm: JWSAlgorithm?
+    package var key: JWSKey
+    /// Where the key came from, for traces: `secret_env PORTCULLIS_JWT_SECRET`, `jwks_file keys/jwks.json`.
+    package var source: String
+
+    package init(kid: String?, algorithm: JWSAlgorithm?, key: JWSKey, source: String) {
+        self.kid = kid
+        self.algorithm = algorithm
+        self.key = key
+        self.source = source
+    }
+}
+
+/// A local account (`users`).
+package struct UserConfig: Sendable {
+    package var username: String
+    package var passwordHash: String
+    package var scopes: [String]
+    package var disabled: Bool
+    package var fullName: String?
+    package var email: String?
+}
+
+/// The parts of `token_endpoint` this version uses: the issuer and how to sign its tokens.
+package struct TokenEndpointConfig: Sendable {
+    package var path: String
+    package var issuer: String
+    package var audience: String?
+    package var signingAlgorithm: JWSAlgorithm
+    package var signingKID: String
+    package var signingKey: JWSKey
+    package var accessTokenTTL: Milliseconds
+    package var location: SourceLocation
+}

@@ -1,0 +1,261 @@
+import PortcullisCrypto
+internal import Yams
+
+extension ConfigLoader {
+    static let jwtKeys = ["leeway", "scope_claims", "cache_size", "issuers"]
+    static let issuerKeys = ["issuer", "audiences", "algorithms", "keys", "jwks_file", "jwks_url", "jwks_refresh"]
+    static let keyKeys = ["kid", "secret_env", "secret_file", "public_key_file"]
+    static let userKeys = ["username", "password_hash", "scopes", "disabled", "full_name", "email"]
+    static let tokenEndpointKeys = [
+        "path", "issuer", "audience", "signing_key", "access_token_ttl", "refresh_token_ttl", "scopes", "default_scopes",
+        "require_grant_type", "clients", "require_client_auth", "store", "login_throttle", "max_concurrent_hashes",
+    ]
+    static let signingKeyKeys = ["alg", "kid", "secret_env", "secret_file", "private_key_file"]
+
+    // MARK: jwt
+
+    static func readJWT(_ node: Node, _ reader: ConfigReader, _ environment: any ConfigEnvironment) -> JWTConfig {
+        var jwt = JWTConfig()
+        guard let fields = reader.mapping(node, "jwt", keys: self.jwtKeys) else { return jwt }
+        if let value = fields["leeway"], let duration = reader.duration(value, "jwt.leeway", allowZero: true) {
+            if duration > 600_000 {
+                reader.error(.badValue, value, "jwt.leeway above 10m would accept long-expired tokens")
+            } else {
+                jwt.leeway = duration
+            }
+        }
+        if let value = fields["scope_claims"], let list = reader.stringList(value, "jwt.scope_claims") {
+            if list.isEmpty {
+                reader.error(.badValue, value, "jwt.scope_claims must name at least one claim")
+            } else {
+                jwt.scopeClaims = list.map(\.0)
+            }
+        }
+        if let value = fields["cache_size"], let size = reader.integer(value, "jwt.cache_size", range: 0...10_000_000) {
+            jwt.cacheSize = size
+        }
+        if let value = fields["issuers"], let items = reader.sequence(value, "jwt.issuers") {
+            var seen = Set<String>()
+            for item in items {
+                guard let issuer = self.readIssuer(item, reader, environment) else { continue }
+                if !seen.insert(issuer.issuer).inserted {
+                    reader.error(.duplicateName, item, "the issuer '\(issuer.issuer)' is listed twice")
+                }
+                jwt.issuers.append(issuer)
+            }
+        }
+        return jwt
+    }
+
+    private static func readIssuer(_ node: Node, _ reader: ConfigReader, _ environment: any ConfigEnvironment) -> IssuerConfig? {
+        guard let fields = reader.mapping(node, "an issuer", keys: self.issuerKeys) else { return nil }
+        guard let issuerNode = fields.required("issuer", reader, "an issuer"),
+            let name = reader.string(issuerNode, "jwt.issuers[].issuer")
+        else { return nil }
+        let what = "issuer '\(name)'"
+        let audiences = fields["audiences"].flatMap { reader.stringList($0, "\(what) audiences") }?.map(\.0) ?? []
+        var algorithms: [JWSAlgorithm] = []
+        if let node = fields.required("algorithms", reader, what), let list = reader.stringList(node, "\(what) algorithms") {
+            for (text, itemNode) in list {
+                if let algorithm = JWSAlgorithm(rawValue: text) {
+                    algorithms.append(algorithm)
+                } else {
+                    let known = JWSAlgorithm.allCases.map(\.rawValue)
+                    var message = "'\(text)' is not a supported algorithm (\(known.joined(separator: ", ")))"
+                    if let suggestion = closestMatch(text, in: known) { message = "'\(text)' is not a supported algorithm; did you mean '\(suggestion)'?" }
+                    reader.error(.badValue, itemNode, message)
+                }
+            }
+            if list.isEmpty { reader.error(.badValue, node, "\(what) must pin at least one algorithm") }
+            let families = Set(algorithms.map { $0.family == .hmac })
+            if families.count > 1 {
+                reader.error(.badValue, node, "\(what) mixes HMAC and public-key algorithms; use a separate issuer for each")
+            }
+        }
+        var keys: [IssuerKey] = []
+        if let node = fields["keys"], let items = reader.sequence(node, "\(what) keys") {
+            for item in items {
+                if let key = self.readKey(item, what, reader, environment) {
+                    if !algorithms.isEmpty && !algorithms.contains(where: { $0.fits(key.key) }) {
+                        reader.error(.badValue, item, "\(what): key '\(key.kid ?? "-")' fits none of the pinned algorithms \(algorithms.map(\.rawValue).joined(separator: ", "))")
+                    }
+                    if case .secret(let bytes) = key.key, let shortest = algorithms.compactMap(\.digest).map(\.byteCount).max(),
+                        bytes.count < shortest
+                    {
+                        reader.warning(.badValue, item, "\(what): the secret of key '\(key.kid ?? "-")' is shorter than \(shortest) bytes, which RFC 7518 §3.2 requires")
+                    }
+                    keys.append(key)
+                }
+            }
+        }
+        if let node = fields["jwks_file"], let path = reader.string(node, "\(what) jwks_file") {
+            let resolved = environment.resolve(path)
+            if let bytes = environment.readFile(resolved) {
+                do {
+                    for jwk in try JWK.parseSet(bytes, allowSecrets: true) {
+                        keys.append(IssuerKey(kid: jwk.kid, algorithm: jwk.algorithm, key: jwk.key, source: "jwks_file \(path)"))
+                    }
+                } catch {
+                    reader.error(.badValue, node, "\(what) jwks_file \(path): \(error)")
+                }
+            } else {
+                reader.error(.unreadableFile, node, "\(what): cannot read jwks_file \(resolved)")
+            }
+        }
+        var jwksURL: String?
+        if let node = fields["jwks_url"], let url = reader.string(node, "\(what) jwks_url") {
+            if url.lowercased().hasPrefix("https://") || url.lowercased().hasPrefix("http://") {
+                jwksURL = url
+                reader.error(.unsupported, node, "\(what): jwks_url is not supported by this version of Portcullis; use jwks_file")
+            } else {
+                reader.error(.badValue, node, "\(what) jwks_url must be an http:// or https:// URL")
+            }
+        }
+        var refresh: Milliseconds = 600_000
+        if let node = fields["jwks_refresh"], let value = reader.duration(node, "\(what) jwks_refresh") { refresh = value }
+        if keys.isEmpty && jwksURL == nil && fields["jwks_file"] == nil && fields["keys"] != nil {
+            // every key failed: already reported
+        } else if keys.isEmpty && jwksURL == nil && fields["jwks_file"] == nil {
+            reader.error(.missingKey, node, "\(what) has no keys: give keys, jwks_file or jwks_url")
+        }
+        return IssuerConfig(
+            issuer: name, audiences: audiences, algorithms: algorithms, keys: keys, jwksURL: jwksURL, jwksRefresh: refresh,
+            location: reader.location(issuerNode))
+    }
+
+    private static func readKey(_ node: Node, _ what: String, _ reader: ConfigReader, _ environment: any ConfigEnvironment)
+        -> IssuerKey?
+    {
+        guard let fields = reader.mapping(node, "\(what) key", keys: self.keyKeys) else { return nil }
+        let kid = fields["kid"].flatMap { reader.string($0, "\(what) key kid") }
+        let sources = ["secret_env", "secret_file", "public_key_file"].filter { fields[$0] != nil }
+        guard sources.count == 1, let source = sources.first, let valueNode = fields[source] else {
+            reader.error(.badValue, node, "\(what) key '\(kid ?? "-")' needs exactly one of secret_env, secret_file, public_key_file")
+            return nil
+        }
+        guard let value = reader.string(valueNode, "\(what) key \(source)") else { return nil }
+        guard let material = self.keyMaterial(source, value, valueNode, reader, environment, privateKey: false) else { return nil }
+        return IssuerKey(kid: kid, algorithm: nil, key: material, source: "\(source) \(value)")
+    }
+
+    /// Reads a secret or a PEM key named by `secret_env`, `secret_file`, `public_key_file` or
+    /// `private_key_file`. Errors name the variable or file, never the value.
+    static func keyMaterial(
+        _ source: String, _ value: String, _ node: Node, _ reader: ConfigReader, _ environment: any ConfigEnvironment,
+        privateKey: Bool
+    ) -> JWSKey? {
+        switch source {
+        case "secret_env":
+            guard let secret = environment.variable(value) else {
+                reader.error(.badValue, node, "the environment variable \(value) is not set")
+                return nil
+            }
+            guard !secret.isEmpty else {
+                reader.error(.badValue, node, "the environment variable \(value) is empty")
+                return nil
+            }
+            return .secret(Array(secret.utf8))
+        case "secret_file":
+            let path = environment.resolve(value)
+            guard var bytes = environment.readFile(path) else {
+                reader.error(.unreadableFile, node, "cannot read the secret file \(path)")
+                return nil
+            }
+            if bytes.last == UInt8(ascii: "\n") { bytes.removeLast() }  // one trailing newline is ignored
+            guard !bytes.isEmpty else {
+                reader.error(.badValue, node, "the secret file \(path) is empty")
+                return nil
+            }
+            return .secret(bytes)
+        default:
+            let path = environment.resolve(value)
+            guard let bytes = environment.readFile(path) else {
+                reader.error(.unreadableFile, node, "cannot read the key file \(path)")
+                return nil
+            }
+            do {
+                return privateKey ? .privateKey(try EVPKey.privateKey(pem: bytes)) : .publicKey(try EVPKey.publicKey(pem: bytes))
+            } catch {
+                reader.error(.badValue, node, "\(path) is not a PEM \(privateKey ? "private" : "public") key: \(error)")
+                return nil
+            }
+        }
+    }
+
+    // MARK: users
+
+    static func readUsers(_ node: Node, _ reader: ConfigReader) -> [UserConfig] {
+        guard let items = reader.sequence(node, "users") else { return [] }
+        var users: [UserConfig] = []
+        var seen = Set<String>()
+        for item in items {
+            guard let fields = reader.mapping(item, "a user", keys: self.userKeys) else { continue }
+            guard let nameNode = fields.required("username", reader, "a user"), let name = reader.string(nameNode, "username")
+            else { continue }
+            if !seen.insert(name).inserted { reader.error(.duplicateName, nameNode, "the user '\(name)' is listed twice") }
+            guard let hashNode = fields.required("password_hash", reader, "user '\(name)'"),
+                let hash = reader.string(hashNode, "user '\(name)' password_hash")
+            else { continue }
+            if !(hash.hasPrefix("$argon2id$") || hash.hasPrefix("$argon2i$") || hash.hasPrefix("$argon2d$")) {
+                reader.error(.badValue, hashNode, "user '\(name)': password_hash must be an Argon2 PHC string ($argon2id$v=19$m=…); make one with 'portcullis hash-password'")
+            }
+            let scopes = fields["scopes"].flatMap { reader.stringList($0, "user '\(name)' scopes") }?.map(\.0) ?? []
+            let disabled = fields["disabled"].flatMap { reader.bool($0, "user '\(name)' disabled") } ?? false
+            let fullName = fields["full_name"].flatMap { reader.string($0, "user '\(name)' full_name", allowEmpty: true) }
+            let email = fields["email"].flatMap { reader.string($0, "user '\(name)' email", allowEmpty: true) }
+            users.append(
+                UserConfig(username: name, passwordHash: hash, scopes: scopes, disabled: disabled, fullName: fullName, email: email))
+        }
+        return users
+    }
+
+    // MARK: token_endpoint
+
+    static func readTokenEndpoint(_ node: Node, _ reader: ConfigReader, _ environment: any ConfigEnvironment)
+        -> TokenEndpointConfig?
+    {
+        guard let fields = reader.mapping(node, "token_endpoint", keys: self.tokenEndpointKeys) else { return nil }
+        let path = fields["path"].flatMap { reader.string($0, "token_endpoint.path") } ?? "/token"
+        guard let issuerNode = fields.required("issuer", reader, "token_endpoint"),
+            let issuer = reader.string(issuerNode, "token_endpoint.issuer")
+        else { return nil }
+        let audience = fields["audience"].flatMap { reader.string($0, "token_endpoint.audience") }
+        var ttl: Milliseconds = 1_800_000
+        if let node = fields["access_token_ttl"], let value = reader.duration(node, "token_endpoint.access_token_ttl") {
+            ttl = value
+        }
+        guard let keyNode = fields.required("signing_key", reader, "token_endpoint"),
+            let key = reader.mapping(keyNode, "token_endpoint.signing_key", keys: self.signingKeyKeys)
+        else { return nil }
+        guard let algNode = key.required("alg", reader, "token_endpoint.signing_key"),
+            let algText = reader.string(algNode, "token_endpoint.signing_key.alg")
+        else { return nil }
+        guard let algorithm = JWSAlgorithm(rawValue: algText) else {
+            reader.error(.badValue, algNode, "'\(algText)' is not a supported signing algorithm")
+            return nil
+        }
+        guard let kidNode = key.required("kid", reader, "token_endpoint.signing_key"),
+            let kid = reader.string(kidNode, "token_endpoint.signing_key.kid")
+        else { return nil }
+        let sources = ["secret_env", "secret_file", "private_key_file"].filter { key[$0] != nil }
+        guard sources.count == 1, let source = sources.first, let valueNode = key[source],
+            let value = reader.string(valueNode, "token_endpoint.signing_key.\(source)")
+        else {
+            reader.error(.badValue, keyNode, "token_endpoint.signing_key needs exactly one of secret_env, secret_file, private_key_file")
+            return nil
+        }
+        guard let material = self.keyMaterial(source, value, valueNode, reader, environment, privateKey: source == "private_key_file")
+        else { return nil }
+        guard algorithm.fits(material) else {
+            reader.error(.badValue, algNode, "token_endpoint.signing_key: the key does not fit \(algText)")
+            return nil
+        }
+        for (keyName, keyNode) in fields.entries.map({ ($0.key, $0.value.key) }).sorted(by: { $0.0 < $1.0 })
+        where !["path", "issuer", "audience", "signing_key", "access_token_ttl"].contains(keyName) {
+            reader.warning(.unsupported, keyNode, "token_endpoint.\(keyName) has no effect yet: this version of Portcullis mints tokens ('portcullis token') but does not serve the token endpoint")
+        }
+        return TokenEndpointConfig(
+            path: path, issuer: issuer, audience: audience, signingAlgorithm: algorithm, signingKID: kid, signingKey: material,
+            accessTokenTTL: ttl, location: reader.location(node))
+    }
+}

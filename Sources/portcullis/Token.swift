@@ -1,0 +1,43 @@
+import ArgumentParser
+import PortcullisCore
+import PortcullisServer
+
+struct Token: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Mint an access token with the configured signing key (for development and tests).")
+
+    @OptionGroup var options: ConfigOptions
+
+    @Option(name: .long, help: "The token's subject (sub).")
+    var sub: String
+
+    @Option(name: .long, help: "Space-separated scopes.")
+    var scope: String = ""
+
+    @Option(name: .long, help: "Lifetime, such as 30m (default: token_endpoint.access_token_ttl).")
+    var ttl: String?
+
+    func run() throws {
+        var ttlSeconds: Int64?
+        if let ttl = self.ttl {
+            guard let milliseconds = ScalarParsers.duration(ttl), milliseconds > 0 else {
+                throw ValidationError("--ttl must be a duration such as 30s, 30m or 2h")
+            }
+            ttlSeconds = max(1, milliseconds / 1000)
+        }
+        let result = self.options.load()
+        guard let config = result.config else {
+            for diagnostic in result.diagnostics.errors { printError(diagnostic.description) }
+            throw ExitCode(2)
+        }
+        guard let endpoint = config.tokenEndpoint else {
+            printError("\(self.options.path): no signing key: configure token_endpoint.signing_key")
+            throw ExitCode(2)
+        }
+        let scopes = self.scope.split(separator: " ").map(String.init)
+        let token = try TokenMinter.mint(
+            endpoint, subject: self.sub, scopes: scopes, ttlSeconds: ttlSeconds ?? endpoint.accessTokenTTL / 1000,
+            now: WallClock.now())
+        printOut(token)
+    }
+}
