@@ -5,10 +5,14 @@ SWIFT ?= swift
 PYTHON ?= python3
 APT_PACKAGES := libcurl4-openssl-dev libargon2-dev libssl-dev pkg-config
 BENCH_PACKAGES := nginx-light wrk haproxy
+# A development signing secret, made once and kept in .dev-jwt-secret (git-ignored), so that
+# `make run` and `make token` agree. Set PORTCULLIS_JWT_SECRET yourself in any real deployment.
+PORTCULLIS_JWT_SECRET ?= $(shell cat .dev-jwt-secret 2>/dev/null || (head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | tee .dev-jwt-secret))
+export PORTCULLIS_JWT_SECRET
 BIN_DEBUG = $(shell $(SWIFT) build --show-bin-path)
 BIN_RELEASE = $(shell $(SWIFT) build -c release --show-bin-path)
 
-.PHONY: all deps test-deps bench-deps build build-tests run test unit-test integration-test bench clean
+.PHONY: token all deps test-deps bench-deps build build-tests run test unit-test integration-test bench clean
 
 all: build
 
@@ -27,7 +31,7 @@ deps:
 	$(call apt_install,$(APT_PACKAGES))
 
 test-deps: deps
-	@$(PYTHON) -c "import pytest, requests" 2>/dev/null || $(PYTHON) -m pip install -q pytest requests
+	@$(PYTHON) -c "import pytest, requests, joserfc, cryptography" 2>/dev/null || $(PYTHON) -m pip install -q pytest requests joserfc cryptography
 
 bench-deps: deps
 	$(call apt_install,$(BENCH_PACKAGES))
@@ -43,6 +47,11 @@ run: build
 	$$bin/echo-upstream --listen 127.0.0.1:9001 & echo_pid=$$!; \
 	trap "kill $$echo_pid 2>/dev/null" EXIT INT TERM; \
 	$$bin/portcullis serve --config routes.yaml
+
+# Mints a development token: make token SUB=johndoe SCOPE="me items"
+token: deps
+	@$(SWIFT) build >&2
+	@$(BIN_DEBUG)/portcullis token --config routes.yaml --sub "$(or $(SUB),johndoe)" --scope "$(SCOPE)"
 
 unit-test: build-tests
 	$(SWIFT) test --skip-build

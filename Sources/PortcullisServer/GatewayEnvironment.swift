@@ -9,12 +9,14 @@ final class GatewayEnvironment: Sendable {
     let policies: PolicyStore
     let curl: CurlMulti
     let logger: Logger
+    let jwks: JWKSFetcher
     private let draining = Atomic<Bool>(false)
 
     init(policies: PolicyStore, curl: CurlMulti, logger: Logger) {
         self.policies = policies
         self.curl = curl
         self.logger = logger
+        self.jwks = JWKSFetcher(curl: curl, logger: logger)
     }
 
     var isDraining: Bool { self.draining.load(ordering: .relaxed) }

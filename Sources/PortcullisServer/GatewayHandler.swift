@@ -40,6 +40,8 @@ final class GatewayHandler: ChannelDuplexHandler {
         /// A refusal was sent; the rest of the request body is read and dropped.
         case discarding(keepAlive: Bool)
         case forwarding(Exchange)
+        /// Decided once, waiting for a key set fetch before deciding again.
+        case awaitingKeys(PendingRequest)
     }
 
     private let environment: GatewayEnvironment
@@ -136,12 +138,57 @@ final class GatewayHandler: ChannelDuplexHandler {
         let facts = RequestFacts(
             method: head.method.rawValue, rawTarget: head.uri, host: head.headers.first(name: "host"),
             authorization: head.headers["authorization"])
-        switch policy.decide(facts, now: WallClock.now()) {
+        let pending = PendingRequest(
+            head: head, facts: facts, declaredLength: declaredLength, chunked: chunked, requestID: requestID,
+            generation: self.generation)
+        let decision = policy.decide(facts, now: WallClock.now())
+        if case .refuse(let refusal) = decision, let keySet = refusal.keySetToRefresh,
+            keySet.claimOnDemandFetch(now: WallClock.now())
+        {
+            // The token names a kid its issuer's key set lacks: fetch the set once, then decide
+            // again. Only requests without a body wait; the others are answered now.
+            let waits = !chunked && (declaredLength ?? 0) == 0
+            if waits { self.state = .awaitingKeys(pending) }
+            let loop = NIOLoopBound(self, eventLoop: context.eventLoop)
+            self.environment.jwks.fetch(keySet, reason: "unknown kid") { [eventLoop = context.eventLoop] _ in
+                guard waits else { return }
+                eventLoop.execute { loop.value.keysRefreshed(generation: pending.generation) }
+            }
+            if waits { return }
+        }
+        self.act(on: decision, pending, policy: policy, context: context)
+    }
+
+    /// Where a request waits while its issuer's key set is fetched.
+    struct PendingRequest {
+        var head: HTTPRequestHead
+        var facts: RequestFacts
+        var declaredLength: Int64?
+        var chunked: Bool
+        var requestID: String
+        var generation: Int
+        var ended = false
+    }
+
+    private func keysRefreshed(generation: Int) {
+        guard let context = self.context, case .awaitingKeys(let pending) = self.state, pending.generation == generation else {
+            return
+        }
+        self.state = .idle
+        let policy = self.environment.policies.current
+        self.act(on: policy.decide(pending.facts, now: WallClock.now()), pending, policy: policy, context: context)
+    }
+
+    private func act(on decision: Decision, _ pending: PendingRequest, policy: Policy, context: ChannelHandlerContext) {
+        switch decision {
         case .refuse(let refusal):
-            self.refuse(refusal, requestID: requestID, keepAlive: head.isKeepAlive, context: context)
+            self.refuse(refusal, requestID: pending.requestID, keepAlive: pending.head.isKeepAlive, context: context)
+            if pending.ended { self.receiveEnd(context: context) }
         case .forward(let plan):
-            self.forward(head, plan: plan, policy: policy, declaredLength: declaredLength, chunked: chunked,
-                         requestID: requestID, context: context)
+            self.forward(
+                pending.head, plan: plan, policy: policy, declaredLength: pending.declaredLength, chunked: pending.chunked,
+                requestID: pending.requestID, context: context)
+            if pending.ended { self.receiveEnd(context: context) }
         }
     }
 
@@ -249,6 +296,9 @@ final class GatewayHandler: ChannelDuplexHandler {
         case .discarding(let keepAlive):
             self.state = .idle
             if keepAlive { self.deadlines.becameIdle() }
+        case .awaitingKeys(var pending):
+            pending.ended = true
+            self.state = .awaitingKeys(pending)
         case .forwarding(let exchange):
             exchange.requestEnded = true
             exchange.transfer?.endRequestBody()

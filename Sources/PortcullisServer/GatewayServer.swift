@@ -44,6 +44,7 @@ package final class GatewayServer: Sendable {
                     self.track(channel)
                 }
             }
+        self.environment.jwks.start(Array(self.environment.policies.current.verifier.remoteKeySets.values))
         let channel = try bootstrap.bind(host: address.host, port: address.port).wait()
         let bound = channel.localAddress.map { "\($0.ipAddress ?? address.host):\($0.port ?? address.port)" } ?? "\(address)"
         self.logger.notice("portcullis listening", metadata: ["address": "\(bound)"])
@@ -61,6 +62,7 @@ package final class GatewayServer: Sendable {
         try? channel.close().wait()
         self.drain(grace: .milliseconds(Int(server.shutdownGrace)))
         signals.forEach { $0.cancel() }
+        self.environment.jwks.stop()
         self.environment.curl.shutdown()
         try? self.group.syncShutdownGracefully()
         self.logger.notice("stopped")

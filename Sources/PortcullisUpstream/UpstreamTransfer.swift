@@ -13,6 +13,13 @@ package protocol UpstreamResponseHandler: AnyObject, Sendable {
     func upstreamWantsRequestBody()
     /// The exchange ended: `nil` after the whole response was delivered.
     func upstreamFinished(_ error: UpstreamError?)
+    /// `true` for handlers that take body bytes synchronously (small in-memory documents): they
+    /// are never paused and need not report bytes written.
+    var consumesBodySynchronously: Bool { get }
+}
+
+extension UpstreamResponseHandler {
+    package var consumesBodySynchronously: Bool { false }
 }
 
 /// One upstream exchange. The gateway side feeds the request body and reports how much of the
@@ -165,6 +172,10 @@ package final class UpstreamTransfer: @unchecked Sendable {  // see the confinem
     /// - Returns: the bytes accepted, or curl's pause marker when the client is behind.
     func receiveBody(_ bytes: UnsafeRawBufferPointer) -> Int {
         let count = bytes.count
+        if self.handler.consumesBodySynchronously {
+            self.handler.upstreamResponseBody(ByteBuffer(bytes: bytes))
+            return count
+        }
         let accept = self.shared.withLock { state -> Bool in
             if state.clientBlocked || state.responseQueued >= Self.responseHighWater {
                 state.curlWritePaused = true

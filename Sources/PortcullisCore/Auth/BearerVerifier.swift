@@ -14,6 +14,8 @@ package struct BearerVerifier: Sendable {
     let localIssuer: String?
     let activeUsers: Set<String>
     let checksLocalUsers: Bool
+    /// Key sets fetched from `jwks_url`, by issuer.
+    package let remoteKeySets: [String: RemoteKeySet]
 
     package init(config: GatewayConfig) {
         var issuers: [String: IssuerConfig] = [:]
@@ -21,7 +23,16 @@ package struct BearerVerifier: Sendable {
         self.issuers = issuers
         self.leeway = Double(config.jwt.leeway) / 1000
         self.scopeClaims = config.jwt.scopeClaims
-        self.cache = config.jwt.cacheSize > 0 ? VerifiedTokenCache(capacity: config.jwt.cacheSize) : nil
+        let cache = config.jwt.cacheSize > 0 ? VerifiedTokenCache(capacity: config.jwt.cacheSize) : nil
+        self.cache = cache
+        var remote: [String: RemoteKeySet] = [:]
+        for issuer in config.jwt.issuers {
+            if let url = issuer.jwksURL {
+                remote[issuer.issuer] = RemoteKeySet(
+                    issuer: issuer.issuer, url: url, refresh: issuer.jwksRefresh, onChange: { cache?.removeAll() })
+            }
+        }
+        self.remoteKeySets = remote
         self.localIssuer = config.tokenEndpoint?.issuer
         self.activeUsers = Set(config.users.filter { !$0.disabled }.map(\.username))
         self.checksLocalUsers = !config.users.isEmpty
@@ -76,12 +87,14 @@ package struct BearerVerifier: Sendable {
             return .failure(.algorithmNotAllowed(algName))
         }
         // 4. Keys by kid, or every key that fits the algorithm.
+        let remote = self.remoteKeySets[issuerName]
+        let keys = remote.map { issuer.keys + $0.keys } ?? issuer.keys
         let candidates: [IssuerKey]
         if let kid {
-            candidates = issuer.keys.filter { $0.kid == kid }
-            if candidates.isEmpty { return .failure(.unknownKeyID(kid)) }
+            candidates = keys.filter { $0.kid == kid }
+            if candidates.isEmpty { return .failure(.unknownKeyID(kid: kid, issuer: issuerName)) }
         } else {
-            candidates = issuer.keys
+            candidates = keys
         }
         let fitting = candidates.filter { ($0.algorithm == nil || $0.algorithm == algorithm) && algorithm.fits($0.key) }
         if fitting.isEmpty { return .failure(.noKeyFits) }

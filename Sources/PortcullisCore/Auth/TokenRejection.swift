@@ -5,7 +5,7 @@ package enum TokenRejection: Error, Hashable, Sendable {
     case unknownIssuer
     case algorithmNotAllowed(String)
     case criticalHeader
-    case unknownKeyID(String)
+    case unknownKeyID(kid: String, issuer: String)
     case noKeyFits
     case badSignature
     case missingExpiry

@@ -53,6 +53,13 @@ package final class VerifiedTokenCache: Sendable {
         }
     }
 
+    /// Forgets every entry (after a key rotation).
+    package func removeAll() {
+        for shard in self.shards {
+            shard.state.withLock { $0 = Shard() }
+        }
+    }
+
     package func insert(_ key: Key, _ token: VerifiedToken) {
         self.shards[Int(key.a % UInt64(self.shards.count))].state.withLock { shard in
             if shard.entries.updateValue(token, forKey: key) != nil { return }

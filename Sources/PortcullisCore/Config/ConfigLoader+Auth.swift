@@ -106,7 +106,6 @@ extension ConfigLoader {
         if let node = fields["jwks_url"], let url = reader.string(node, "\(what) jwks_url") {
             if url.lowercased().hasPrefix("https://") || url.lowercased().hasPrefix("http://") {
                 jwksURL = url
-                reader.error(.unsupported, node, "\(what): jwks_url is not supported by this version of Portcullis; use jwks_file")
             } else {
                 reader.error(.badValue, node, "\(what) jwks_url must be an http:// or https:// URL")
             }

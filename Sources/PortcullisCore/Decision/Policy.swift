@@ -119,12 +119,15 @@ package final class Policy: Sendable {
             switch self.verifier.verify(token, now: now) {
             case .failure(let rejection):
                 recorder.record(.tokenRejected(rejection))
-                return .refuse(
-                    Refusal(
+                var refusal = Refusal(
                         status: 401,
                         headers: [("WWW-Authenticate", "Bearer realm=\"\(self.config.server.realm)\", error=\"invalid_token\", error_description=\"\(rejection.errorDescription)\"")]
                             + route.otherChallenges,
-                        detail: "Could not validate credentials", reason: rejection.reasonID))
+                        detail: "Could not validate credentials", reason: rejection.reasonID)
+                if case .unknownKeyID(_, let issuer) = rejection {
+                    refusal.keySetToRefresh = self.verifier.remoteKeySets[issuer]
+                }
+                return .refuse(refusal)
             case .success(let token):
                 recorder.record(.tokenVerified(token))
                 let missing = config.scopes.filter { !token.scopes.contains($0) }

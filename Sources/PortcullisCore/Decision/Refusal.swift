@@ -6,6 +6,9 @@ package struct Refusal: Sendable {
     package var body: [UInt8]
     /// A stable, machine-readable reason for logs and traces (`no_route`, `missing_credentials`).
     package var reason: String
+    /// Set when the token named a `kid` its issuer's `jwks_url` set lacks: a fetch of that set
+    /// may change the answer, so the server may fetch once and decide again.
+    package var keySetToRefresh: RemoteKeySet?
 
     package init(status: Int, headers: [(name: String, value: String)] = [], detail: String, reason: String) {
         self.status = status

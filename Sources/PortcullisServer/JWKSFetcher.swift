@@ -1,0 +1,111 @@
+import Dispatch
+import Logging
+import NIOCore
+import PortcullisCore
+import PortcullisUpstream
+import Synchronization
+
+/// Fetches issuers' `jwks_url` key sets with the gateway's libcurl driver: once at start, then
+/// every `jwks_refresh` (and every 30 s at most while a set has never loaded), and on demand
+/// when a token names an unknown `kid`. A failed fetch keeps the last good set.
+final class JWKSFetcher: Sendable {
+    /// A key set larger than this is refused.
+    static let maximumDocumentBytes = 1 << 20
+    static let fetchTimeoutMilliseconds: Int64 = 5_000
+
+    private let curl: CurlMulti
+    private let logger: Logger
+    private let stopped = Atomic<Bool>(false)
+
+    init(curl: CurlMulti, logger: Logger) {
+        self.curl = curl
+        self.logger = logger
+    }
+
+    /// Starts the periodic refresh of every set.
+    func start(_ sets: [RemoteKeySet]) {
+        for set in sets { self.refreshLoop(set) }
+    }
+
+    func stop() { self.stopped.store(true, ordering: .relaxed) }
+
+    private func refreshLoop(_ set: RemoteKeySet) {
+        self.fetch(set, reason: "scheduled") { [self] succeeded in
+            guard !self.stopped.load(ordering: .relaxed) else { return }
+            let interval = succeeded || set.isLoaded ? set.refresh : min(set.refresh, 30_000)
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(interval))) { self.refreshLoop(set) }
+        }
+    }
+
+    /// Fetches `set` once and installs it if it is good. `completion` runs on the curl thread.
+    func fetch(_ set: RemoteKeySet, reason: String, completion: @escaping @Sendable (Bool) -> Void) {
+        let request = UpstreamRequest(
+            url: set.url, method: "GET", headers: ["Accept: application/json"], body: .none,
+            connectTimeoutMilliseconds: 2_000, timeoutMilliseconds: Self.fetchTimeoutMilliseconds)
+        let collector = DocumentCollector(limit: Self.maximumDocumentBytes) { [logger = self.logger] result in
+            switch result {
+            case .success(let document):
+                do {
+                    try set.install(document)
+                    logger.info("key set fetched", metadata: ["issuer": "\(set.issuer)", "keys": "\(set.keys.count)", "reason": "\(reason)"])
+                    completion(true)
+                } catch {
+                    logger.warning(
+                        "key set rejected; keeping the previous one",
+                        metadata: ["issuer": "\(set.issuer)", "url": "\(set.url)", "error": "\(error)"])
+                    completion(false)
+                }
+            case .failure(let message):
+                logger.warning(
+                    "key set fetch failed; keeping the previous one",
+                    metadata: ["issuer": "\(set.issuer)", "url": "\(set.url)", "error": "\(message)"])
+                completion(false)
+            }
+        }
+        _ = self.curl.start(request, handler: collector)
+    }
+}
+
+/// Collects a small response body in memory, for key sets. Called on the curl thread only.
+private final class DocumentCollector: UpstreamResponseHandler, @unchecked Sendable {  // curl thread only
+    private let limit: Int
+    private let completion: @Sendable (Result<[UInt8], FetchError>) -> Void
+    private var status = 0
+    private var body: [UInt8] = []
+    private var tooLarge = false
+
+    struct FetchError: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    init(limit: Int, completion: @escaping @Sendable (Result<[UInt8], FetchError>) -> Void) {
+        self.limit = limit
+        self.completion = completion
+    }
+
+    func upstreamResponseHead(_ head: UpstreamResponseHead) { self.status = head.status }
+
+    func upstreamResponseBody(_ bytes: ByteBuffer) {
+        if self.body.count + bytes.readableBytes > self.limit {
+            self.tooLarge = true
+        } else {
+            self.body.append(contentsOf: bytes.readableBytesView)
+        }
+    }
+
+    func upstreamWantsRequestBody() {}
+
+    var consumesBodySynchronously: Bool { true }
+
+    func upstreamFinished(_ error: UpstreamError?) {
+        if let error {
+            self.completion(.failure(FetchError(description: "\(error)")))
+        } else if self.status != 200 {
+            self.completion(.failure(FetchError(description: "HTTP status \(self.status)")))
+        } else if self.tooLarge {
+            self.completion(.failure(FetchError(description: "larger than \(self.limit) bytes")))
+        } else {
+            self.completion(.success(self.body))
+        }
+    }
+}
