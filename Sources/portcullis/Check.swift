@@ -1,0 +1,98 @@
+import ArgumentParser
+import Foundation
+import PortcullisCore
+import PortcullisServer
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Dry-run one request through the policy and print the decision trace.",
+        discussion: "Exit status: 0 would forward, 1 denied, 2 configuration or usage error. No network is used.")
+
+    @OptionGroup var options: ConfigOptions
+
+    @Option(name: .long, help: "Send this JWT as 'Authorization: Bearer JWT'.")
+    var token: String?
+
+    @Option(name: .long, help: "Send Basic credentials USER:PASS.")
+    var basic: String?
+
+    @Option(name: .long, help: "Mint a token for this subject with the configured signing key.")
+    var mintSub: String?
+
+    @Option(name: .long, help: "Scopes of the minted token, space-separated.")
+    var mintScope: String = ""
+
+    @Option(name: .long, help: "Evaluate time-based claims at this instant (RFC 3339).")
+    var now: String?
+
+    @Option(name: .customShort("H"), help: "A request header, 'Name: value' (repeatable).")
+    var header: [String] = []
+
+    @Flag(name: .long, help: "Print the trace as one JSON object.")
+    var json = false
+
+    @Argument(help: "The request method.")
+    var method: String
+
+    @Argument(help: "An origin-form path with optional query, or an absolute URL.")
+    var target: String
+
+    func run() throws {
+        var instant = WallClock.now()
+        if let now = self.now {
+            guard let parsed = RFC3339.parse(now) else { throw ValidationError("--now must be an RFC 3339 time such as 2026-01-01T12:00:00Z") }
+            instant = parsed
+        }
+        var headers: [(String, String)] = []
+        for line in self.header {
+            guard let colon = line.firstIndex(of: ":"), HeaderName.isToken(String(line[..<colon])) else {
+                throw ValidationError("-H needs 'Name: value', got '\(line)'")
+            }
+            headers.append((String(line[..<colon]), String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)))
+        }
+        let result = self.options.load()
+        guard let config = result.config else {
+            for diagnostic in result.diagnostics.errors { printError(diagnostic.description) }
+            throw ExitCode(2)
+        }
+        if let token = self.token { headers.append(("Authorization", "Bearer \(token)")) }
+        if let basic = self.basic { headers.append(("Authorization", "Basic \(Data(basic.utf8).base64EncodedString())")) }
+        if let subject = self.mintSub {
+            guard let endpoint = config.tokenEndpoint else {
+                printError("\(self.options.path): --mint-sub needs token_endpoint.signing_key")
+                throw ExitCode(2)
+            }
+            let minted = try TokenMinter.mint(
+                endpoint, subject: subject, scopes: self.mintScope.split(separator: " ").map(String.init),
+                ttlSeconds: endpoint.accessTokenTTL / 1000, now: instant)
+            headers.append(("Authorization", "Bearer \(minted)"))
+        }
+        let policy = Policy(config: config)
+        let facts = RequestFacts(
+            method: self.method, rawTarget: self.target,
+            host: headers.last { $0.0.lowercased() == "host" }?.1,
+            authorization: headers.filter { $0.0.lowercased() == "authorization" }.map(\.1))
+        var trace = Trace()
+        let decision = policy.decide(facts, now: instant, recorder: &trace)
+        let report = TraceReport(facts: facts, trace: trace, decision: decision, policy: policy)
+        printOut(self.json ? report.json : report.text)
+        if case .refuse = decision { throw ExitCode(1) }
+    }
+}
+
+/// RFC 3339 timestamps for `--now`.
+enum RFC3339 {
+    static func parse(_ text: String) -> Double? {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let date = formatter.date(from: text) { return date.timeIntervalSince1970 }
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.date(from: text)?.timeIntervalSince1970
+    }
+
+    static func format(_ seconds: Double) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.string(from: Date(timeIntervalSince1970: seconds))
+    }
+}

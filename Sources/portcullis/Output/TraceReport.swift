@@ -1,0 +1,140 @@
+import PortcullisCore
+
+/// Formats a decision and its trace for `check`: aligned text for people, JSON for machines.
+struct TraceReport {
+    let facts: RequestFacts
+    let trace: Trace
+    let decision: Decision
+    let policy: Policy
+
+    private var lines: [(String, String)] {
+        var lines: [(String, String)] = [("request", "\(self.facts.method) \(self.facts.rawTarget)" + (self.facts.host.map { " (Host: \($0))" } ?? ""))]
+        for step in self.trace.steps {
+            switch step {
+            case .normalized(let path, let query, let host):
+                lines.append(("normalized", path + (query.map { "?" + $0 } ?? "") + (host.map { " on host \($0)" } ?? "")))
+            case .targetRefused(let reason):
+                lines.append(("target", "refused: \(reason)"))
+            case .matched(let route, let location):
+                lines.append(("route", "\(route) (\(location.fileAndLine))"))
+            case .noRoute(let allowed):
+                lines.append(("route", allowed.isEmpty ? "none matches" : "none for this method; allowed: \(allowed.joined(separator: ", "))"))
+            case .credentials(let text):
+                lines.append(("credentials", text))
+            case .tokenVerified(let token):
+                lines.append(("token", "verified by key \(token.verifiedBy) (\(token.algorithm)), issuer \(token.issuer)"))
+                lines.append(("", "sub \(token.subject), expires \(RFC3339.format(token.expiresAt))"))
+            case .tokenRejected(let rejection):
+                var text = "rejected: \(rejection.errorDescription)"
+                if let field = rejection.failedField { text += " (claim \(field))" }
+                if case .refuse(let refusal) = self.decision, let set = refusal.keySetToRefresh, !set.isLoaded {
+                    text += "; the key set at \(set.url) is unavailable offline"
+                }
+                lines.append(("token", text))
+            case .schemeNotAvailable(let scheme):
+                lines.append(("credentials", "\(scheme.rawValue) credentials cannot be verified by this version"))
+            case .scopes(let required, let requiredAny, let granted, let missing):
+                var text = "required: " + (required.isEmpty ? "-" : required.joined(separator: " "))
+                if !requiredAny.isEmpty { text += "; any of: " + requiredAny.joined(separator: " ") }
+                text += "; granted: " + (granted.isEmpty ? "-" : granted.joined(separator: " "))
+                if !missing.isEmpty { text += "; missing: " + missing.joined(separator: " ") }
+                lines.append(("scopes", text))
+            }
+        }
+        switch self.decision {
+        case .forward(let plan):
+            lines.append(("decision", "allow: would forward"))
+            lines.append(("status", "200 (the upstream's answer)"))
+            lines.append(("upstream", plan.upstreamURL))
+            for (name, value) in self.identityHeaders(plan) { lines.append(("identity", "\(name): \(value)")) }
+        case .refuse(let refusal):
+            lines.append(("decision", "deny: \(refusal.reason)"))
+            lines.append(("status", "\(refusal.status)"))
+            for challenge in refusal.challenges { lines.append(("challenge", challenge)) }
+            lines.append(("body", String(decoding: refusal.body, as: UTF8.self)))
+        }
+        return lines
+    }
+
+    var text: String {
+        let width = self.lines.map(\.0.count).max() ?? 0
+        return self.lines.map { label, value in
+            label + String(repeating: " ", count: width - label.count) + "  " + value
+        }.joined(separator: "\n")
+    }
+
+    private func identityHeaders(_ plan: ForwardPlan) -> [(String, String)] {
+        guard let identity = plan.identity else { return [] }
+        let names = self.policy.config.server.identityHeaders
+        return [
+            (names.subject, identity.subject), (names.scopes, identity.scopes.joined(separator: " ")),
+            (names.method, identity.method.rawValue),
+        ]
+    }
+
+    var json: String {
+        var fields: [(String, String)] = [
+            ("method", JSONText.string(self.facts.method)), ("target", JSONText.string(self.facts.rawTarget)),
+        ]
+        var route = "null"
+        var steps: [String] = []
+        for step in self.trace.steps {
+            switch step {
+            case .matched(let name, let location):
+                route = "{\"name\":\(JSONText.string(name)),\"file\":\(JSONText.string(location.file)),\"line\":\(location.line)}"
+            case .normalized(let path, let query, _):
+                fields.append(("normalized_path", JSONText.string(path)))
+                fields.append(("query", query.map(JSONText.string) ?? "null"))
+            case .tokenVerified(let token):
+                fields.append(("kid", JSONText.string(token.verifiedBy)))
+                fields.append(("subject", JSONText.string(token.subject)))
+                fields.append(("granted_scopes", "[" + token.scopes.map(JSONText.string).joined(separator: ",") + "]"))
+            case .tokenRejected(let rejection):
+                fields.append(("token_error", JSONText.string(rejection.reasonID)))
+                fields.append(("failed_claim", rejection.failedField.map(JSONText.string) ?? "null"))
+            case .scopes(let required, _, _, let missing):
+                fields.append(("required_scopes", "[" + required.map(JSONText.string).joined(separator: ",") + "]"))
+                fields.append(("missing_scopes", "[" + missing.map(JSONText.string).joined(separator: ",") + "]"))
+            default:
+                break
+            }
+            steps.append(JSONText.string(Self.describe(step)))
+        }
+        fields.append(("route", route))
+        fields.append(("steps", "[" + steps.joined(separator: ",") + "]"))
+        switch self.decision {
+        case .forward(let plan):
+            fields.append(("decision", "\"allow\""))
+            fields.append(("status", "200"))
+            fields.append(("challenge", "null"))
+            fields.append(("upstream_url", JSONText.string(plan.upstreamURL)))
+            fields.append(("upstream_path", JSONText.string(plan.upstreamTarget)))
+            let headers = self.identityHeaders(plan).map { "\(JSONText.string($0.0)):\(JSONText.string($0.1))" }
+            fields.append(("identity_headers", "{" + headers.joined(separator: ",") + "}"))
+        case .refuse(let refusal):
+            fields.append(("decision", "\"deny\""))
+            fields.append(("reason", JSONText.string(refusal.reason)))
+            fields.append(("status", "\(refusal.status)"))
+            let challenges = refusal.challenges
+            fields.append(("challenge", challenges.isEmpty ? "null" : JSONText.string(challenges.joined(separator: ", "))))
+            fields.append(("challenges", "[" + challenges.map(JSONText.string).joined(separator: ",") + "]"))
+            fields.append(("body", String(decoding: refusal.body, as: UTF8.self)))
+        }
+        return "{" + fields.map { "\(JSONText.string($0.0)):\($0.1)" }.joined(separator: ",") + "}"
+    }
+
+    private static func describe(_ step: TraceStep) -> String {
+        switch step {
+        case .normalized(let path, let query, _): return "normalized \(path)" + (query.map { "?" + $0 } ?? "")
+        case .targetRefused(let reason): return "target refused: \(reason)"
+        case .matched(let route, let location): return "matched \(route) at \(location.fileAndLine)"
+        case .noRoute(let allowed): return allowed.isEmpty ? "no route" : "no route for this method"
+        case .credentials(let text): return "credentials: \(text)"
+        case .tokenVerified(let token): return "token verified by \(token.verifiedBy)"
+        case .tokenRejected(let rejection): return "token rejected: \(rejection.reasonID)"
+        case .schemeNotAvailable(let scheme): return "\(scheme.rawValue) not available"
+        case .scopes(let required, _, let granted, let missing):
+            return "scopes required [\(required.joined(separator: " "))] granted [\(granted.joined(separator: " "))] missing [\(missing.joined(separator: " "))]"
+        }
+    }
+}
