@@ -10,9 +10,11 @@ final class GatewayEnvironment: Sendable {
     let curl: CurlMulti
     let logger: Logger
     let jwks: JWKSFetcher
+    let accessLog: AccessLog?
     private let draining = Atomic<Bool>(false)
 
-    init(policies: PolicyStore, curl: CurlMulti, logger: Logger) {
+    init(policies: PolicyStore, curl: CurlMulti, logger: Logger, accessLog: AccessLog?) {
+        self.accessLog = accessLog
         self.policies = policies
         self.curl = curl
         self.logger = logger

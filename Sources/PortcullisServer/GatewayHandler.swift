@@ -53,6 +53,22 @@ final class GatewayHandler: ChannelDuplexHandler {
     private var context: ChannelHandlerContext?
     private var peer: [UInt8]?
     private var peerText = ""
+    /// What the access log line of the current request needs.
+    private var current = RequestLogContext()
+
+    struct RequestLogContext {
+        var requestID = ""
+        var method = ""
+        var path = ""
+        var start: UInt64 = 0
+        var route: String?
+        var subject: String?
+        var upstreamStart: UInt64 = 0
+        var upstreamMilliseconds: Double?
+        var status = 0
+        var bytes = 0
+        var logged = true
+    }
 
     init(environment: GatewayEnvironment, deadlines: ConnectionDeadlines) {
         self.environment = environment
@@ -74,6 +90,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         if case .forwarding(let exchange) = self.state {
             exchange.transfer?.cancel()
+            self.logRequest(decision: "allow", reason: "client_closed")
         }
         self.state = .idle
         context.fireChannelInactive()
@@ -114,6 +131,9 @@ final class GatewayHandler: ChannelDuplexHandler {
         let server = policy.config.server
         self.generation &+= 1
         let requestID = Self.requestID(head.headers)
+        self.current = RequestLogContext(
+            requestID: requestID, method: head.method.rawValue, path: Self.pathForLog(head.uri),
+            start: MonotonicClock.nanoseconds(), logged: false)
 
         // Framing checks the HTTP decoder leaves to us.
         let lengths = head.headers[canonicalForm: "content-length"]
@@ -200,6 +220,9 @@ final class GatewayHandler: ChannelDuplexHandler {
         let exchange = Exchange(
             generation: self.generation, keepAlive: head.isKeepAlive, requestID: requestID, isHead: head.method == .HEAD)
         self.state = .forwarding(exchange)
+        self.current.route = plan.routeName
+        self.current.subject = plan.identity?.subject
+        self.current.upstreamStart = MonotonicClock.nanoseconds()
 
         var lines: [String] = []
         lines.reserveCapacity(head.headers.count + 6)
@@ -325,6 +348,8 @@ final class GatewayHandler: ChannelDuplexHandler {
         if !exchange.keepAlive { headers.add(name: "Connection", value: "close") }
         let status = HTTPResponseStatus(statusCode: head.status, reasonPhrase: head.reason)
         exchange.responseHeadSent = true
+        self.current.status = head.status
+        self.current.upstreamMilliseconds = MonotonicClock.milliseconds(since: self.current.upstreamStart)
         context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
         if exchange.isHead || !status.mayHaveResponseBody { context.flush() }
     }
@@ -333,6 +358,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         guard let context = self.context, case .forwarding(let exchange) = self.state, exchange.generation == generation
         else { return }
         let count = buffer.readableBytes
+        self.current.bytes += count
         context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         exchange.transfer?.responseBodyWritten(count, clientWritable: context.channel.isWritable)
     }
@@ -351,6 +377,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         if let error {
             if exchange.responseHeadSent {
                 // The head is out: the client can only learn of the failure by the connection closing.
+                self.logRequest(decision: "allow", reason: "upstream_failed_mid_body")
                 self.state = .idle
                 context.close(promise: nil)
                 return
@@ -358,20 +385,24 @@ final class GatewayHandler: ChannelDuplexHandler {
             let refusal: Refusal
             switch error.kind {
             case .timeout: refusal = Refusal(status: 504, detail: "Gateway Timeout", reason: "upstream_timeout")
-            case .cancelled: return
+            case .cancelled:
+                self.logRequest(decision: "allow", reason: "cancelled")
+                return
             case .badGateway, .requestBody: refusal = Refusal(status: 502, detail: "Bad Gateway", reason: "upstream_error")
             }
             self.environment.logger.warning(
                 "upstream failed", metadata: ["request_id": "\(exchange.requestID)", "error": "\(error)"])
             let keepAlive = exchange.keepAlive && exchange.requestEnded
             self.state = exchange.requestEnded ? .idle : .discarding(keepAlive: false)
-            self.writeRefusal(refusal, requestID: exchange.requestID, keepAlive: keepAlive, context: context)
+            self.current.upstreamMilliseconds = MonotonicClock.milliseconds(since: self.current.upstreamStart)
+            self.writeRefusal(refusal, requestID: exchange.requestID, keepAlive: keepAlive, decision: "allow", context: context)
             return
         }
         // A response may end before the client finished its body; the rest cannot be framed
         // for anyone, so the connection closes after the answer.
         let keepAlive = exchange.keepAlive && exchange.requestEnded && !self.environment.isDraining
         self.state = .idle
+        self.logRequest(decision: "allow", reason: nil)
         context.writeAndFlush(self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { [deadlines = self.deadlines] _ in
             if keepAlive {
                 deadlines.becameIdle()
@@ -385,10 +416,16 @@ final class GatewayHandler: ChannelDuplexHandler {
 
     private func refuse(_ refusal: Refusal, requestID: String, keepAlive: Bool, context: ChannelHandlerContext) {
         self.state = .discarding(keepAlive: keepAlive)
-        self.writeRefusal(refusal, requestID: requestID, keepAlive: keepAlive, context: context)
+        self.writeRefusal(refusal, requestID: requestID, keepAlive: keepAlive, decision: "deny", context: context)
     }
 
-    private func writeRefusal(_ refusal: Refusal, requestID: String, keepAlive: Bool, context: ChannelHandlerContext) {
+    private func writeRefusal(
+        _ refusal: Refusal, requestID: String, keepAlive: Bool, decision: String, context: ChannelHandlerContext
+    ) {
+        self.current.status = refusal.status
+        self.current.bytes = refusal.body.count
+        if let route = refusal.routeName { self.current.route = route }
+        self.logRequest(decision: decision, reason: refusal.reason)
         var headers = HTTPHeaders()
         for (name, value) in refusal.headers { headers.add(name: name, value: value) }
         headers.add(name: "Content-Type", value: "application/json")
@@ -418,6 +455,24 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     // MARK: helpers
+
+    private func logRequest(decision: String, reason: String?) {
+        guard !self.current.logged, let log = self.environment.accessLog else { return }
+        self.current.logged = true
+        let entry = self.current
+        log.record(
+            AccessLog.Entry(
+                requestID: entry.requestID, client: self.peerText, method: entry.method, path: entry.path, route: entry.route,
+                decision: decision, status: entry.status, subject: entry.subject,
+                durationMilliseconds: MonotonicClock.milliseconds(since: entry.start),
+                upstreamMilliseconds: entry.upstreamMilliseconds, bytes: entry.bytes, reason: reason))
+    }
+
+    /// The path of a request target for the log: never the query, which may carry credentials.
+    private static func pathForLog(_ uri: String) -> String {
+        guard let mark = uri.firstIndex(of: "?") else { return uri }
+        return String(uri[..<mark])
+    }
 
     private static func usuallyWithoutBody(_ method: HTTPMethod) -> Bool {
         switch method {

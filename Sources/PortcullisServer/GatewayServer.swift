@@ -15,9 +15,10 @@ package final class GatewayServer: Sendable {
     private let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
     private let logger: Logger
 
-    package init(policy: Policy, logger: Logger) {
+    package init(policy: Policy, logger: Logger) throws {
         let curl = CurlMulti(logger: logger)
-        self.environment = GatewayEnvironment(policies: PolicyStore(policy), curl: curl, logger: logger)
+        let accessLog = try AccessLog(policy.config.server.accessLog)
+        self.environment = GatewayEnvironment(policies: PolicyStore(policy), curl: curl, logger: logger, accessLog: accessLog)
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         self.logger = logger
     }
@@ -64,6 +65,7 @@ package final class GatewayServer: Sendable {
         signals.forEach { $0.cancel() }
         self.environment.jwks.stop()
         self.environment.curl.shutdown()
+        self.environment.accessLog?.flush()
         try? self.group.syncShutdownGracefully()
         self.logger.notice("stopped")
     }
@@ -89,7 +91,7 @@ package final class GatewayServer: Sendable {
         }
         while ContinuousClock.now < deadline {
             if self.connections.withLock({ $0.isEmpty }) { return }
-            Thread.sleepFor(milliseconds: 20)
+            Pause.sleepFor(milliseconds: 20)
         }
         let remaining = self.connections.withLock { Array($0.values) }
         if !remaining.isEmpty {
@@ -99,7 +101,7 @@ package final class GatewayServer: Sendable {
     }
 }
 
-enum Thread {
+enum Pause {
     static func sleepFor(milliseconds: Int) {
         var request = timespec(tv_sec: milliseconds / 1000, tv_nsec: (milliseconds % 1000) * 1_000_000)
         nanosleep(&request, nil)

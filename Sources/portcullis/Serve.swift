@@ -37,7 +37,7 @@ struct Serve: ParsableCommand {
             logger.error("invalid configuration; not starting", metadata: ["file": "\(self.options.path)"])
             throw ExitCode(2)
         }
-        let server = GatewayServer(policy: Policy(config: config), logger: logger)
+        let server = try GatewayServer(policy: Policy(config: config), logger: logger)
         try server.run(listen: address ?? config.server.listen)
     }
 }

@@ -80,7 +80,12 @@ package final class Policy: Sendable {
                 continue
             }
             recorder.record(.matched(route: config.name, location: config.location))
-            return self.authorize(index, route, target: target, request: request, now: now, recorder: &recorder)
+            let decision = self.authorize(index, route, target: target, request: request, now: now, recorder: &recorder)
+            if case .refuse(var refusal) = decision {
+                refusal.routeName = config.name
+                return .refuse(refusal)
+            }
+            return decision
         }
         recorder.record(.noRoute(allowed: allowed.sorted()))
         if allowed.isEmpty { return .refuse(.notFound) }

@@ -9,6 +9,8 @@ package struct Refusal: Sendable {
     /// Set when the token named a `kid` its issuer's `jwks_url` set lacks: a fetch of that set
     /// may change the answer, so the server may fetch once and decide again.
     package var keySetToRefresh: RemoteKeySet?
+    /// The route that matched, when one did.
+    package var routeName: String?
 
     package init(status: Int, headers: [(name: String, value: String)] = [], detail: String, reason: String) {
         self.status = status

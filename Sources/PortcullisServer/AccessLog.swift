@@ -1,0 +1,132 @@
+import Foundation
+package import PortcullisCore
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One JSON line per request (contract §8), written off the event loops: requests append to
+/// a buffer under a short lock, and a background thread writes it out every 50 ms.
+///
+/// Never logged: the query string (it may carry an API key or a misplaced token), header
+/// values, `Authorization`, cookies, passwords.
+package final class AccessLog: Sendable {
+    private let descriptor: Int32
+    private let buffer = Mutex<[UInt8]>([])
+    private let closesDescriptor: Bool
+
+    /// `nil` for `access_log: off`.
+    package init?(_ target: AccessLogTarget) throws {
+        switch target {
+        case .off:
+            return nil
+        case .stdout:
+            self.descriptor = 1
+            self.closesDescriptor = false
+        case .file(let path):
+            let descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+            guard descriptor >= 0 else { throw AccessLogError(path: path, errno: errno) }
+            self.descriptor = descriptor
+            self.closesDescriptor = true
+        }
+        let thread = Thread { [weak self] in
+            while true {
+                var pause = timespec(tv_sec: 0, tv_nsec: 50_000_000)
+                nanosleep(&pause, nil)
+                guard let log = self else { return }
+                log.flush()
+            }
+        }
+        thread.name = "portcullis-access-log"
+        thread.start()
+    }
+
+    struct AccessLogError: Error, CustomStringConvertible {
+        var path: String
+        var errno: Int32
+        var description: String { "cannot open the access log \(self.path): \(String(cString: strerror(self.errno)))" }
+    }
+
+    package struct Entry {
+        var requestID: String
+        var client: String
+        var method: String
+        var path: String
+        var route: String?
+        var decision: String
+        var status: Int
+        var subject: String?
+        var durationMilliseconds: Double
+        var upstreamMilliseconds: Double?
+        var bytes: Int
+        var reason: String?
+    }
+
+    func record(_ entry: Entry) {
+        var line = "{\"time\":\"\(Self.timestamp())\",\"request_id\":\(JSONText.string(entry.requestID))"
+        line += ",\"client\":\(JSONText.string(entry.client)),\"method\":\(JSONText.string(entry.method))"
+        line += ",\"path\":\(JSONText.string(entry.path)),\"route\":\(entry.route.map(JSONText.string) ?? "null")"
+        line += ",\"decision\":\"\(entry.decision)\",\"status\":\(entry.status)"
+        if let subject = entry.subject { line += ",\"subject\":\(JSONText.string(subject))" }
+        line += ",\"duration_ms\":\(Self.round(entry.durationMilliseconds))"
+        if let upstream = entry.upstreamMilliseconds { line += ",\"upstream_ms\":\(Self.round(upstream))" }
+        line += ",\"bytes\":\(entry.bytes)"
+        if let reason = entry.reason { line += ",\"reason\":\(JSONText.string(reason))" }
+        line += "}\n"
+        self.buffer.withLock { $0.append(contentsOf: line.utf8) }
+    }
+
+    /// Writes what is buffered. Runs on the log thread, and once more at shutdown.
+    package func flush() {
+        let pending = self.buffer.withLock { buffer -> [UInt8] in
+            defer { buffer.removeAll(keepingCapacity: true) }
+            return buffer
+        }
+        var offset = 0
+        while offset < pending.count {
+            let written = pending.withUnsafeBytes { write(self.descriptor, $0.baseAddress! + offset, $0.count - offset) }
+            if written <= 0 {
+                if written < 0 && errno == EINTR { continue }
+                return
+            }
+            offset += written
+        }
+    }
+
+    deinit {
+        if self.closesDescriptor { close(self.descriptor) }
+    }
+
+    private static func round(_ value: Double) -> String {
+        let scaled = (value * 1000).rounded() / 1000
+        return String(scaled)
+    }
+
+    /// RFC 3339 UTC with milliseconds.
+    static func timestamp() -> String {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        var seconds = spec.tv_sec
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func pad(_ value: Int32, _ width: Int) -> String {
+            let text = String(value)
+            return String(repeating: "0", count: max(0, width - text.count)) + text
+        }
+        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
+            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(spec.tv_nsec / 1_000_000), 3))Z"
+    }
+}
+
+/// A monotonic clock for durations.
+enum MonotonicClock {
+    static func nanoseconds() -> UInt64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
+    }
+
+    static func milliseconds(since start: UInt64) -> Double {
+        Double(Self.nanoseconds() &- start) / 1_000_000
+    }
+}
