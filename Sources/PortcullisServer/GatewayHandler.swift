@@ -248,7 +248,8 @@ final class GatewayHandler: ChannelDuplexHandler {
                 continue
             case "authorization":
                 if !forwardAuthorization { continue }
-            case "host":
+            case "host", "content-length", "expect":
+                // The gateway frames every upstream request itself, and answers 100-continue itself.
                 continue
             default:
                 break
