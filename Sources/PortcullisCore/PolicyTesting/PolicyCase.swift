@@ -1,0 +1,158 @@
+/// One case of a policy test file (contract §7): a request, the credentials to send, and what
+/// the decision must be.
+package struct PolicyCase: Sendable {
+    package var name: String
+    package var location: SourceLocation
+    package var method: String
+    package var path: String
+    package var headers: [(name: String, value: String)]
+    package var credentials: Credentials
+    /// Evaluate time-based claims at this instant (seconds since 1970) instead of now. Minted
+    /// tokens are still minted now, so a case can look at them from the future.
+    package var now: Double?
+    package var expect: Expectation
+
+    package enum Credentials: Sendable {
+        case none
+        /// Minted with the configured signing key.
+        case minted(subject: String, scopes: [String], ttlSeconds: Int64?)
+        case bearer(String)
+        case basic(username: String, password: String)
+    }
+
+    package struct Expectation: Sendable {
+        /// `200` means "would be forwarded".
+        package var status: Int?
+        package var route: String?
+        package var upstreamPath: String?
+        /// A substring of the `WWW-Authenticate` answer.
+        package var challenge: String?
+        /// Headers the forwarded request must carry (the identity headers).
+        package var headers: [(name: String, value: String)] = []
+    }
+}
+
+/// The outcome of one case.
+package struct PolicyCaseResult: Sendable {
+    package var name: String
+    package var location: SourceLocation
+    /// Empty when the case passed.
+    package var failures: [String]
+    package var summary: String
+
+    package var passed: Bool { self.failures.isEmpty }
+}
+
+extension PolicyCase {
+    /// Runs the case through ``Policy/decide(_:now:recorder:)``, the function `serve` uses.
+    package func run(_ policy: Policy, now defaultNow: Double) -> PolicyCaseResult {
+        let instant = self.now ?? defaultNow
+        var authorization: [String] = self.headers.filter { $0.name.lowercased() == "authorization" }.map(\.value)
+        switch self.credentials {
+        case .none:
+            break
+        case .bearer(let raw):
+            authorization.append("Bearer \(raw)")
+        case .basic(let username, let password):
+            authorization.append("Basic " + Base64.encode(Array("\(username):\(password)".utf8)))
+        case .minted(let subject, let scopes, let ttl):
+            guard let endpoint = policy.config.tokenEndpoint else {
+                return PolicyCaseResult(
+                    name: self.name, location: self.location, failures: ["'token' needs token_endpoint.signing_key in the configuration"],
+                    summary: "no signing key")
+            }
+            do {
+                let token = try TokenMinter.mint(
+                    endpoint, subject: subject, scopes: scopes, ttlSeconds: ttl ?? endpoint.accessTokenTTL / 1000, now: defaultNow)
+                authorization.append("Bearer \(token)")
+            } catch {
+                return PolicyCaseResult(name: self.name, location: self.location, failures: ["minting failed: \(error)"], summary: "error")
+            }
+        }
+        let facts = RequestFacts(
+            method: self.method, rawTarget: self.path, host: self.headers.last { $0.name.lowercased() == "host" }?.value,
+            authorization: authorization)
+        var trace = Trace()
+        let decision = policy.decide(facts, now: instant, recorder: &trace)
+
+        var failures: [String] = []
+        let status: Int
+        var route: String?
+        var challenges: [String] = []
+        var forwardedHeaders: [(String, String)] = []
+        var upstreamPath: String?
+        switch decision {
+        case .forward(let plan):
+            status = 200
+            route = plan.routeName
+            upstreamPath = plan.upstreamTarget
+            if let identity = plan.identity {
+                let names = policy.config.server.identityHeaders
+                forwardedHeaders = [
+                    (names.subject, identity.subject), (names.scopes, identity.scopes.joined(separator: " ")),
+                    (names.method, identity.method.rawValue),
+                ]
+            }
+        case .refuse(let refusal):
+            status = refusal.status
+            route = refusal.routeName
+            challenges = refusal.challenges
+        }
+        let why = Self.reason(trace, decision)
+        if let expected = self.expect.status, expected != status {
+            failures.append("expected status \(expected), got \(status) (\(why))")
+        }
+        if let expected = self.expect.route, expected != route {
+            failures.append("expected route '\(expected)', got \(route.map { "'\($0)'" } ?? "no route")")
+        }
+        if let expected = self.expect.upstreamPath, expected != upstreamPath {
+            failures.append("expected upstream path \(expected), got \(upstreamPath ?? "nothing forwarded")")
+        }
+        if let expected = self.expect.challenge, !challenges.contains(where: { $0.contains(expected) }) {
+            failures.append("expected a challenge containing \(expected), got \(challenges.isEmpty ? "none" : challenges.joined(separator: " | "))")
+        }
+        for (name, value) in self.expect.headers {
+            let actual = forwardedHeaders.first { $0.0.lowercased() == name.lowercased() }?.1
+            if actual != value {
+                failures.append("expected forwarded header \(name): \(value), got \(actual.map { "\(name): \($0)" } ?? "none")")
+            }
+        }
+        return PolicyCaseResult(name: self.name, location: self.location, failures: failures, summary: "\(status) \(why)")
+    }
+
+    private static func reason(_ trace: Trace, _ decision: Decision) -> String {
+        switch decision {
+        case .forward(let plan): return "forwarded by route \(plan.routeName)"
+        case .refuse(let refusal):
+            for step in trace.steps.reversed() {
+                if case .tokenRejected(let rejection) = step {
+                    return "\(refusal.reason): \(rejection.errorDescription)"
+                }
+            }
+            return refusal.reason
+        }
+    }
+}
+
+/// Standard base64, for Basic credentials.
+enum Base64 {
+    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+    static func encode(_ bytes: [UInt8]) -> String {
+        var out = [UInt8]()
+        var index = 0
+        while index < bytes.count {
+            let chunk = Array(bytes[index..<min(index + 3, bytes.count)])
+            let value = chunk.enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (16 - 8 * UInt32($1.offset)) }
+            for position in 0..<4 {
+                if position <= chunk.count {
+                    out.append(Self.alphabet[Int((value >> (18 - 6 * UInt32(position))) & 0x3F)])
+                } else {
+                    out.append(UInt8(ascii: "="))
+                }
+            }
+            index += 3
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
