@@ -60,6 +60,7 @@ package final class AccessLog: Sendable {
         var upstreamMilliseconds: Double?
         var bytes: Int
         var reason: String?
+        var upstreamStatus: Int?
     }
 
     func record(_ entry: Entry) {
@@ -72,6 +73,7 @@ package final class AccessLog: Sendable {
         if let upstream = entry.upstreamMilliseconds { line += ",\"upstream_ms\":\(Self.round(upstream))" }
         line += ",\"bytes\":\(entry.bytes)"
         if let reason = entry.reason { line += ",\"reason\":\(JSONText.string(reason))" }
+        if let upstreamStatus = entry.upstreamStatus { line += ",\"upstream_status\":\(upstreamStatus)" }
         line += "}\n"
         self.buffer.withLock { $0.append(contentsOf: line.utf8) }
     }

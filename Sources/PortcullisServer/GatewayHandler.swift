@@ -68,6 +68,8 @@ final class GatewayHandler: ChannelDuplexHandler {
         var status = 0
         var bytes = 0
         var logged = true
+        /// Shadow mode: the status and reason of the refusal that was not enforced.
+        var wouldDeny: (status: Int, reason: String)?
     }
 
     init(environment: GatewayEnvironment, deadlines: ConnectionDeadlines) {
@@ -201,6 +203,13 @@ final class GatewayHandler: ChannelDuplexHandler {
 
     private func act(on decision: Decision, _ pending: PendingRequest, policy: Policy, context: ChannelHandlerContext) {
         switch decision {
+        case .refuse(let refusal) where refusal.shadowPlan != nil:
+            // Shadow mode: the refusal is only logged; the request goes through.
+            self.current.wouldDeny = (refusal.status, refusal.reason)
+            self.forward(
+                pending.head, plan: refusal.shadowPlan!, policy: policy, declaredLength: pending.declaredLength,
+                chunked: pending.chunked, requestID: pending.requestID, context: context)
+            if pending.ended { self.receiveEnd(context: context) }
         case .refuse(let refusal):
             self.refuse(refusal, requestID: pending.requestID, keepAlive: pending.head.isKeepAlive, context: context)
             if pending.ended { self.receiveEnd(context: context) }
@@ -461,12 +470,24 @@ final class GatewayHandler: ChannelDuplexHandler {
         guard !self.current.logged, let log = self.environment.accessLog else { return }
         self.current.logged = true
         let entry = self.current
+        var decision = decision
+        var status = entry.status
+        var reason = reason
+        var upstreamStatus: Int?
+        if let wouldDeny = entry.wouldDeny {
+            // The line of a shadowed request carries the status that enforcement would have sent.
+            decision = "would_deny"
+            upstreamStatus = status
+            status = wouldDeny.status
+            reason = wouldDeny.reason
+        }
         log.record(
             AccessLog.Entry(
                 requestID: entry.requestID, client: self.peerText, method: entry.method, path: entry.path, route: entry.route,
-                decision: decision, status: entry.status, subject: entry.subject,
+                decision: decision, status: status, subject: entry.subject,
                 durationMilliseconds: MonotonicClock.milliseconds(since: entry.start),
-                upstreamMilliseconds: entry.upstreamMilliseconds, bytes: entry.bytes, reason: reason))
+                upstreamMilliseconds: entry.upstreamMilliseconds, bytes: entry.bytes, reason: reason,
+                upstreamStatus: upstreamStatus))
     }
 
     /// The path of a request target for the log: never the query, which may carry credentials.

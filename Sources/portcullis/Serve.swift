@@ -11,6 +11,9 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "Listen on HOST:PORT instead of server.listen.")
     var listen: String?
 
+    @Flag(name: .long, help: "Shadow mode: log refusals as would_deny and forward the requests anyway.")
+    var dryRun = false
+
     @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -33,9 +36,16 @@ struct Serve: ParsableCommand {
         let logger = Logger(label: "portcullis")
         let result = self.options.load()
         for diagnostic in result.diagnostics.sorted { printError(diagnostic.description) }
-        guard let config = result.config else {
+        guard var config = result.config else {
             logger.error("invalid configuration; not starting", metadata: ["file": "\(self.options.path)"])
             throw ExitCode(2)
+        }
+        if self.dryRun { config.server.dryRun = true }
+        let shadowed = config.routes.filter { config.server.dryRun || $0.mode == .dryRun }.map(\.name)
+        if !shadowed.isEmpty {
+            logger.warning(
+                "SHADOW MODE (dry run) is on: refusals are only logged as would_deny and the requests are FORWARDED",
+                metadata: ["routes": "\(shadowed.joined(separator: ","))"])
         }
         let server = try GatewayServer(policy: Policy(config: config), logger: logger)
         try server.run(listen: address ?? config.server.listen)

@@ -83,6 +83,9 @@ package final class Policy: Sendable {
             let decision = self.authorize(index, route, target: target, request: request, now: now, recorder: &recorder)
             if case .refuse(var refusal) = decision {
                 refusal.routeName = config.name
+                if self.config.server.dryRun || config.mode == .dryRun {
+                    refusal.shadowPlan = Self.plan(index, route, target: target, identity: refusal.shadowIdentity)
+                }
                 return .refuse(refusal)
             }
             return decision
@@ -142,11 +145,12 @@ package final class Policy: Sendable {
                         required: config.scopes, requiredAny: config.scopesAny, granted: token.scopes,
                         missing: anyMissing ? missing + config.scopesAny : missing))
                 if !missing.isEmpty || anyMissing {
-                    return .refuse(
-                        Refusal(
+                    var refusal = Refusal(
                             status: self.config.server.insufficientScopeStatus,
                             headers: [("WWW-Authenticate", "Bearer realm=\"\(self.config.server.realm)\", error=\"insufficient_scope\", scope=\"\(route.scopeAttribute)\", error_description=\"The access token lacks the required scope\"")],
-                            detail: "Not enough permissions", reason: "insufficient_scope"))
+                            detail: "Not enough permissions", reason: "insufficient_scope")
+                    refusal.shadowIdentity = Identity(subject: token.subject, scopes: token.scopes, method: .bearer)
+                    return .refuse(refusal)
                 }
                 let identity = Identity(subject: token.subject, scopes: token.scopes, method: .bearer)
                 return .forward(Self.plan(index, route, target: target, identity: identity))

@@ -52,6 +52,9 @@ struct TraceReport {
             lines.append(("status", "\(refusal.status)"))
             for challenge in refusal.challenges { lines.append(("challenge", challenge)) }
             lines.append(("body", String(decoding: refusal.body, as: UTF8.self)))
+            if let shadow = refusal.shadowPlan {
+                lines.append(("shadow", "dry-run mode: logged as would_deny and forwarded anyway to \(shadow.upstreamURL)"))
+            }
         }
         return lines
     }
@@ -119,6 +122,7 @@ struct TraceReport {
             fields.append(("challenge", challenges.isEmpty ? "null" : JSONText.string(challenges.joined(separator: ", "))))
             fields.append(("challenges", "[" + challenges.map(JSONText.string).joined(separator: ",") + "]"))
             fields.append(("body", String(decoding: refusal.body, as: UTF8.self)))
+            fields.append(("shadow_forward", refusal.shadowPlan.map { JSONText.string($0.upstreamURL) } ?? "null"))
         }
         return "{" + fields.map { "\(JSONText.string($0.0)):\($0.1)" }.joined(separator: ",") + "}"
     }
