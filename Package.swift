@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(
@@ -41,7 +42,10 @@ let package = Package(
         .target(name: "PortcullisUpstream", dependencies: ["CPortcullisCurl", nioCore, logging]),
         .target(
             name: "PortcullisServer",
-            dependencies: ["PortcullisCore", "PortcullisUpstream", "PortcullisCrypto", nioCore, nioPosix, nioHTTP1, logging]
+            dependencies: [
+                "PortcullisCore", "PortcullisUpstream", "PortcullisCrypto", nioCore, nioPosix, nioHTTP1, logging,
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
         ),
         .executableTarget(
             name: "portcullis",

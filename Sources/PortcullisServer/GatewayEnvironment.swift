@@ -11,6 +11,7 @@ final class GatewayEnvironment: Sendable {
     let logger: Logger
     let jwks: JWKSFetcher
     let accessLog: AccessLog?
+    let metrics = GatewayMetrics()
     private let draining = Atomic<Bool>(false)
 
     init(policies: PolicyStore, curl: CurlMulti, logger: Logger, accessLog: AccessLog?) {
@@ -18,7 +19,7 @@ final class GatewayEnvironment: Sendable {
         self.policies = policies
         self.curl = curl
         self.logger = logger
-        self.jwks = JWKSFetcher(curl: curl, logger: logger)
+        self.jwks = JWKSFetcher(curl: curl, logger: logger, metrics: self.metrics)
     }
 
     var isDraining: Bool { self.draining.load(ordering: .relaxed) }

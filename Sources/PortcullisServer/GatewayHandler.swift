@@ -387,6 +387,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         if let error {
             if exchange.responseHeadSent {
                 // The head is out: the client can only learn of the failure by the connection closing.
+                self.environment.metrics.upstreamError(kind: error.kind.rawValue)
                 self.logRequest(decision: "allow", reason: "upstream_failed_mid_body")
                 self.state = .idle
                 context.close(promise: nil)
@@ -400,6 +401,7 @@ final class GatewayHandler: ChannelDuplexHandler {
                 return
             case .badGateway, .requestBody: refusal = Refusal(status: 502, detail: "Bad Gateway", reason: "upstream_error")
             }
+            self.environment.metrics.upstreamError(kind: error.kind.rawValue)
             self.environment.logger.warning(
                 "upstream failed", metadata: ["request_id": "\(exchange.requestID)", "error": "\(error)"])
             let keepAlive = exchange.keepAlive && exchange.requestEnded
@@ -467,9 +469,15 @@ final class GatewayHandler: ChannelDuplexHandler {
     // MARK: helpers
 
     private func logRequest(decision: String, reason: String?) {
-        guard !self.current.logged, let log = self.environment.accessLog else { return }
+        guard !self.current.logged else { return }
         self.current.logged = true
         let entry = self.current
+        let seconds = MonotonicClock.milliseconds(since: entry.start) / 1000
+        self.environment.metrics.request(
+            route: entry.route, decision: entry.wouldDeny == nil ? decision : "would_deny",
+            status: entry.wouldDeny?.status ?? entry.status, seconds: seconds,
+            upstreamSeconds: entry.upstreamMilliseconds.map { $0 / 1000 })
+        guard let log = self.environment.accessLog else { return }
         var decision = decision
         var status = entry.status
         var reason = reason

@@ -50,6 +50,22 @@ package final class GatewayServer: Sendable {
         let bound = channel.localAddress.map { "\($0.ipAddress ?? address.host):\($0.port ?? address.port)" } ?? "\(address)"
         self.logger.notice("portcullis listening", metadata: ["address": "\(bound)"])
 
+        var admin: (any Channel)?
+        if let adminAddress = server.adminListen {
+            let adminBootstrap = ServerBootstrap(group: self.group)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                        try channel.pipeline.syncOperations.addHandler(AdminHandler(environment: environment))
+                    }
+                }
+            let adminChannel = try adminBootstrap.bind(host: adminAddress.host, port: adminAddress.port).wait()
+            admin = adminChannel
+            let boundAdmin = adminChannel.localAddress.map { "\($0.ipAddress ?? adminAddress.host):\($0.port ?? adminAddress.port)" } ?? "\(adminAddress)"
+            self.logger.notice("admin listening", metadata: ["address": "\(boundAdmin)"])
+        }
+
         let stop = DispatchSemaphore(value: 0)
         let signals = [SIGTERM, SIGINT].map { signalNumber -> any DispatchSourceSignal in
             signal(signalNumber, SIG_IGN)
@@ -61,6 +77,7 @@ package final class GatewayServer: Sendable {
         stop.wait()
         self.logger.notice("shutting down: no longer accepting connections")
         try? channel.close().wait()
+        try? admin?.close().wait()
         self.drain(grace: .milliseconds(Int(server.shutdownGrace)))
         signals.forEach { $0.cancel() }
         self.environment.jwks.stop()

@@ -15,11 +15,13 @@ final class JWKSFetcher: Sendable {
 
     private let curl: CurlMulti
     private let logger: Logger
+    private let metrics: GatewayMetrics
     private let stopped = Atomic<Bool>(false)
 
-    init(curl: CurlMulti, logger: Logger) {
+    init(curl: CurlMulti, logger: Logger, metrics: GatewayMetrics) {
         self.curl = curl
         self.logger = logger
+        self.metrics = metrics
     }
 
     /// Starts the periodic refresh of every set.
@@ -42,20 +44,23 @@ final class JWKSFetcher: Sendable {
         let request = UpstreamRequest(
             url: set.url, method: "GET", headers: ["Accept: application/json"], body: .none,
             connectTimeoutMilliseconds: 2_000, timeoutMilliseconds: Self.fetchTimeoutMilliseconds)
-        let collector = DocumentCollector(limit: Self.maximumDocumentBytes) { [logger = self.logger] result in
+        let collector = DocumentCollector(limit: Self.maximumDocumentBytes) { [logger = self.logger, metrics = self.metrics] result in
             switch result {
             case .success(let document):
                 do {
                     try set.install(document)
+                    metrics.keySetFetch(issuer: set.issuer, succeeded: true)
                     logger.info("key set fetched", metadata: ["issuer": "\(set.issuer)", "keys": "\(set.keys.count)", "reason": "\(reason)"])
                     completion(true)
                 } catch {
+                    metrics.keySetFetch(issuer: set.issuer, succeeded: false)
                     logger.warning(
                         "key set rejected; keeping the previous one",
                         metadata: ["issuer": "\(set.issuer)", "url": "\(set.url)", "error": "\(error)"])
                     completion(false)
                 }
             case .failure(let message):
+                metrics.keySetFetch(issuer: set.issuer, succeeded: false)
                 logger.warning(
                     "key set fetch failed; keeping the previous one",
                     metadata: ["issuer": "\(set.issuer)", "url": "\(set.url)", "error": "\(message)"])

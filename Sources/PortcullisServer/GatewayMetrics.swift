@@ -1,0 +1,62 @@
+import Prometheus
+
+/// The gateway's Prometheus series. The registry keeps one instance per label set, so a
+/// series labelled by route, decision and status is created on first use and found again after.
+final class GatewayMetrics: Sendable {
+    let registry = PrometheusCollectorRegistry()
+
+    private static func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "portcullis", metricName: metric, unitName: unit, helpText: help)
+    }
+
+    // MetricNameDescriptor is a struct of `let`s that the package does not mark Sendable.
+    nonisolated(unsafe) private static let requests = name("requests", "total", "Requests by route, decision (allow, deny, would_deny) and status.")
+    nonisolated(unsafe) private static let duration = name("request_duration", "seconds", "Time from the request head to the end of the response.")
+    nonisolated(unsafe) private static let upstreamDuration = name("upstream_duration", "seconds", "Time from starting the upstream exchange to its response head.")
+    nonisolated(unsafe) private static let upstreamErrors = name("upstream_errors", "total", "Upstream failures by kind.")
+    nonisolated(unsafe) private static let keySetFetches = name("jwks_refreshes", "total", "Key set fetches by issuer and result.")
+    nonisolated(unsafe) private static let reloads = name("config_reloads", "total", "Configuration reloads by result.")
+    private static let latencyBuckets: [Double] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+    init() {
+        // Present from the start, so a scrape shows the series before the first reload.
+        _ = self.registry.makeCounter(descriptor: Self.reloads, labels: [("result", "success")])
+        _ = self.registry.makeCounter(descriptor: Self.reloads, labels: [("result", "failure")])
+    }
+
+    /// One finished request. `decision` is `allow`, `deny` or `would_deny`.
+    func request(route: String?, decision: String, status: Int, seconds: Double, upstreamSeconds: Double?) {
+        let routeLabel = route ?? "-"
+        self.registry.makeCounter(
+            descriptor: Self.requests, labels: [("route", routeLabel), ("decision", decision), ("status", String(status))]
+        ).increment()
+        self.registry.makeValueHistogram(descriptor: Self.duration, labels: [("route", routeLabel)], buckets: Self.latencyBuckets)
+            .record(seconds)
+        if let upstreamSeconds {
+            self.registry.makeValueHistogram(
+                descriptor: Self.upstreamDuration, labels: [("route", routeLabel)], buckets: Self.latencyBuckets
+            ).record(upstreamSeconds)
+        }
+    }
+
+    func upstreamError(kind: String) {
+        self.registry.makeCounter(descriptor: Self.upstreamErrors, labels: [("kind", kind)]).increment()
+    }
+
+    func keySetFetch(issuer: String, succeeded: Bool) {
+        self.registry.makeCounter(
+            descriptor: Self.keySetFetches, labels: [("issuer", issuer), ("result", succeeded ? "success" : "failure")]
+        ).increment()
+    }
+
+    func configReload(succeeded: Bool) {
+        self.registry.makeCounter(descriptor: Self.reloads, labels: [("result", succeeded ? "success" : "failure")]).increment()
+    }
+
+    /// The Prometheus text exposition.
+    func render() -> [UInt8] {
+        var buffer: [UInt8] = []
+        self.registry.emit(into: &buffer)
+        return buffer
+    }
+}
