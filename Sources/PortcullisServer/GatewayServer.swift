@@ -24,8 +24,11 @@ package final class GatewayServer: Sendable {
     }
 
     /// Binds `address` and serves until SIGTERM or SIGINT, then lets in-flight requests finish
-    /// within `shutdown_grace`.
-    package func run(listen address: ListenAddress) throws {
+    /// within `shutdown_grace`. On SIGHUP, `reload` reads the configuration again (off the event
+    /// loops); a good one replaces the running policy, a bad one is reported and changes nothing.
+    package func run(
+        listen address: ListenAddress, reload: @escaping @Sendable () -> Result<Policy, ConfigDiagnostics>
+    ) throws {
         let server = self.environment.policies.current.config.server
         let idle = TimeAmount.milliseconds(server.idleTimeout)
         let header = TimeAmount.milliseconds(server.requestHeaderTimeout)
@@ -45,7 +48,7 @@ package final class GatewayServer: Sendable {
                     self.track(channel)
                 }
             }
-        self.environment.jwks.start(Array(self.environment.policies.current.verifier.remoteKeySets.values))
+        self.startKeySets(self.environment.policies.current)
         let channel = try bootstrap.bind(host: address.host, port: address.port).wait()
         let bound = channel.localAddress.map { "\($0.ipAddress ?? address.host):\($0.port ?? address.port)" } ?? "\(address)"
         self.logger.notice("portcullis listening", metadata: ["address": "\(bound)"])
@@ -66,6 +69,12 @@ package final class GatewayServer: Sendable {
             self.logger.notice("admin listening", metadata: ["address": "\(boundAdmin)"])
         }
 
+        signal(SIGHUP, SIG_IGN)
+        let reloadQueue = DispatchQueue(label: "portcullis.reload")
+        let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: reloadQueue)
+        hangup.setEventHandler { [self] in self.reload(reload, listening: address) }
+        hangup.resume()
+
         let stop = DispatchSemaphore(value: 0)
         let signals = [SIGTERM, SIGINT].map { signalNumber -> any DispatchSourceSignal in
             signal(signalNumber, SIG_IGN)
@@ -80,11 +89,48 @@ package final class GatewayServer: Sendable {
         try? admin?.close().wait()
         self.drain(grace: .milliseconds(Int(server.shutdownGrace)))
         signals.forEach { $0.cancel() }
+        hangup.cancel()
         self.environment.jwks.stop()
         self.environment.curl.shutdown()
         self.environment.accessLog?.flush()
         try? self.group.syncShutdownGracefully()
         self.logger.notice("stopped")
+    }
+
+    private func startKeySets(_ policy: Policy) {
+        let policies = self.environment.policies
+        self.environment.jwks.start(Array(policy.verifier.remoteKeySets.values)) { set in
+            policies.current.verifier.remoteKeySets[set.issuer] === set
+        }
+    }
+
+    /// Runs on the reload queue, never on an event loop: reading files and parsing keys may block.
+    private func reload(_ load: @Sendable () -> Result<Policy, ConfigDiagnostics>, listening: ListenAddress) {
+        switch load() {
+        case .failure(let diagnostics):
+            self.environment.metrics.configReload(succeeded: false)
+            for diagnostic in diagnostics.sorted where diagnostic.severity == .error {
+                self.logger.error("configuration rejected", metadata: ["diagnostic": "\(diagnostic)"])
+            }
+            self.logger.error("reload failed; the running configuration stays", metadata: ["errors": "\(diagnostics.errors.count)"])
+        case .success(let next):
+            let previous = self.environment.policies.current
+            // Key sets already fetched for the same issuer and URL carry over, so readiness and
+            // verification do not wait for a new fetch.
+            for (issuer, set) in next.verifier.remoteKeySets {
+                if let old = previous.verifier.remoteKeySets[issuer], old.url == set.url, let document = old.lastDocument {
+                    try? set.install(document)
+                }
+            }
+            self.environment.policies.replace(with: next)
+            self.startKeySets(next)
+            self.environment.metrics.configReload(succeeded: true)
+            self.logger.notice("configuration reloaded", metadata: ["routes": "\(next.routes.count)"])
+            let server = next.config.server
+            if server.listen != previous.config.server.listen || server.adminListen != previous.config.server.adminListen {
+                self.logger.warning("server.listen or server.admin_listen changed: that takes a restart; still listening as before")
+            }
+        }
     }
 
     private func track(_ channel: any Channel) {

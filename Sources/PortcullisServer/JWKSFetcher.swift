@@ -24,18 +24,21 @@ final class JWKSFetcher: Sendable {
         self.metrics = metrics
     }
 
-    /// Starts the periodic refresh of every set.
-    func start(_ sets: [RemoteKeySet]) {
-        for set in sets { self.refreshLoop(set) }
+    /// Starts the periodic refresh of every set. `isCurrent` tells a set's loop to end once a
+    /// reload has replaced the set.
+    func start(_ sets: [RemoteKeySet], isCurrent: @escaping @Sendable (RemoteKeySet) -> Bool) {
+        for set in sets { self.refreshLoop(set, isCurrent: isCurrent) }
     }
 
     func stop() { self.stopped.store(true, ordering: .relaxed) }
 
-    private func refreshLoop(_ set: RemoteKeySet) {
+    private func refreshLoop(_ set: RemoteKeySet, isCurrent: @escaping @Sendable (RemoteKeySet) -> Bool) {
+        guard !self.stopped.load(ordering: .relaxed), isCurrent(set) else { return }
         self.fetch(set, reason: "scheduled") { [self] succeeded in
-            guard !self.stopped.load(ordering: .relaxed) else { return }
             let interval = succeeded || set.isLoaded ? set.refresh : min(set.refresh, 30_000)
-            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(interval))) { self.refreshLoop(set) }
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(interval))) {
+                self.refreshLoop(set, isCurrent: isCurrent)
+            }
         }
     }
 

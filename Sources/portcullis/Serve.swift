@@ -48,6 +48,14 @@ struct Serve: ParsableCommand {
                 metadata: ["routes": "\(shadowed.joined(separator: ","))"])
         }
         let server = try GatewayServer(policy: Policy(config: config), logger: logger)
-        try server.run(listen: address ?? config.server.listen)
+        let options = self.options
+        let dryRun = self.dryRun
+        try server.run(listen: address ?? config.server.listen) {
+            let result = options.load()
+            for diagnostic in result.diagnostics.warnings { logger.warning("\(diagnostic)") }
+            guard var reloaded = result.config else { return .failure(result.diagnostics) }
+            if dryRun { reloaded.server.dryRun = true }
+            return .success(Policy(config: reloaded))
+        }
     }
 }

@@ -19,6 +19,7 @@ package final class RemoteKeySet: Sendable {
         var loaded = false
         var lastOnDemand = -Double.infinity
         var fetches = 0
+        var document: [UInt8]?
     }
 
     private let state = Mutex(State())
@@ -44,10 +45,14 @@ package final class RemoteKeySet: Sendable {
             $0.keys = keys
             $0.loaded = true
             $0.fetches += 1
+            $0.document = document
         }
         // Tokens verified with a key that is no longer published must be checked again.
         self.onChange()
     }
+
+    /// The last good document, so a reloaded configuration can start with the same keys.
+    package var lastDocument: [UInt8]? { self.state.withLock { $0.document } }
 
     /// Claims the right to one fetch for an unknown `kid`; `false` while rate-limited.
     package func claimOnDemandFetch(now: Double) -> Bool {
