@@ -12,9 +12,11 @@ final class GatewayEnvironment: Sendable {
     let jwks: JWKSFetcher
     let accessLog: AccessLog?
     let metrics = GatewayMetrics()
+    let hashPool: PasswordHashPool
     private let draining = Atomic<Bool>(false)
 
-    init(policies: PolicyStore, curl: CurlMulti, logger: Logger, accessLog: AccessLog?) {
+    init(policies: PolicyStore, curl: CurlMulti, logger: Logger, accessLog: AccessLog?, hashThreads: Int) {
+        self.hashPool = PasswordHashPool(threads: hashThreads)
         self.accessLog = accessLog
         self.policies = policies
         self.curl = curl

@@ -40,8 +40,8 @@ final class GatewayHandler: ChannelDuplexHandler {
         /// A refusal was sent; the rest of the request body is read and dropped.
         case discarding(keepAlive: Bool)
         case forwarding(Exchange)
-        /// Decided once, waiting for a key set fetch before deciding again.
-        case awaitingKeys(PendingRequest)
+        /// Waiting for a key set fetch or a password check before deciding again.
+        case awaiting(PendingRequest)
     }
 
     private let environment: GatewayEnvironment
@@ -157,31 +157,22 @@ final class GatewayHandler: ChannelDuplexHandler {
                                requestID: requestID, keepAlive: false, context: context)
         }
 
+        var credentialHeaders: [(name: String, value: String)] = []
+        if !policy.credentialHeaderNames.isEmpty {
+            for (name, value) in head.headers where policy.credentialHeaderNames.contains(name.lowercased()) {
+                credentialHeaders.append((name, value))
+            }
+        }
         let facts = RequestFacts(
             method: head.method.rawValue, rawTarget: head.uri, host: head.headers.first(name: "host"),
-            authorization: head.headers["authorization"])
+            authorization: head.headers["authorization"], credentialHeaders: credentialHeaders)
         let pending = PendingRequest(
             head: head, facts: facts, declaredLength: declaredLength, chunked: chunked, requestID: requestID,
             generation: self.generation)
-        let decision = policy.decide(facts, now: WallClock.now())
-        if case .refuse(let refusal) = decision, let keySet = refusal.keySetToRefresh,
-            keySet.claimOnDemandFetch(now: WallClock.now())
-        {
-            // The token names a kid its issuer's key set lacks: fetch the set once, then decide
-            // again. Only requests without a body wait; the others are answered now.
-            let waits = !chunked && (declaredLength ?? 0) == 0
-            if waits { self.state = .awaitingKeys(pending) }
-            let loop = NIOLoopBound(self, eventLoop: context.eventLoop)
-            self.environment.jwks.fetch(keySet, reason: "unknown kid") { [eventLoop = context.eventLoop] _ in
-                guard waits else { return }
-                eventLoop.execute { loop.value.keysRefreshed(generation: pending.generation) }
-            }
-            if waits { return }
-        }
-        self.act(on: decision, pending, policy: policy, context: context)
+        self.handle(policy.decide(facts, now: WallClock.now()), pending, policy: policy, context: context)
     }
 
-    /// Where a request waits while its issuer's key set is fetched.
+    /// A request whose decision needs work first: a password check, or a key set fetch.
     struct PendingRequest {
         var head: HTTPRequestHead
         var facts: RequestFacts
@@ -190,15 +181,55 @@ final class GatewayHandler: ChannelDuplexHandler {
         var requestID: String
         var generation: Int
         var ended = false
+        /// Body parts that arrived while waiting; reading stops meanwhile, so these stay few.
+        var buffered: [ByteBuffer] = []
+        var bufferedBytes = 0
+        var rounds = 0
     }
 
-    private func keysRefreshed(generation: Int) {
-        guard let context = self.context, case .awaitingKeys(let pending) = self.state, pending.generation == generation else {
+    private func handle(_ decision: Decision, _ pending: PendingRequest, policy: Policy, context: ChannelHandlerContext) {
+        var pending = pending
+        pending.rounds += 1
+        switch decision {
+        case .verify(let check) where pending.rounds <= 2:
+            guard let future = self.environment.hashPool.run(check, on: context.eventLoop) else {
+                var refusal = Refusal(status: 503, headers: [("Retry-After", "1")], detail: "Service Unavailable", reason: "hash_queue_full")
+                refusal.routeName = nil
+                return self.refuse(refusal, requestID: pending.requestID, keepAlive: false, context: context)
+            }
+            self.state = .awaiting(pending)
+            self.readPaused = true
+            future.assumeIsolated().whenComplete { [generation = pending.generation] result in
+                guard case .success(let verdict) = result else { return }
+                self.resume(generation: generation) { pending in pending.facts.verdict = verdict }
+            }
+        case .verify:
+            self.refuse(Refusal(status: 500, detail: "Internal Server Error", reason: "credential_loop"),
+                        requestID: pending.requestID, keepAlive: false, context: context)
+        case .refuse(let refusal) where refusal.keySetToRefresh != nil && pending.rounds <= 2
+            && refusal.keySetToRefresh!.claimOnDemandFetch(now: WallClock.now()):
+            // The token names a kid its issuer's key set lacks: fetch the set once, then decide again.
+            self.state = .awaiting(pending)
+            self.readPaused = true
+            let loop = NIOLoopBound(self, eventLoop: context.eventLoop)
+            self.environment.jwks.fetch(refusal.keySetToRefresh!, reason: "unknown kid") {
+                [eventLoop = context.eventLoop, generation = pending.generation] _ in
+                eventLoop.execute { loop.value.resume(generation: generation) { _ in } }
+            }
+        default:
+            self.act(on: decision, pending, policy: policy, context: context)
+        }
+    }
+
+    /// Decides again once the work a decision asked for is done.
+    private func resume(generation: Int, _ update: (inout PendingRequest) -> Void) {
+        guard let context = self.context, case .awaiting(var pending) = self.state, pending.generation == generation else {
             return
         }
+        update(&pending)
         self.state = .idle
         let policy = self.environment.policies.current
-        self.act(on: policy.decide(pending.facts, now: WallClock.now()), pending, policy: policy, context: context)
+        self.handle(policy.decide(pending.facts, now: WallClock.now()), pending, policy: policy, context: context)
     }
 
     private func act(on decision: Decision, _ pending: PendingRequest, policy: Policy, context: ChannelHandlerContext) {
@@ -209,15 +240,30 @@ final class GatewayHandler: ChannelDuplexHandler {
             self.forward(
                 pending.head, plan: refusal.shadowPlan!, policy: policy, declaredLength: pending.declaredLength,
                 chunked: pending.chunked, requestID: pending.requestID, context: context)
-            if pending.ended { self.receiveEnd(context: context) }
         case .refuse(let refusal):
             self.refuse(refusal, requestID: pending.requestID, keepAlive: pending.head.isKeepAlive, context: context)
-            if pending.ended { self.receiveEnd(context: context) }
         case .forward(let plan):
             self.forward(
                 pending.head, plan: plan, policy: policy, declaredLength: pending.declaredLength, chunked: pending.chunked,
                 requestID: pending.requestID, context: context)
-            if pending.ended { self.receiveEnd(context: context) }
+        case .verify:
+            self.refuse(
+                Refusal(status: 500, detail: "Internal Server Error", reason: "credential_loop"), requestID: pending.requestID,
+                keepAlive: false, context: context)
+        }
+        self.replay(pending, context: context)
+    }
+
+    /// Hands the body parts that arrived while the request waited to whatever handles it now,
+    /// then lets reading go on (unless the upstream asked for a pause meanwhile).
+    private func replay(_ pending: PendingRequest, context: ChannelHandlerContext) {
+        let waited = pending.rounds > 1
+        if waited { self.readPaused = false }
+        for buffer in pending.buffered { self.receiveBody(buffer, context: context) }
+        if pending.ended { self.receiveEnd(context: context) }
+        if waited && !self.readPaused && self.readPending {
+            self.readPending = false
+            context.read()
         }
     }
 
@@ -257,6 +303,9 @@ final class GatewayHandler: ChannelDuplexHandler {
                 continue
             case "authorization":
                 if !forwardAuthorization { continue }
+            case _ where !forwardAuthorization && plan.identity?.method == .apiKey && lower != "cookie"
+                && policy.credentialHeaderNames.contains(lower):
+                continue  // the API key itself
             case "host", "content-length", "expect":
                 // The gateway frames every upstream request itself, and answers 100-continue itself.
                 continue
@@ -302,6 +351,12 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     private func receiveBody(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
+        if case .awaiting(var pending) = self.state {
+            pending.buffered.append(buffer)
+            pending.bufferedBytes += buffer.readableBytes
+            self.state = .awaiting(pending)
+            return
+        }
         guard case .forwarding(let exchange) = self.state, let transfer = exchange.transfer, !exchange.requestEnded else {
             return  // discarding, or the exchange already failed
         }
@@ -329,9 +384,9 @@ final class GatewayHandler: ChannelDuplexHandler {
         case .discarding(let keepAlive):
             self.state = .idle
             if keepAlive { self.deadlines.becameIdle() }
-        case .awaitingKeys(var pending):
+        case .awaiting(var pending):
             pending.ended = true
-            self.state = .awaitingKeys(pending)
+            self.state = .awaiting(pending)
         case .forwarding(let exchange):
             exchange.requestEnded = true
             exchange.transfer?.endRequestBody()

@@ -18,7 +18,8 @@ package final class GatewayServer: Sendable {
     package init(policy: Policy, logger: Logger) throws {
         let curl = CurlMulti(logger: logger)
         let accessLog = try AccessLog(policy.config.server.accessLog)
-        self.environment = GatewayEnvironment(policies: PolicyStore(policy), curl: curl, logger: logger, accessLog: accessLog)
+        self.environment = GatewayEnvironment(policies: PolicyStore(policy), curl: curl, logger: logger, accessLog: accessLog,
+            hashThreads: policy.config.tokenEndpoint?.maxConcurrentHashes ?? 2)
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         self.logger = logger
     }
@@ -93,6 +94,7 @@ package final class GatewayServer: Sendable {
         self.environment.jwks.stop()
         self.environment.curl.shutdown()
         self.environment.accessLog?.flush()
+        self.environment.hashPool.shutdown()
         try? self.group.syncShutdownGracefully()
         self.logger.notice("stopped")
     }

@@ -71,9 +71,10 @@ struct Check: ParsableCommand {
         let facts = RequestFacts(
             method: self.method, rawTarget: self.target,
             host: headers.last { $0.0.lowercased() == "host" }?.1,
-            authorization: headers.filter { $0.0.lowercased() == "authorization" }.map(\.1))
+            authorization: headers.filter { $0.0.lowercased() == "authorization" }.map(\.1),
+            credentialHeaders: headers.filter { policy.credentialHeaderNames.contains($0.0.lowercased()) }.map { ($0.0, $0.1) })
         var trace = Trace()
-        let decision = policy.decide(facts, now: instant, recorder: &trace)
+        let decision = policy.decideCompletely(facts, now: instant, recorder: &trace)
         let report = TraceReport(facts: facts, trace: trace, decision: decision, policy: policy)
         printOut(self.json ? report.json : report.text)
         if case .refuse = decision { throw ExitCode(1) }

@@ -58,5 +58,28 @@ package struct TokenEndpointConfig: Sendable {
     package var signingKID: String
     package var signingKey: JWSKey
     package var accessTokenTTL: Milliseconds
+    package var maxConcurrentHashes: Int
     package var location: SourceLocation
+}
+
+/// One API key (`api_keys`).
+package struct APIKeyConfig: Sendable {
+    package enum Hash: Sendable {
+        /// `sha256:<hex>`: the SHA-256 of the key's UTF-8 bytes, for high-entropy keys.
+        case sha256([UInt8])
+        /// An Argon2 PHC string, for keys people chose.
+        case argon2(String)
+    }
+
+    package enum Location: String, Sendable, Hashable {
+        case header
+        case query
+        case cookie
+    }
+
+    package var name: String
+    package var hash: Hash
+    package var scopes: [String]
+    package var location: Location
+    package var param: String
 }

@@ -208,6 +208,56 @@ extension ConfigLoader {
         return users
     }
 
+    // MARK: api_keys
+
+    static func readAPIKeys(_ node: Node, _ reader: ConfigReader) -> [APIKeyConfig] {
+        guard let items = reader.sequence(node, "api_keys") else { return [] }
+        var keys: [APIKeyConfig] = []
+        var seen = Set<String>()
+        for item in items {
+            guard let fields = reader.mapping(item, "an API key", keys: ["name", "key_hash", "scopes", "in", "param"]) else { continue }
+            guard let nameNode = fields.required("name", reader, "an API key"), let name = reader.string(nameNode, "API key name")
+            else { continue }
+            if !seen.insert(name).inserted { reader.error(.duplicateName, nameNode, "the API key '\(name)' is listed twice") }
+            let what = "API key '\(name)'"
+            guard let hashNode = fields.required("key_hash", reader, what), let text = reader.string(hashNode, "\(what) key_hash") else {
+                continue
+            }
+            let hash: APIKeyConfig.Hash
+            if text.hasPrefix("sha256:") {
+                let hex = Array(text.dropFirst(7).utf8)
+                guard hex.count == 64, hex.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else {
+                    reader.error(.badValue, hashNode, "\(what): sha256: must be followed by 64 lower-case hex digits")
+                    continue
+                }
+                hash = .sha256(stride(from: 0, to: 64, by: 2).map { UInt8(String(decoding: hex[$0..<($0 + 2)], as: UTF8.self), radix: 16)! })
+            } else if text.hasPrefix("$argon2id$") || text.hasPrefix("$argon2i$") || text.hasPrefix("$argon2d$") {
+                hash = .argon2(text)
+            } else {
+                reader.error(.badValue, hashNode, "\(what): key_hash must be sha256:<hex> or an Argon2 PHC string")
+                continue
+            }
+            let scopes = fields["scopes"].flatMap { reader.stringList($0, "\(what) scopes") }?.map(\.0) ?? []
+            var location = APIKeyConfig.Location.header
+            if let node = fields["in"], let text = reader.string(node, "\(what) in") {
+                if let value = APIKeyConfig.Location(rawValue: text) {
+                    location = value
+                } else {
+                    reader.error(.badValue, node, "\(what) in must be header, query or cookie")
+                }
+            }
+            var param = "X-API-Key"
+            if let node = fields["param"], let text = reader.string(node, "\(what) param") {
+                if location == .header && !HeaderName.isToken(text) {
+                    reader.error(.badValue, node, "\(what) param '\(text)' is not a valid header name")
+                }
+                param = text
+            }
+            keys.append(APIKeyConfig(name: name, hash: hash, scopes: scopes, location: location, param: param))
+        }
+        return keys
+    }
+
     // MARK: token_endpoint
 
     static func readTokenEndpoint(_ node: Node, _ reader: ConfigReader, _ environment: any ConfigEnvironment)
@@ -222,6 +272,12 @@ extension ConfigLoader {
         var ttl: Milliseconds = 1_800_000
         if let node = fields["access_token_ttl"], let value = reader.duration(node, "token_endpoint.access_token_ttl") {
             ttl = value
+        }
+        var hashes = 2
+        if let node = fields["max_concurrent_hashes"],
+            let value = reader.integer(node, "token_endpoint.max_concurrent_hashes", range: 1...64)
+        {
+            hashes = value
         }
         guard let keyNode = fields.required("signing_key", reader, "token_endpoint"),
             let key = reader.mapping(keyNode, "token_endpoint.signing_key", keys: self.signingKeyKeys)
@@ -250,11 +306,11 @@ extension ConfigLoader {
             return nil
         }
         for (keyName, keyNode) in fields.entries.map({ ($0.key, $0.value.key) }).sorted(by: { $0.0 < $1.0 })
-        where !["path", "issuer", "audience", "signing_key", "access_token_ttl"].contains(keyName) {
+        where !["path", "issuer", "audience", "signing_key", "access_token_ttl", "max_concurrent_hashes"].contains(keyName) {
             reader.warning(.unsupported, keyNode, "token_endpoint.\(keyName) has no effect yet: this version of Portcullis mints tokens ('portcullis token') but does not serve the token endpoint")
         }
         return TokenEndpointConfig(
             path: path, issuer: issuer, audience: audience, signingAlgorithm: algorithm, signingKID: kid, signingKey: material,
-            accessTokenTTL: ttl, location: reader.location(node))
+            accessTokenTTL: ttl, maxConcurrentHashes: hashes, location: reader.location(node))
     }
 }

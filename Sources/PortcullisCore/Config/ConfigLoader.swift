@@ -73,10 +73,10 @@ package enum ConfigLoader {
                     "token_endpoint.issuer '\(endpoint.issuer)' must also be listed under jwt.issuers, or its tokens cannot be verified")
             }
         }
-        for key in ["users_file", "api_keys"] {
-            if let keyNode = top.keyNode(key) {
-                reader.error(.unsupported, keyNode, "'\(key)' is not supported by this version of Portcullis")
-            }
+        var apiKeys: [APIKeyConfig] = []
+        if let node = top["api_keys"] { apiKeys = self.readAPIKeys(node, reader) }
+        if let keyNode = top.keyNode("users_file") {
+            reader.error(.unsupported, keyNode, "'users_file' is not supported by this version of Portcullis; list users inline")
         }
         var upstreams: [String: UpstreamConfig] = [:]
         if let node = top.required("upstreams", reader, "the configuration") {
@@ -88,7 +88,8 @@ package enum ConfigLoader {
         }
         RouteChecks.reportShadowing(routes, reader)
         return GatewayConfig(
-            file: reader.file, server: server, jwt: jwt, users: users, tokenEndpoint: tokenEndpoint, upstreams: upstreams,
+            file: reader.file, server: server, jwt: jwt, users: users, apiKeys: apiKeys, tokenEndpoint: tokenEndpoint,
+            upstreams: upstreams,
             routes: routes)
     }
 

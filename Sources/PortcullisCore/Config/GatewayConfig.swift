@@ -4,6 +4,7 @@ package struct GatewayConfig: Sendable {
     package var server: ServerConfig
     package var jwt: JWTConfig
     package var users: [UserConfig]
+    package var apiKeys: [APIKeyConfig]
     package var tokenEndpoint: TokenEndpointConfig?
     package var upstreams: [String: UpstreamConfig]
     package var routes: [RouteConfig]

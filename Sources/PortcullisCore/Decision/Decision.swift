@@ -2,6 +2,9 @@
 package enum Decision: Sendable {
     case forward(ForwardPlan)
     case refuse(Refusal)
+    /// A password or API key must pass an Argon2 check first: run it off the event loops, put
+    /// the verdict in ``RequestFacts/verdict``, and decide again.
+    case verify(CredentialCheck)
 }
 
 /// Who a request was authenticated as.
@@ -35,11 +38,19 @@ package struct RequestFacts: Sendable {
     package var host: String?
     /// The `Authorization` header values the client sent.
     package var authorization: [String]
+    /// Other headers that may carry credentials (those named by ``Policy/credentialHeaderNames``).
+    package var credentialHeaders: [(name: String, value: String)]
+    /// The result of the ``CredentialCheck`` a previous decision asked for.
+    package var verdict: CredentialVerdict?
 
-    package init(method: String, rawTarget: String, host: String?, authorization: [String] = []) {
+    package init(
+        method: String, rawTarget: String, host: String?, authorization: [String] = [],
+        credentialHeaders: [(name: String, value: String)] = []
+    ) {
         self.method = method
         self.rawTarget = rawTarget
         self.host = host
         self.authorization = authorization
+        self.credentialHeaders = credentialHeaders
     }
 }

@@ -1,9 +1,17 @@
+import PortcullisCrypto
+
 /// Everything derived from one configuration, built once and then only read: the compiled
 /// routes, their pre-rendered refusals, and the token verifier with its parsed keys.
 package final class Policy: Sendable {
     package let config: GatewayConfig
     package let routes: [CompiledRoute]
     package let verifier: BearerVerifier
+    /// Recently verified passwords and API keys.
+    package let credentials = CredentialCache()
+    /// Lower-case names of request headers that may carry credentials besides `Authorization`:
+    /// the server passes these in ``RequestFacts/credentialHeaders``.
+    package let credentialHeaderNames: Set<String>
+    private let users: [String: UserConfig]
 
     package struct CompiledRoute: Sendable {
         package let config: RouteConfig
@@ -20,6 +28,18 @@ package final class Policy: Sendable {
     package init(config: GatewayConfig) {
         self.config = config
         self.verifier = BearerVerifier(config: config)
+        var users: [String: UserConfig] = [:]
+        for user in config.users { users[user.username] = user }
+        self.users = users
+        var names = Set<String>()
+        for key in config.apiKeys {
+            switch key.location {
+            case .header: names.insert(key.param.lowercased())
+            case .cookie: names.insert("cookie")
+            case .query: break
+            }
+        }
+        self.credentialHeaderNames = names
         let realm = config.server.realm
         self.routes = config.routes.compactMap { route in
             guard let upstream = config.upstreams[route.upstream] else { return nil }
@@ -81,6 +101,7 @@ package final class Policy: Sendable {
             }
             recorder.record(.matched(route: config.name, location: config.location))
             let decision = self.authorize(index, route, target: target, request: request, now: now, recorder: &recorder)
+            if case .verify = decision { return decision }
             if case .refuse(var refusal) = decision {
                 refusal.routeName = config.name
                 if self.config.server.dryRun || config.mode == .dryRun {
@@ -96,6 +117,18 @@ package final class Policy: Sendable {
             Refusal(
                 status: 405, headers: [("Allow", allowed.sorted().joined(separator: ", "))], detail: "Method Not Allowed",
                 reason: "method_not_allowed"))
+    }
+
+    /// Decides, running any credential check in place. Only for callers off the event loops:
+    /// `check`, `test`, and tests.
+    package func decideCompletely<R: DecisionRecorder>(_ request: RequestFacts, now: Double, recorder: inout R) -> Decision {
+        var facts = request
+        for _ in 0..<2 {
+            var scratch = NoTrace()
+            guard case .verify(let check) = self.decide(facts, now: now, recorder: &scratch) else { break }
+            facts.verdict = check.run()
+        }
+        return self.decide(facts, now: now, recorder: &recorder)
     }
 
     package func decide(_ request: RequestFacts, now: Double) -> Decision {
@@ -155,22 +188,144 @@ package final class Policy: Sendable {
                 let identity = Identity(subject: token.subject, scopes: token.scopes, method: .bearer)
                 return .forward(Self.plan(index, route, target: target, identity: identity))
             }
-        case .none, .otherScheme, .malformed, .bearer:
+        case .basic(let encoded) where route.schemes.contains(.basic):
+            return self.authorizeBasic(encoded, index, route, target: target, request: request, now: now, recorder: &recorder)
+        case .none, .otherScheme, .malformed, .bearer, .basic:
+            if route.schemes.contains(.apiKey), self.presentsAPIKey(request, target: target) {
+                return self.authorizeAPIKey(index, route, target: target, request: request, now: now, recorder: &recorder)
+            }
             if optional {
                 recorder.record(.credentials("none: forwarded anonymously (auth: optional)"))
                 return .forward(Self.plan(index, route, target: target, identity: nil))
             }
             recorder.record(.credentials("none that this route accepts"))
             return .refuse(unauthenticated)
-        case .basic:
-            if optional {
-                recorder.record(.credentials("Basic credentials on an optional (Bearer) route: forwarded anonymously"))
-                return .forward(Self.plan(index, route, target: target, identity: nil))
-            }
-            if route.schemes.contains(.basic) { recorder.record(.schemeNotAvailable(.basic)) }
-            recorder.record(.credentials("none that this route accepts"))
-            return .refuse(unauthenticated)
         }
+    }
+
+    // MARK: Basic and API keys
+
+    private func authorizeBasic<R: DecisionRecorder>(
+        _ encoded: Substring, _ index: Int, _ route: CompiledRoute, target: RequestTarget, request: RequestFacts, now: Double,
+        recorder: inout R
+    ) -> Decision {
+        recorder.record(.credentials("Basic credentials"))
+        // RFC 7617: base64 of "user-id:password", UTF-8; the password may contain colons.
+        guard let decoded = Base64.decode(encoded), let colon = decoded.firstIndex(of: UInt8(ascii: ":")),
+            let username = String(validating: decoded[..<colon], as: UTF8.self), !username.isEmpty
+        else {
+            recorder.record(.credentials("malformed Basic credentials"))
+            return .refuse(self.basicRefusal(route, detail: "Not authenticated", reason: "malformed_basic"))
+        }
+        let password = Array(decoded[(colon + 1)...])
+        let cacheKey = self.credentials.key("basic", Array(username.utf8), password)
+        var verified = self.credentials.lookup(cacheKey, now: now) == .user(username)
+        if !verified {
+            guard let verdict = request.verdict, verdict.cacheKey == cacheKey else {
+                // Unknown users are checked against a dummy hash, so the time taken does not tell.
+                let hash = self.users[username]?.passwordHash ?? Argon2.dummyHash
+                return .verify(CredentialCheck(candidates: [hash], secret: password, cacheKey: cacheKey))
+            }
+            verified = verdict.matched != nil && self.users[username] != nil
+            if verified { self.credentials.insert(cacheKey, .user(username), now: now) }
+        }
+        guard verified, let user = self.users[username] else {
+            recorder.record(.credentials("password rejected for user \(username)"))
+            return .refuse(self.basicRefusal(route, detail: "Incorrect username or password", reason: "bad_password"))
+        }
+        if user.disabled {
+            recorder.record(.credentials("user \(username) is disabled"))
+            return .refuse(self.basicRefusal(route, detail: "Inactive user", reason: "inactive_user"))
+        }
+        recorder.record(.credentials("password verified for user \(username)"))
+        return self.grant(Identity(subject: username, scopes: user.scopes, method: .basic), index, route, target: target, recorder: &recorder)
+    }
+
+    private func basicRefusal(_ route: CompiledRoute, detail: String, reason: String) -> Refusal {
+        Refusal(status: 401, headers: route.unauthenticated?.headers ?? [], detail: detail, reason: reason)
+    }
+
+    /// The value a request presents where `key` says to look for it.
+    private func presented(_ key: APIKeyConfig, _ request: RequestFacts, target: RequestTarget) -> [UInt8]? {
+        switch key.location {
+        case .header:
+            let name = key.param.lowercased()
+            return request.credentialHeaders.first(where: { $0.name.lowercased() == name }).map { Array($0.value.utf8) }
+        case .query:
+            return QueryParameters.value(of: key.param, in: target.query)
+        case .cookie:
+            for header in request.credentialHeaders where header.name.lowercased() == "cookie" {
+                if let value = QueryParameters.cookie(key.param, in: header.value) { return Array(value.utf8) }
+            }
+            return nil
+        }
+    }
+
+    /// Whether the request presents a value where any configured key would be looked for.
+    private func presentsAPIKey(_ request: RequestFacts, target: RequestTarget) -> Bool {
+        self.config.apiKeys.contains { self.presented($0, request, target: target) != nil }
+    }
+
+    private func authorizeAPIKey<R: DecisionRecorder>(
+        _ index: Int, _ route: CompiledRoute, target: RequestTarget, request: RequestFacts, now: Double, recorder: inout R
+    ) -> Decision {
+        recorder.record(.credentials("API key"))
+        var matched: Int?
+        // High-entropy keys: compare SHA-256 digests in constant time, each key against the value
+        // at its own location, with no early exit.
+        for (position, key) in self.config.apiKeys.enumerated() {
+            guard case .sha256(let expected) = key.hash, let value = self.presented(key, request, target: target) else { continue }
+            if ConstantTime.equals(DigestAlgorithm.sha256.hash(value), expected), matched == nil { matched = position }
+        }
+        if matched == nil {
+            // Argon2 keys: the first location that presents a value decides which keys are tried.
+            let argon2Keys = self.config.apiKeys.enumerated().compactMap { position, key -> (Int, String, [UInt8])? in
+                guard case .argon2(let hash) = key.hash, let value = self.presented(key, request, target: target) else { return nil }
+                return (position, hash, value)
+            }
+            if let first = argon2Keys.first {
+                let candidates = argon2Keys.filter { $0.2 == first.2 }
+                let cacheKey = self.credentials.key("api_key", first.2)
+                if case .apiKey(let position)? = self.credentials.lookup(cacheKey, now: now) {
+                    matched = position
+                } else if let verdict = request.verdict, verdict.cacheKey == cacheKey {
+                    if let found = verdict.matched {
+                        matched = candidates[found].0
+                        self.credentials.insert(cacheKey, .apiKey(candidates[found].0), now: now)
+                    }
+                } else {
+                    return .verify(CredentialCheck(candidates: candidates.map(\.1), secret: first.2, cacheKey: cacheKey))
+                }
+            }
+        }
+        guard let matched else {
+            recorder.record(.credentials("the API key matches no configured key"))
+            return .refuse(Refusal(status: 401, headers: route.unauthenticated?.headers ?? [], detail: "Not authenticated", reason: "bad_api_key"))
+        }
+        let key = self.config.apiKeys[matched]
+        recorder.record(.credentials("API key '\(key.name)'"))
+        return self.grant(Identity(subject: key.name, scopes: key.scopes, method: .apiKey), index, route, target: target, recorder: &recorder)
+    }
+
+    /// Scope checks for Basic and API-key identities; a refusal carries no challenge, since
+    /// other credentials of the same scheme would not help.
+    private func grant<R: DecisionRecorder>(
+        _ identity: Identity, _ index: Int, _ route: CompiledRoute, target: RequestTarget, recorder: inout R
+    ) -> Decision {
+        let config = route.config
+        let missing = config.scopes.filter { !identity.scopes.contains($0) }
+        let anyMissing = !config.scopesAny.isEmpty && !config.scopesAny.contains(where: identity.scopes.contains)
+        recorder.record(
+            .scopes(
+                required: config.scopes, requiredAny: config.scopesAny, granted: identity.scopes,
+                missing: anyMissing ? missing + config.scopesAny : missing))
+        if !missing.isEmpty || anyMissing {
+            var refusal = Refusal(
+                status: self.config.server.insufficientScopeStatus, detail: "Not enough permissions", reason: "insufficient_scope")
+            refusal.shadowIdentity = identity
+            return .refuse(refusal)
+        }
+        return .forward(Self.plan(index, route, target: target, identity: identity))
     }
 
     static func plan(_ index: Int, _ route: CompiledRoute, target: RequestTarget, identity: Identity?) -> ForwardPlan {

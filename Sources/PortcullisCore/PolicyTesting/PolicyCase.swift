@@ -71,9 +71,10 @@ extension PolicyCase {
         }
         let facts = RequestFacts(
             method: self.method, rawTarget: self.path, host: self.headers.last { $0.name.lowercased() == "host" }?.value,
-            authorization: authorization)
+            authorization: authorization,
+            credentialHeaders: self.headers.filter { policy.credentialHeaderNames.contains($0.name.lowercased()) })
         var trace = Trace()
-        let decision = policy.decide(facts, now: instant, recorder: &trace)
+        let decision = policy.decideCompletely(facts, now: instant, recorder: &trace)
 
         var failures: [String] = []
         let status: Int
@@ -97,6 +98,8 @@ extension PolicyCase {
             status = refusal.status
             route = refusal.routeName
             challenges = refusal.challenges
+        case .verify:
+            status = 500
         }
         let why = Self.reason(trace, decision)
         if let expected = self.expect.status, expected != status {
@@ -130,29 +133,9 @@ extension PolicyCase {
                 }
             }
             return refusal.reason
+        case .verify:
+            return "credential check left undone"
         }
     }
 }
 
-/// Standard base64, for Basic credentials.
-enum Base64 {
-    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
-
-    static func encode(_ bytes: [UInt8]) -> String {
-        var out = [UInt8]()
-        var index = 0
-        while index < bytes.count {
-            let chunk = Array(bytes[index..<min(index + 3, bytes.count)])
-            let value = chunk.enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (16 - 8 * UInt32($1.offset)) }
-            for position in 0..<4 {
-                if position <= chunk.count {
-                    out.append(Self.alphabet[Int((value >> (18 - 6 * UInt32(position))) & 0x3F)])
-                } else {
-                    out.append(UInt8(ascii: "="))
-                }
-            }
-            index += 3
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-}

@@ -55,6 +55,8 @@ struct TraceReport {
             if let shadow = refusal.shadowPlan {
                 lines.append(("shadow", "dry-run mode: logged as would_deny and forwarded anyway to \(shadow.upstreamURL)"))
             }
+        case .verify:
+            lines.append(("decision", "undecided: a credential check was not run"))
         }
         return lines
     }
@@ -123,6 +125,8 @@ struct TraceReport {
             fields.append(("challenges", "[" + challenges.map(JSONText.string).joined(separator: ",") + "]"))
             fields.append(("body", String(decoding: refusal.body, as: UTF8.self)))
             fields.append(("shadow_forward", refusal.shadowPlan.map { JSONText.string($0.upstreamURL) } ?? "null"))
+        case .verify:
+            fields.append(("decision", "\"undecided\""))
         }
         return "{" + fields.map { "\(JSONText.string($0.0)):\($0.1)" }.joined(separator: ",") + "}"
     }

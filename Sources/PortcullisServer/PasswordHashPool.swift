@@ -1,0 +1,33 @@
+import NIOCore
+import NIOPosix
+import PortcullisCore
+import Synchronization
+
+/// Runs Argon2 checks off the event loops, on a fixed number of threads
+/// (`token_endpoint.max_concurrent_hashes`) with a bounded queue: each check holds 64 MiB, so
+/// the bound is what keeps a login flood from exhausting memory. A full queue refuses at once.
+final class PasswordHashPool: Sendable {
+    private let pool: NIOThreadPool
+    private let pending = Atomic<Int>(0)
+    private let limit: Int
+
+    init(threads: Int, queuePerThread: Int = 8) {
+        self.pool = NIOThreadPool(numberOfThreads: max(1, threads))
+        self.pool.start()
+        self.limit = max(1, threads) * (queuePerThread + 1)
+    }
+
+    /// `nil` when the queue is full.
+    func run(_ check: CredentialCheck, on eventLoop: any EventLoop) -> EventLoopFuture<CredentialVerdict>? {
+        let count = self.pending.wrappingAdd(1, ordering: .relaxed).newValue
+        guard count <= self.limit else {
+            self.pending.wrappingSubtract(1, ordering: .relaxed)
+            return nil
+        }
+        let future = self.pool.runIfActive(eventLoop: eventLoop) { check.run() }
+        future.whenComplete { [pending = self] _ in pending.pending.wrappingSubtract(1, ordering: .relaxed) }
+        return future
+    }
+
+    func shutdown() { try? self.pool.syncShutdownGracefully() }
+}
