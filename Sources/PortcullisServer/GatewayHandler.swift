@@ -98,6 +98,35 @@ final class GatewayHandler: ChannelDuplexHandler {
         context.fireChannelInactive()
     }
 
+    /// A request the parser cannot frame unambiguously (RFC 9112 §6.3, §11.2: CL with TE,
+    /// differing lengths, obs-fold, bare CR or LF, bad chunk sizes, control characters) gets a
+    /// 400 when no response is under way, and the connection closes either way: the bytes that
+    /// follow cannot be trusted to start a request.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard error is HTTPParserError else {
+            context.close(promise: nil)
+            return
+        }
+        switch self.state {
+        case .forwarding(let exchange) where exchange.responseHeadSent:
+            exchange.transfer?.cancel()
+            self.state = .idle
+            context.close(promise: nil)
+        case .forwarding(let exchange):
+            exchange.transfer?.cancel()
+            self.state = .idle
+            self.writeRefusal(
+                Refusal(status: 400, detail: "Bad Request", reason: "bad_framing"), requestID: exchange.requestID,
+                keepAlive: false, decision: "deny", context: context)
+        case .idle, .discarding, .awaiting:
+            if case .idle = self.state { self.current = RequestLogContext(requestID: SecureRandom.hex(16), start: MonotonicClock.nanoseconds(), logged: false) }
+            self.state = .idle
+            self.writeRefusal(
+                Refusal(status: 400, detail: "Bad Request", reason: "bad_framing"), requestID: self.current.requestID,
+                keepAlive: false, decision: "deny", context: context)
+        }
+    }
+
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if case .forwarding(let exchange) = self.state {
             exchange.transfer?.clientWritabilityChanged(context.channel.isWritable)
@@ -137,6 +166,14 @@ final class GatewayHandler: ChannelDuplexHandler {
             requestID: requestID, method: head.method.rawValue, path: Self.pathForLog(head.uri),
             start: MonotonicClock.nanoseconds(), logged: false)
 
+        // RFC 9112 §3.2: exactly one Host in HTTP/1.1 (routes may match on it).
+        let hosts = head.headers[canonicalForm: "host"].count
+        if hosts > 1 || (hosts == 0 && head.version == .http1_1) {
+            return self.refuse(
+                Refusal(status: 400, detail: hosts > 1 ? "More than one Host header" : "Missing Host header", reason: "bad_host"),
+                requestID: requestID, keepAlive: false, context: context)
+        }
+
         // Framing checks the HTTP decoder leaves to us.
         let lengths = head.headers[canonicalForm: "content-length"]
         var declaredLength: Int64?
@@ -147,7 +184,13 @@ final class GatewayHandler: ChannelDuplexHandler {
             }
             declaredLength = value
         }
-        let chunked = head.headers.contains(name: "transfer-encoding")
+        let codings = head.headers[canonicalForm: "transfer-encoding"]
+        let chunked = !codings.isEmpty
+        if chunked && codings.last?.lowercased() != "chunked" {
+            // RFC 9112 §6.3: a request whose final coding is not chunked has no knowable length.
+            return self.refuse(Refusal(status: 400, detail: "Transfer-Encoding must end with chunked", reason: "bad_framing"),
+                               requestID: requestID, keepAlive: false, context: context)
+        }
         if chunked && declaredLength != nil {
             return self.refuse(Refusal(status: 400, detail: "Both Content-Length and Transfer-Encoding", reason: "bad_framing"),
                                requestID: requestID, keepAlive: false, context: context)
@@ -306,7 +349,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             case _ where !forwardAuthorization && plan.identity?.method == .apiKey && lower != "cookie"
                 && policy.credentialHeaderNames.contains(lower):
                 continue  // the API key itself
-            case "host", "content-length", "expect":
+            case "host", "content-length", "expect", "x-request-id":
                 // The gateway frames every upstream request itself, and answers 100-continue itself.
                 continue
             default:

@@ -44,7 +44,8 @@ package final class GatewayServer: Sendable {
                     let deadlines = ConnectionDeadlines(idleTimeout: idle, headerTimeout: header)
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(deadlines)
-                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
+                    // Parse errors are answered by GatewayHandler itself, which closes the connection.
+                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: false)
                     try sync.addHandler(GatewayHandler(environment: environment, deadlines: deadlines))
                     self.track(channel)
                 }

@@ -1,0 +1,252 @@
+"""Area 9: `portcullis validate` and `serve` on valid, invalid and suspicious configurations."""
+
+import json
+import re
+import subprocess
+
+import pytest
+
+from harness import PORTCULLIS_BIN, run_portcullis
+
+VALID = """\
+version: 1
+server:
+  admin_listen: ""
+  realm: "R"
+  max_request_body: 1MiB
+  idle_timeout: 30s
+upstreams:
+  main:
+    url: "http://127.0.0.1:9"
+    timeout: 250ms
+routes:
+  - name: public
+    match: { path: "/public/**", methods: [GET, POST] }
+    auth: none
+    upstream: main
+  - name: private
+    match: { path: "/private/{id}" }
+    auth: bearer
+    scopes: [read]
+    upstream: main
+"""
+
+
+def replace_line(text: str, lineno: int, new: str) -> str:
+    lines = text.split("\n")
+    lines[lineno - 1] = new
+    return "\n".join(lines)
+
+
+def insert_after(text: str, lineno: int, new: str) -> str:
+    lines = text.split("\n")
+    lines.insert(lineno, new)
+    return "\n".join(lines)
+
+
+DIAG = re.compile(r"^(?P<file>.+?):(?P<line>\d+):(?P<col>\d+): (?P<kind>error|warning): (?P<msg>.+)$")
+
+
+def diagnostics(stderr: str, kind: str):
+    out = []
+    for line in stderr.splitlines():
+        m = DIAG.match(line.strip())
+        if m and m.group("kind") == kind:
+            out.append(m)
+    return out
+
+
+def write(tmp_path, text, name="routes.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def assert_error_at(tmp_path, text, line, words=()):
+    path = write(tmp_path, text)
+    res = run_portcullis(["validate", "--config", str(path)])
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    errors = diagnostics(res.stderr, "error")
+    assert errors, f"no FILE:LINE:COL: error: line in stderr:\n{res.stderr}"
+    for e in errors:
+        assert e.group("file") in (str(path), path.name) or e.group("file").endswith("/" + path.name), e.group(0)
+        assert int(e.group("col")) >= 1
+    lines = [int(e.group("line")) for e in errors]
+    assert line in lines, f"expected an error on line {line}, got {lines}:\n{res.stderr}"
+    msg = " ".join(e.group("msg") for e in errors if int(e.group("line")) == line).lower()
+    for w in words:
+        assert w.lower() in msg, f"{w!r} not in error message {msg!r}"
+    return res, path
+
+
+def test_valid_config_exits_0(tmp_path):
+    path = write(tmp_path, VALID)
+    res = run_portcullis(["validate", "--config", str(path)])
+    assert res.returncode == 0, res.stderr
+    assert diagnostics(res.stderr, "error") == []
+    assert diagnostics(res.stderr, "warning") == []
+
+
+def test_valid_config_json(tmp_path):
+    path = write(tmp_path, VALID)
+    res = run_portcullis(["validate", "--config", str(path), "--json"])
+    assert res.returncode == 0, res.stderr
+    json.loads(res.stdout)
+
+
+def test_config_from_environment_variable(tmp_path):
+    path = write(tmp_path, VALID, name="elsewhere.yaml")
+    res = run_portcullis(["validate"], env={"PORTCULLIS_CONFIG": str(path)})
+    assert res.returncode == 0, res.stderr
+    bad = write(tmp_path, VALID.replace("timeout: 250ms", "timeout: soon"), name="bad.yaml")
+    res = run_portcullis(["validate"], env={"PORTCULLIS_CONFIG": str(bad)})
+    assert res.returncode == 2
+
+
+def test_unknown_top_level_key(tmp_path):
+    text = insert_after(VALID, 6, "listen_backlog: 5")  # new line 7
+    assert_error_at(tmp_path, text, 7, words=["listen_backlog"])
+
+
+def test_unknown_server_key(tmp_path):
+    text = insert_after(VALID, 5, "  max_request_bodyy: 2MiB")  # new line 6
+    assert_error_at(tmp_path, text, 6, words=["max_request_bodyy"])
+
+
+def test_unknown_route_key_typo_of_scopes(tmp_path):
+    # `scope:` instead of `scopes:` must not silently drop the scope requirement
+    text = replace_line(VALID, 19, "    scope: [read]")
+    assert_error_at(tmp_path, text, 19, words=["scope"])
+
+
+def test_bad_duration(tmp_path):
+    text = replace_line(VALID, 10, "    timeout: 30 seconds")
+    assert_error_at(tmp_path, text, 10)
+
+
+@pytest.mark.parametrize("value", ["10", "5x", "-1s", "1.5.2s"])
+def test_bad_duration_values(tmp_path, value):
+    text = replace_line(VALID, 6, f"  idle_timeout: {value}")
+    assert_error_at(tmp_path, text, 6)
+
+
+def test_bad_size(tmp_path):
+    text = replace_line(VALID, 5, "  max_request_body: 10 megabytes")
+    assert_error_at(tmp_path, text, 5)
+
+
+def test_route_names_unknown_upstream(tmp_path):
+    text = replace_line(VALID, 20, "    upstream: nowhere")
+    assert_error_at(tmp_path, text, 20, words=["nowhere"])
+
+
+def test_auth_typo_is_an_error(tmp_path):
+    text = replace_line(VALID, 18, "    auth: bearr")
+    assert_error_at(tmp_path, text, 18)
+
+
+def test_wrong_type(tmp_path):
+    text = replace_line(VALID, 14, "    auth: [none, 7]")
+    res, _ = assert_error_at(tmp_path, text, 14)
+
+
+def test_yaml_syntax_error(tmp_path):
+    # a mapping value where none is allowed: the parser stops on line 5
+    text = replace_line(VALID, 5, "   max_request_body: 1MiB: 2")
+    path = write(tmp_path, text)
+    res = run_portcullis(["validate", "--config", str(path)])
+    assert res.returncode == 2, res.stderr
+    errors = diagnostics(res.stderr, "error")
+    assert [int(e.group("line")) for e in errors] == [5], res.stderr
+
+
+def test_yaml_unclosed_flow_mapping(tmp_path):
+    text = replace_line(VALID, 13, '    match: { path: "/public/**", methods: [GET, POST]')
+    path = write(tmp_path, text)
+    res = run_portcullis(["validate", "--config", str(path)])
+    assert res.returncode == 2
+    errors = diagnostics(res.stderr, "error")
+    assert errors, res.stderr
+    # libyaml notices the missing '}' at the next token, one line later at most
+    assert int(errors[0].group("line")) in (13, 14), res.stderr
+
+
+def test_several_errors_are_all_reported(tmp_path):
+    text = replace_line(VALID, 10, "    timeout: forever")
+    text = replace_line(text, 20, "    upstream: nowhere")
+    path = write(tmp_path, text)
+    res = run_portcullis(["validate", "--config", str(path)])
+    assert res.returncode == 2
+    lines = {int(e.group("line")) for e in diagnostics(res.stderr, "error")}
+    assert {10, 20} <= lines, res.stderr
+
+
+def test_invalid_json_output(tmp_path):
+    path = write(tmp_path, replace_line(VALID, 20, "    upstream: nowhere"))
+    res = run_portcullis(["validate", "--config", str(path), "--json"])
+    assert res.returncode == 2
+    doc = json.loads(res.stdout)
+    assert "20" in json.dumps(doc), doc
+
+
+def test_missing_file_is_exit_2(tmp_path):
+    res = run_portcullis(["validate", "--config", str(tmp_path / "does-not-exist.yaml")])
+    assert res.returncode == 2
+    assert res.stderr.strip()
+
+
+def test_shadowed_route_warns_and_exits_0(tmp_path):
+    text = VALID + (
+        "  - name: never\n"  # line 21
+        '    match: { path: "/private/reports", methods: [GET] }\n'  # /private/{id} takes every method
+        "    auth: none\n"
+        "    upstream: main\n"
+    )
+    path = write(tmp_path, text)
+    res = run_portcullis(["validate", "--config", str(path)])
+    assert res.returncode == 0, res.stderr
+    warnings = diagnostics(res.stderr, "warning")
+    assert warnings, res.stderr
+    shadow = [w for w in warnings if "can never match" in w.group("msg")]
+    assert shadow, res.stderr
+    assert 21 <= int(shadow[0].group("line")) <= 24, shadow[0].group(0)
+    assert diagnostics(res.stderr, "error") == []
+
+
+def test_route_limited_by_method_is_not_shadowed(tmp_path):
+    # /public/** only takes GET and POST, so a later DELETE route on /public/x can match.
+    text = VALID + (
+        "  - name: deleter\n"
+        '    match: { path: "/public/x", methods: [DELETE] }\n'
+        "    auth: bearer\n"
+        "    upstream: main\n"
+    )
+    path = write(tmp_path, text)
+    res = run_portcullis(["validate", "--config", str(path)])
+    assert res.returncode == 0, res.stderr
+    assert not [w for w in diagnostics(res.stderr, "warning") if "can never match" in w.group("msg")], res.stderr
+
+
+@pytest.mark.parametrize(
+    "lineno,new",
+    [(10, "    timeout: 30 seconds"), (20, "    upstream: nowhere"), (2, "server: [")],
+    ids=["bad-duration", "unknown-upstream", "yaml-syntax"],
+)
+def test_serve_exits_2_on_invalid_config(tmp_path, lineno, new):
+    path = write(tmp_path, replace_line(VALID, lineno, new))
+    proc = subprocess.Popen(
+        [PORTCULLIS_BIN, "serve", "--config", str(path), "--listen", "127.0.0.1:0"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 2, err
+    assert diagnostics(err, "error"), err
+    assert "portcullis listening" not in err
