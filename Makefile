@@ -69,7 +69,7 @@ test: build-tests test-deps
 
 bench: bench-deps
 	$(SWIFT) build -c release
-	PORTCULLIS_BIN=$(BIN_RELEASE)/portcullis ECHO_UPSTREAM_BIN=$(BIN_RELEASE)/echo-upstream bash bench/run.sh
+	PORTCULLIS_BIN=$(BIN_RELEASE)/portcullis ECHO_UPSTREAM_BIN=$(BIN_RELEASE)/echo-upstream bash bench/run.sh $(BENCH_ARGS)
 
 clean:
 	rm -rf .build

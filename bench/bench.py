@@ -1,0 +1,372 @@
+#!/usr/bin/env python3
+"""Portcullis benchmark: the gateway against nginx and HAProxy on one machine, in one run.
+
+Every scenario is measured with the same wrk settings against the same echo upstream. The
+primary figure is the proxy's CPU time per request (utime+stime of its processes, from /proc,
+divided by the requests wrk completed): the machines are shared and noisy, so compare ratios
+within one run, never absolute numbers across runs.
+
+Usage: PORTCULLIS_BIN=… ECHO_UPSTREAM_BIN=… python3 bench/bench.py [--duration 8] [--quick]
+"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SECRET = "bench-secret-0123456789abcdef0123456789abcdef"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def cpu_ticks(pids):
+    """utime+stime of these processes and all their threads, in clock ticks."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # fields 14 and 15 of stat(5)
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def children(pid):
+    try:
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+    except FileNotFoundError:
+        return []
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def pinned(core, argv):
+    if shutil.which("taskset"):
+        return ["taskset", "-c", str(core)] + argv
+    return argv
+
+
+def to_ms(value, unit):
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(port, path, headers, duration, connections, core):
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
+    for header in headers:
+        argv += ["-H", header]
+    argv.append(f"http://127.0.0.1:{port}{path}")
+    out = subprocess.run(pinned(core, argv), capture_output=True, text=True, check=True).stdout
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "requests": requests,
+        "rps": rps,
+        "p50": to_ms(*p50.groups()),
+        "p99": to_ms(*p99.groups()),
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+    }
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.tmp = tempfile.mkdtemp(prefix="portcullis-bench-")
+        self.procs = []
+        self.rows = []
+        self.env = dict(os.environ, PORTCULLIS_JWT_SECRET=SECRET)
+
+    def start(self, argv, core, **kwargs):
+        proc = subprocess.Popen(pinned(core, argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env=self.env, **kwargs)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def cleanup(self):
+        for proc in self.procs:
+            self.stop(proc)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def write(self, name, text):
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def measure(self, name, port, pids_fn, path="/bench", headers=(), expect_status=200, note=""):
+        """Warm up, then measure one scenario; pids_fn lists the processes whose CPU counts."""
+        run_wrk(port, path, headers, 2, self.args.connections, 0)
+        pids = pids_fn()
+        before = cpu_ticks(pids)
+        result = run_wrk(port, path, headers, self.args.duration, self.args.connections, 0)
+        after = cpu_ticks(pids)
+        result["cpu_us"] = (after - before) * 1_000_000 / CLK_TCK / max(1, result["requests"])
+        result["name"] = name
+        result["note"] = note
+        if expect_status == 200 and result["non2xx"]:
+            result["note"] = f"{note} {result['non2xx']} non-2xx!".strip()
+        if expect_status != 200 and result["non2xx"] < result["requests"] * 0.99:
+            result["note"] = f"{note} expected refusals, got 2xx!".strip()
+        self.rows.append(result)
+        print(f"  {name}: {result['rps']:.0f} req/s, {result['cpu_us']:.1f} µs CPU/req", file=sys.stderr)
+        return result
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def echo(self):
+        port = free_port()
+        proc = self.start([os.environ["ECHO_UPSTREAM_BIN"], "--listen", f"127.0.0.1:{port}"], 0)
+        wait_port(port)
+        return port, proc
+
+    def nginx(self, upstream):
+        port = free_port()
+        conf = self.write("nginx.conf", f"""
+daemon off;
+master_process on;
+worker_processes 1;
+pid {self.tmp}/nginx.pid;
+error_log {self.tmp}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {self.tmp}/client_body;
+    proxy_temp_path {self.tmp}/proxy;
+    fastcgi_temp_path {self.tmp}/fastcgi;
+    uwsgi_temp_path {self.tmp}/uwsgi;
+    scgi_temp_path {self.tmp}/scgi;
+    upstream echo {{ server 127.0.0.1:{upstream}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://echo;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+        }}
+    }}
+}}
+""")
+        proc = self.start(["nginx", "-p", self.tmp, "-c", conf], 1)
+        wait_port(port)
+        return port, proc
+
+    def haproxy(self, upstream, alg, key):
+        """HAProxy 2.6 with jwt_verify: the algorithm pinned, signature, exp, iss, aud, scope."""
+        port = free_port()
+        conf = self.write(f"haproxy-{alg}.cfg", f"""
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+frontend gateway
+    bind 127.0.0.1:{port}
+    http-request deny status 401 unless {{ req.hdr(authorization) -m beg "Bearer " }}
+    http-request set-var(txn.bearer) http_auth_bearer
+    http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('$.alg')
+    http-request deny status 401 unless {{ var(txn.alg) -m str {alg} }}
+    http-request deny status 401 unless {{ var(txn.bearer),jwt_verify(txn.alg,"{key}") -m int 1 }}
+    http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('$.exp','int')
+    http-request set-var(txn.now) date
+    http-request deny status 401 if {{ var(txn.exp),sub(txn.now) -m int lt 0 }}
+    http-request deny status 401 unless {{ var(txn.bearer),jwt_payload_query('$.iss') -m str https://bench.local }}
+    http-request deny status 401 unless {{ var(txn.bearer),jwt_payload_query('$.aud') -m str api }}
+    http-request deny status 403 unless {{ var(txn.bearer),jwt_payload_query('$.scope') -m sub items }}
+    default_backend echo
+backend echo
+    http-reuse always
+    server upstream 127.0.0.1:{upstream}
+""")
+        proc = self.start(["haproxy", "-f", conf, "-db"], 1)
+        wait_port(port)
+        return port, proc
+
+    def portcullis(self, upstream, alg, key_files, cache_size):
+        port = free_port()
+        if alg == "HS256":
+            issuer_keys = "keys: [ { kid: k1, secret_env: PORTCULLIS_JWT_SECRET } ]"
+            signing = "{ alg: HS256, kid: k1, secret_env: PORTCULLIS_JWT_SECRET }"
+        else:
+            public, private = key_files
+            issuer_keys = f"keys: [ {{ kid: k1, public_key_file: {public} }} ]"
+            signing = f"{{ alg: {alg}, kid: k1, private_key_file: {private} }}"
+        config = self.write(f"portcullis-{alg}-{cache_size}.yaml", f"""
+version: 1
+server: {{ listen: "127.0.0.1:{port}", admin_listen: "", access_log: "off" }}
+jwt:
+  cache_size: {cache_size}
+  issuers:
+    - issuer: "https://bench.local"
+      audiences: ["api"]
+      algorithms: [{alg}]
+      {issuer_keys}
+token_endpoint:
+  issuer: "https://bench.local"
+  audience: api
+  signing_key: {signing}
+upstreams:
+  echo: {{ url: "http://127.0.0.1:{upstream}" }}
+routes:
+  - {{ name: open, match: {{ path: "/bench" }}, auth: none, upstream: echo }}
+  - {{ name: items, match: {{ path: "/items" }}, auth: bearer, scopes: [items], upstream: echo }}
+""")
+        proc = self.start([os.environ["PORTCULLIS_BIN"], "serve", "--config", config], 1)
+        wait_port(port)
+        return port, proc, config
+
+    def token(self, config, scope):
+        out = subprocess.run([os.environ["PORTCULLIS_BIN"], "token", "--config", config, "--sub", "bench",
+                              "--scope", scope, "--ttl", "2h"], capture_output=True, text=True, env=self.env, check=True)
+        return out.stdout.strip()
+
+    def keypair(self, alg):
+        private = os.path.join(self.tmp, f"{alg}.key")
+        public = os.path.join(self.tmp, f"{alg}.pub")
+        if alg == "RS256":
+            subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", private],
+                           check=True, capture_output=True)
+        else:
+            subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", private],
+                           check=True, capture_output=True)
+        subprocess.run(["openssl", "pkey", "-in", private, "-pubout", "-out", public], check=True, capture_output=True)
+        return public, private
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def run(self):
+        upstream, echo_proc = self.echo()
+        print("scenarios (wrk and the upstream on core 0, the proxy under test on core 1):", file=sys.stderr)
+        self.measure("upstream direct", upstream, lambda: [echo_proc.pid], note="the floor (upstream's own CPU)")
+
+        nginx_port, nginx_proc = self.nginx(upstream)
+        nginx = self.measure("nginx proxy", nginx_port, lambda: [nginx_proc.pid] + children(nginx_proc.pid))
+        self.stop(nginx_proc)
+
+        port, proc, config = self.portcullis(upstream, "HS256", None, 10000)
+        time.sleep(0.3)
+        idle_rss = rss_kib(proc.pid)
+        none = self.measure("portcullis auth: none", port, lambda: [proc.pid])
+        good = self.token(config, "items")
+        narrow = self.token(config, "me")
+        bearer = {}
+        bearer["HS256", "on"] = self.measure("portcullis HS256 cache on", port, lambda: [proc.pid], "/items",
+                                             [f"Authorization: Bearer {good}"])
+        self.measure("portcullis 401 no token", port, lambda: [proc.pid], "/items", expect_status=401)
+        self.measure("portcullis 403 wrong scope", port, lambda: [proc.pid], "/items",
+                     [f"Authorization: Bearer {narrow}"], expect_status=403)
+        loaded_rss = rss_kib(proc.pid)
+        self.stop(proc)
+
+        if not self.args.quick:
+            for alg in ("HS256", "RS256", "ES256"):
+                keys = None if alg == "HS256" else self.keypair(alg)
+                port, proc, config = self.portcullis(upstream, alg, keys, 0)
+                token = self.token(config, "items")
+                bearer[alg, "off"] = self.measure(f"portcullis {alg} cache off", port, lambda: [proc.pid], "/items",
+                                                  [f"Authorization: Bearer {token}"])
+                self.stop(proc)
+                if alg != "HS256":
+                    port, proc, _ = self.portcullis(upstream, alg, keys, 10000)
+                    bearer[alg, "on"] = self.measure(f"portcullis {alg} cache on", port, lambda: [proc.pid], "/items",
+                                                     [f"Authorization: Bearer {token}"])
+                    self.stop(proc)
+                if shutil.which("haproxy"):
+                    hkey = SECRET if alg == "HS256" else keys[0]
+                    hport, hproc = self.haproxy(upstream, alg, hkey)
+                    self.measure(f"haproxy {alg} jwt_verify", hport, lambda: [hproc.pid], "/items",
+                                 [f"Authorization: Bearer {token}"])
+                    self.stop(hproc)
+        self.report(nginx, none, idle_rss, loaded_rss)
+
+    def report(self, nginx, none, idle_rss, loaded_rss):
+        lines = []
+        lines.append(f"{'scenario':<30} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/req':>11}  note")
+        for row in self.rows:
+            lines.append(f"{row['name']:<30} {row['rps']:>9.0f} {row['p50']:>8.2f} {row['p99']:>8.2f} {row['cpu_us']:>11.1f}  {row['note']}")
+        lines.append("")
+        lines.append(f"portcullis/nginx (auth: none): CPU/req {none['cpu_us'] / nginx['cpu_us']:.2f}x, "
+                     f"req/s {none['rps'] / nginx['rps']:.2f}x, p99 {none['p99'] / nginx['p99']:.2f}x")
+        by_name = {row["name"]: row for row in self.rows}
+        for alg in ("HS256", "RS256", "ES256"):
+            off = by_name.get(f"portcullis {alg} cache off")
+            haproxy = by_name.get(f"haproxy {alg} jwt_verify")
+            on = by_name.get(f"portcullis {alg} cache on")
+            parts = []
+            if off and haproxy:
+                parts.append(f"cache off vs haproxy CPU/req {off['cpu_us'] / haproxy['cpu_us']:.2f}x")
+            if on:
+                parts.append(f"cache on vs auth: none CPU/req {on['cpu_us'] / none['cpu_us']:.2f}x")
+            if parts:
+                lines.append(f"{alg}: " + ", ".join(parts))
+        lines.append(f"portcullis RSS: idle {idle_rss / 1024:.1f} MiB, after load {loaded_rss / 1024:.1f} MiB")
+        text = "\n".join(lines)
+        print(text)
+        results = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+        os.makedirs(results, exist_ok=True)
+        with open(os.path.join(results, "latest.txt"), "w") as f:
+            f.write(text + "\n")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=int, default=8, help="seconds measured per scenario (after 2 s of warm-up)")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--quick", action="store_true", help="only the plain-proxy and HS256 scenarios")
+    args = parser.parse_args()
+    for name in ("PORTCULLIS_BIN", "ECHO_UPSTREAM_BIN"):
+        if not os.environ.get(name):
+            sys.exit(f"{name} must name the release binary (make bench sets it)")
+    bench = Bench(args)
+    try:
+        bench.run()
+    finally:
+        bench.cleanup()
+
+
+if __name__ == "__main__":
+    main()
