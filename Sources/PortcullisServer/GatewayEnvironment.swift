@@ -28,8 +28,4 @@ final class GatewayEnvironment: Sendable {
 
     func startDraining() { self.draining.store(true, ordering: .relaxed) }
 
-    /// Lower-case names of client headers that are always removed: the identity headers.
-    func strippedRequestHeaders(_ policy: Policy) -> Set<String> {
-        Set(policy.config.server.identityHeaders.all.map { $0.lowercased() })
-    }
 }

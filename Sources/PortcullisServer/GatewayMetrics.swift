@@ -24,19 +24,30 @@ final class GatewayMetrics: Sendable {
         _ = self.registry.makeCounter(descriptor: Self.reloads, labels: [("result", "failure")])
     }
 
-    /// One finished request. `decision` is `allow`, `deny` or `would_deny`.
-    func request(route: String?, decision: String, status: Int, seconds: Double, upstreamSeconds: Double?) {
-        let routeLabel = route ?? "-"
-        self.registry.makeCounter(
-            descriptor: Self.requests, labels: [("route", routeLabel), ("decision", decision), ("status", String(status))]
-        ).increment()
-        self.registry.makeValueHistogram(descriptor: Self.duration, labels: [("route", routeLabel)], buckets: Self.latencyBuckets)
-            .record(seconds)
-        if let upstreamSeconds {
-            self.registry.makeValueHistogram(
-                descriptor: Self.upstreamDuration, labels: [("route", routeLabel)], buckets: Self.latencyBuckets
-            ).record(upstreamSeconds)
-        }
+    /// The series one kind of request is counted in: fetched from the registry once per
+    /// connection and label set (see ``RequestSeriesCache``), since a registry lookup rebuilds
+    /// the metric name and takes a lock.
+    struct RequestSeries {
+        let requests: Counter
+        let duration: ValueHistogram
+        let upstream: ValueHistogram
+    }
+
+    struct SeriesKey: Hashable {
+        var route: String?
+        var decision: String
+        var status: Int
+    }
+
+    func series(_ key: SeriesKey) -> RequestSeries {
+        let route = key.route ?? "-"
+        return RequestSeries(
+            requests: self.registry.makeCounter(
+                descriptor: Self.requests, labels: [("route", route), ("decision", key.decision), ("status", String(key.status))]),
+            duration: self.registry.makeValueHistogram(
+                descriptor: Self.duration, labels: [("route", route)], buckets: Self.latencyBuckets),
+            upstream: self.registry.makeValueHistogram(
+                descriptor: Self.upstreamDuration, labels: [("route", route)], buckets: Self.latencyBuckets))
     }
 
     func upstreamError(kind: String) {
@@ -58,5 +69,27 @@ final class GatewayMetrics: Sendable {
         var buffer: [UInt8] = []
         self.registry.emit(into: &buffer)
         return buffer
+    }
+}
+
+/// A connection's own table of request series, so the registry is asked once per label set
+/// per connection. Confined to the connection's event loop, so it needs no lock.
+struct RequestSeriesCache {
+    private var entries: [GatewayMetrics.SeriesKey: GatewayMetrics.RequestSeries] = [:]
+
+    mutating func record(
+        _ metrics: GatewayMetrics, route: String?, decision: String, status: Int, seconds: Double, upstreamSeconds: Double?
+    ) {
+        let key = GatewayMetrics.SeriesKey(route: route, decision: decision, status: status)
+        let series: GatewayMetrics.RequestSeries
+        if let known = self.entries[key] {
+            series = known
+        } else {
+            series = metrics.series(key)
+            if self.entries.count < 64 { self.entries[key] = series }
+        }
+        series.requests.increment()
+        series.duration.record(seconds)
+        if let upstreamSeconds { series.upstream.record(upstreamSeconds) }
     }
 }

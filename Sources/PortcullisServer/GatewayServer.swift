@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 package import Logging
 import NIOCore
 import NIOHTTP1
@@ -20,7 +21,7 @@ package final class GatewayServer: Sendable {
         let accessLog = try AccessLog(policy.config.server.accessLog)
         self.environment = GatewayEnvironment(policies: PolicyStore(policy), curl: curl, logger: logger, accessLog: accessLog,
             hashThreads: policy.config.tokenEndpoint?.maxConcurrentHashes ?? 2)
-        self.group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: Self.usableCores())
         self.logger = logger
     }
 
@@ -134,6 +135,20 @@ package final class GatewayServer: Sendable {
                 self.logger.warning("server.listen or server.admin_listen changed: that takes a restart; still listening as before")
             }
         }
+    }
+
+    /// The CPUs this process may run on (its affinity mask, which `taskset` and container CPU
+    /// sets narrow): one event loop each. More loops than CPUs only add context switches.
+    static func usableCores() -> Int {
+        // `Cpus_allowed` in /proc/self/status is the affinity mask in hex, comma-separated words.
+        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed:") })
+        {
+            let mask = line.dropFirst("Cpus_allowed:".count).filter { $0.isHexDigit }
+            let count = mask.reduce(0) { $0 + (Int(String($1), radix: 16) ?? 0).nonzeroBitCount }
+            if count > 0 { return min(count, System.coreCount) }
+        }
+        return System.coreCount
     }
 
     private func track(_ channel: any Channel) {

@@ -12,6 +12,8 @@ package final class Policy: Sendable {
     /// the server passes these in ``RequestFacts/credentialHeaders``.
     package let credentialHeaderNames: Set<String>
     private let users: [String: UserConfig]
+    /// Lower-case names of the identity headers, removed from every client request.
+    package let identityHeaderNames: Set<String>
 
     package struct CompiledRoute: Sendable {
         package let config: RouteConfig
@@ -40,6 +42,7 @@ package final class Policy: Sendable {
             }
         }
         self.credentialHeaderNames = names
+        self.identityHeaderNames = Set(config.server.identityHeaders.all.map { $0.lowercased() })
         let realm = config.server.realm
         self.routes = config.routes.compactMap { route in
             guard let upstream = config.upstreams[route.upstream] else { return nil }
