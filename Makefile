@@ -3,7 +3,7 @@
 
 SWIFT ?= swift
 PYTHON ?= python3
-APT_PACKAGES := libcurl4-openssl-dev libargon2-dev libssl-dev pkg-config
+APT_PACKAGES := libcurl4-openssl-dev libargon2-dev libssl-dev libsqlite3-dev pkg-config
 BENCH_PACKAGES := nginx-light wrk haproxy
 # A development signing secret, made once and kept in .dev-jwt-secret (git-ignored), so that
 # `make run` and `make token` agree. Set PORTCULLIS_JWT_SECRET yourself in any real deployment.

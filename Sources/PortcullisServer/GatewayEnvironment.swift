@@ -13,10 +13,18 @@ final class GatewayEnvironment: Sendable {
     let accessLog: AccessLog?
     let metrics = GatewayMetrics()
     let hashPool: PasswordHashPool
+    /// The token endpoint, when the configuration at start-up had one.
+    let tokenService: TokenService?
     private let draining = Atomic<Bool>(false)
 
-    init(policies: PolicyStore, curl: CurlMulti, logger: Logger, accessLog: AccessLog?, hashThreads: Int) {
-        self.hashPool = PasswordHashPool(threads: hashThreads)
+    init(policies: PolicyStore, curl: CurlMulti, logger: Logger, accessLog: AccessLog?, hashThreads: Int) throws {
+        let hashPool = PasswordHashPool(threads: hashThreads)
+        self.hashPool = hashPool
+        if let endpoint = policies.current.config.tokenEndpoint {
+            self.tokenService = try TokenService(endpoint: endpoint, hashPool: hashPool, metrics: self.metrics, logger: logger)
+        } else {
+            self.tokenService = nil
+        }
         self.accessLog = accessLog
         self.policies = policies
         self.curl = curl

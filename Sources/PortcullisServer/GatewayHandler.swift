@@ -43,6 +43,8 @@ final class GatewayHandler: ChannelDuplexHandler {
         case forwarding(Exchange)
         /// Waiting for a key set fetch or a password check before deciding again.
         case awaiting(PendingRequest)
+        /// A request to the token endpoint: its body is collected, then answered whole.
+        case token(TokenExchange)
     }
 
     private let environment: GatewayEnvironment
@@ -120,7 +122,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             self.writeRefusal(
                 Refusal(status: 400, detail: "Bad Request", reason: "bad_framing"), requestID: exchange.requestID,
                 keepAlive: false, decision: "deny", context: context)
-        case .idle, .discarding, .awaiting:
+        case .idle, .discarding, .awaiting, .token:
             if case .idle = self.state { self.current = RequestLogContext(requestID: SecureRandom.hex(16), start: MonotonicClock.nanoseconds(), logged: false) }
             self.state = .idle
             self.writeRefusal(
@@ -202,6 +204,20 @@ final class GatewayHandler: ChannelDuplexHandler {
                                requestID: requestID, keepAlive: false, context: context)
         }
 
+        if let endpoint = policy.config.tokenEndpoint, self.environment.tokenService != nil,
+            case .success(let target) = RequestTarget.normalize(head.uri, mergeSlashes: server.mergeSlashes),
+            target.path == endpoint.path
+        {
+            self.current.route = "token_endpoint"
+            guard head.method == .POST else {
+                return self.refuse(
+                    Refusal(status: 405, headers: [("Allow", "POST")], detail: "Method Not Allowed", reason: "method_not_allowed"),
+                    requestID: requestID, keepAlive: head.isKeepAlive, context: context)
+            }
+            self.state = .token(TokenExchange(head: head, requestID: requestID, policy: policy, endpoint: endpoint))
+            return
+        }
+
         var credentialHeaders: [(name: String, value: String)] = []
         if !policy.credentialHeaderNames.isEmpty {
             for (name, value) in head.headers where policy.credentialHeaderNames.contains(name.lowercased()) {
@@ -216,6 +232,19 @@ final class GatewayHandler: ChannelDuplexHandler {
             generation: self.generation)
         self.handle(policy.decide(facts, now: WallClock.now()), pending, policy: policy, context: context)
     }
+
+    /// A token endpoint request being read.
+    struct TokenExchange {
+        var head: HTTPRequestHead
+        var requestID: String
+        var policy: Policy
+        var endpoint: TokenEndpointConfig
+        var body: [UInt8] = []
+        var tooLarge = false
+    }
+
+    /// Token requests are small forms; anything larger is refused.
+    static let maximumTokenRequestBytes = 64 << 10
 
     /// A request whose decision needs work first: a password check, or a key set fetch.
     struct PendingRequest {
@@ -396,6 +425,15 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     private func receiveBody(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
+        if case .token(var exchange) = self.state {
+            if exchange.body.count + buffer.readableBytes > Self.maximumTokenRequestBytes {
+                exchange.tooLarge = true
+            } else {
+                exchange.body.append(contentsOf: buffer.readableBytesView)
+            }
+            self.state = .token(exchange)
+            return
+        }
         if case .awaiting(var pending) = self.state {
             pending.buffered.append(buffer)
             pending.bufferedBytes += buffer.readableBytes
@@ -432,9 +470,40 @@ final class GatewayHandler: ChannelDuplexHandler {
         case .awaiting(var pending):
             pending.ended = true
             self.state = .awaiting(pending)
+        case .token(let exchange):
+            self.answerToken(exchange, context: context)
         case .forwarding(let exchange):
             exchange.requestEnded = true
             exchange.transfer?.endRequestBody()
+        }
+    }
+
+    private func answerToken(_ exchange: TokenExchange, context: ChannelHandlerContext) {
+        guard let service = self.environment.tokenService else { return }
+        self.state = .discarding(keepAlive: exchange.head.isKeepAlive)
+        if exchange.tooLarge {
+            return self.refuse(
+                Refusal(status: 413, detail: "Request Entity Too Large", reason: "body_too_large"), requestID: exchange.requestID,
+                keepAlive: false, context: context)
+        }
+        let answer = service.answer(
+            policy: exchange.policy, endpoint: exchange.endpoint, contentType: exchange.head.headers.first(name: "content-type"),
+            authorization: exchange.head.headers["authorization"], body: exchange.body, client: self.peerText,
+            eventLoop: context.eventLoop)
+        let generation = self.generation
+        answer.assumeIsolated().whenComplete { result in
+            guard generation == self.generation, let context = self.context else { return }
+            let reply: TokenService.Answer
+            switch result {
+            case .success(let value): reply = value
+            case .failure: reply = TokenService.failure(OAuthError.busy)
+            }
+            self.current.subject = reply.subject
+            self.state = .idle
+            self.writeRefusal(
+                Refusal(status: reply.status, headers: reply.headers, body: reply.body, reason: reply.outcome),
+                requestID: exchange.requestID, keepAlive: exchange.head.isKeepAlive,
+                decision: reply.status == 200 ? "allow" : "deny", context: context)
         }
     }
 

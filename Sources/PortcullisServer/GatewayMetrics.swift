@@ -15,6 +15,8 @@ final class GatewayMetrics: Sendable {
     nonisolated(unsafe) private static let upstreamDuration = name("upstream_duration", "seconds", "Time from starting the upstream exchange to its response head.")
     nonisolated(unsafe) private static let upstreamErrors = name("upstream_errors", "total", "Upstream failures by kind.")
     nonisolated(unsafe) private static let keySetFetches = name("jwks_refreshes", "total", "Key set fetches by issuer and result.")
+    nonisolated(unsafe) private static let tokens = name("tokens_issued", "total", "Access tokens issued by the token endpoint.")
+    nonisolated(unsafe) private static let loginFailures = name("login_failures", "total", "Failed token requests by reason.")
     nonisolated(unsafe) private static let reloads = name("config_reloads", "total", "Configuration reloads by result.")
     private static let latencyBuckets: [Double] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
@@ -58,6 +60,12 @@ final class GatewayMetrics: Sendable {
         self.registry.makeCounter(
             descriptor: Self.keySetFetches, labels: [("issuer", issuer), ("result", succeeded ? "success" : "failure")]
         ).increment()
+    }
+
+    func tokenIssued() { self.registry.makeCounter(descriptor: Self.tokens).increment() }
+
+    func loginFailure(reason: String) {
+        self.registry.makeCounter(descriptor: Self.loginFailures, labels: [("reason", reason)]).increment()
     }
 
     func configReload(succeeded: Bool) {

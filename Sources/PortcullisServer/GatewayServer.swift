@@ -19,7 +19,7 @@ package final class GatewayServer: Sendable {
     package init(policy: Policy, logger: Logger) throws {
         let curl = CurlMulti(logger: logger)
         let accessLog = try AccessLog(policy.config.server.accessLog)
-        self.environment = GatewayEnvironment(policies: PolicyStore(policy), curl: curl, logger: logger, accessLog: accessLog,
+        self.environment = try GatewayEnvironment(policies: PolicyStore(policy), curl: curl, logger: logger, accessLog: accessLog,
             hashThreads: policy.config.tokenEndpoint?.maxConcurrentHashes ?? 2)
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: Self.usableCores())
         self.logger = logger
@@ -97,6 +97,7 @@ package final class GatewayServer: Sendable {
         self.environment.curl.shutdown()
         self.environment.accessLog?.flush()
         self.environment.hashPool.shutdown()
+        self.environment.tokenService?.shutdown()
         try? self.group.syncShutdownGracefully()
         self.logger.notice("stopped")
     }

@@ -68,6 +68,12 @@ package struct CredentialCheck: Sendable {
     package var candidates: [String]
     package var secret: [UInt8]
     package var cacheKey: CredentialCache.Key
+
+    package init(candidates: [String], secret: [UInt8], cacheKey: CredentialCache.Key) {
+        self.candidates = candidates
+        self.secret = secret
+        self.cacheKey = cacheKey
+    }
 }
 
 /// The outcome of a ``CredentialCheck``: which candidate matched, if any.

@@ -60,6 +60,28 @@ package struct TokenEndpointConfig: Sendable {
     package var accessTokenTTL: Milliseconds
     package var maxConcurrentHashes: Int
     package var location: SourceLocation
+    /// `0` disables refresh tokens.
+    package var refreshTokenTTL: Milliseconds = 14 * 86_400_000
+    /// Declared scopes and their descriptions; when non-empty, only these can be granted.
+    package var scopes: [(name: String, description: String)] = []
+    package var defaultScopes: [String] = []
+    package var requireGrantType = false
+    package var clients: [ClientConfig] = []
+    package var requireClientAuth = false
+    /// `sqlite:PATH` (resolved) or `memory:`.
+    package var store: RefreshStoreLocation = .memory
+    package var throttleMaxFailures = 5
+    package var throttleWindow: Milliseconds = 300_000
+}
+
+package struct ClientConfig: Sendable {
+    package var clientID: String
+    package var secretHash: String
+}
+
+package enum RefreshStoreLocation: Sendable, Hashable {
+    case memory
+    case sqlite(path: String)
 }
 
 /// One API key (`api_keys`).

@@ -208,6 +208,76 @@ extension ConfigLoader {
         return users
     }
 
+    private static func readTokenEndpointDetails(
+        _ fields: MappingFields, _ endpoint: inout TokenEndpointConfig, _ reader: ConfigReader,
+        _ environment: any ConfigEnvironment
+    ) {
+        if let node = fields["path"], !endpoint.path.hasPrefix("/") {
+            reader.error(.badValue, node, "token_endpoint.path must start with '/'")
+        }
+        if let node = fields["refresh_token_ttl"], let value = reader.duration(node, "token_endpoint.refresh_token_ttl", allowZero: true) {
+            endpoint.refreshTokenTTL = value
+        }
+        if let node = fields["scopes"] {
+            if case .mapping(let mapping) = node {
+                for (key, value) in mapping {
+                    guard let name = reader.string(key, "a scope name") else { continue }
+                    let description = reader.string(value, "the description of scope '\(name)'", allowEmpty: true) ?? ""
+                    endpoint.scopes.append((name, description))
+                }
+            } else {
+                reader.error(.wrongType, node, "token_endpoint.scopes must map scope names to descriptions")
+            }
+        }
+        if let node = fields["default_scopes"], let list = reader.stringList(node, "token_endpoint.default_scopes") {
+            endpoint.defaultScopes = list.map(\.0)
+        }
+        if let node = fields["require_grant_type"], let value = reader.bool(node, "token_endpoint.require_grant_type") {
+            endpoint.requireGrantType = value
+        }
+        if let node = fields["require_client_auth"], let value = reader.bool(node, "token_endpoint.require_client_auth") {
+            endpoint.requireClientAuth = value
+        }
+        if let node = fields["clients"], let items = reader.sequence(node, "token_endpoint.clients") {
+            for item in items {
+                guard let client = reader.mapping(item, "a client", keys: ["client_id", "secret_hash"]),
+                    let id = client.required("client_id", reader, "a client").flatMap({ reader.string($0, "client_id") }),
+                    let hashNode = client.required("secret_hash", reader, "client '\(id)'"),
+                    let hash = reader.string(hashNode, "client '\(id)' secret_hash")
+                else { continue }
+                if !hash.hasPrefix("$argon2") {
+                    reader.error(.badValue, hashNode, "client '\(id)': secret_hash must be an Argon2 PHC string from 'portcullis hash-password'")
+                }
+                endpoint.clients.append(ClientConfig(clientID: id, secretHash: hash))
+            }
+        }
+        if let node = fields["store"], let text = reader.string(node, "token_endpoint.store") {
+            if text == "memory:" {
+                endpoint.store = .memory
+            } else if text.hasPrefix("sqlite:"), text.count > 7 {
+                endpoint.store = .sqlite(path: environment.resolve(String(text.dropFirst(7))))
+            } else {
+                reader.error(.badValue, node, "token_endpoint.store must be sqlite:PATH or memory:")
+            }
+        }
+        if let node = fields["login_throttle"],
+            let throttle = reader.mapping(node, "token_endpoint.login_throttle", keys: ["max_failures", "window"])
+        {
+            if let value = throttle["max_failures"].flatMap({ reader.integer($0, "login_throttle.max_failures", range: 1...1_000_000) }) {
+                endpoint.throttleMaxFailures = value
+            }
+            if let value = throttle["window"].flatMap({ reader.duration($0, "login_throttle.window") }) {
+                endpoint.throttleWindow = value
+            }
+        }
+        let declared = Set(endpoint.scopes.map(\.name))
+        if !declared.isEmpty, let node = fields["default_scopes"] {
+            for scope in endpoint.defaultScopes where !declared.contains(scope) {
+                reader.error(.unknownReference, node, "default scope '\(scope)' is not declared under token_endpoint.scopes")
+            }
+        }
+    }
+
     // MARK: api_keys
 
     static func readAPIKeys(_ node: Node, _ reader: ConfigReader) -> [APIKeyConfig] {
@@ -305,12 +375,10 @@ extension ConfigLoader {
             reader.error(.badValue, algNode, "token_endpoint.signing_key: the key does not fit \(algText)")
             return nil
         }
-        for (keyName, keyNode) in fields.entries.map({ ($0.key, $0.value.key) }).sorted(by: { $0.0 < $1.0 })
-        where !["path", "issuer", "audience", "signing_key", "access_token_ttl", "max_concurrent_hashes"].contains(keyName) {
-            reader.warning(.unsupported, keyNode, "token_endpoint.\(keyName) has no effect yet: this version of Portcullis mints tokens ('portcullis token') but does not serve the token endpoint")
-        }
-        return TokenEndpointConfig(
+        var endpoint = TokenEndpointConfig(
             path: path, issuer: issuer, audience: audience, signingAlgorithm: algorithm, signingKID: kid, signingKey: material,
             accessTokenTTL: ttl, maxConcurrentHashes: hashes, location: reader.location(node))
+        self.readTokenEndpointDetails(fields, &endpoint, reader, environment)
+        return endpoint
     }
 }

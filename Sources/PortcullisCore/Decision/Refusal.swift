@@ -25,6 +25,14 @@ package struct Refusal: Sendable {
         self.reason = reason
     }
 
+    /// An answer with a body rendered elsewhere (the token endpoint's JSON).
+    package init(status: Int, headers: [(name: String, value: String)], body: [UInt8], reason: String) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.reason = reason
+    }
+
     /// The `WWW-Authenticate` values, in order.
     package var challenges: [String] { self.headers.filter { $0.name == "WWW-Authenticate" }.map(\.value) }
 

@@ -1,0 +1,51 @@
+/// An RFC 6749 §5.2 error answer, with FastAPI's `detail` beside `error` and `error_description`.
+package struct OAuthError: Error, Sendable {
+    package var status: Int
+    package var error: String
+    package var description: String
+    package var detail: String
+    package var headers: [(name: String, value: String)] = []
+
+    package static func invalidRequest(_ description: String) -> OAuthError {
+        OAuthError(status: 400, error: "invalid_request", description: description, detail: description)
+    }
+
+    package static let badCredentials = OAuthError(
+        status: 400, error: "invalid_grant", description: "Incorrect username or password", detail: "Incorrect username or password")
+    package static let inactiveUser = OAuthError(status: 400, error: "invalid_grant", description: "Inactive user", detail: "Inactive user")
+
+    package static func invalidGrant(_ description: String) -> OAuthError {
+        OAuthError(status: 400, error: "invalid_grant", description: description, detail: description)
+    }
+
+    package static func invalidScope(_ description: String) -> OAuthError {
+        OAuthError(status: 400, error: "invalid_scope", description: description, detail: description)
+    }
+
+    package static func unsupportedGrantType(_ type: String) -> OAuthError {
+        OAuthError(
+            status: 400, error: "unsupported_grant_type", description: "The grant type is not supported",
+            detail: "Unsupported grant type")
+    }
+
+    package static func invalidClient(realm: String, basic: Bool) -> OAuthError {
+        OAuthError(
+            status: 401, error: "invalid_client", description: "Client authentication failed", detail: "Invalid client",
+            headers: basic ? [("WWW-Authenticate", "Basic realm=\"\(realm)\", charset=\"UTF-8\"")] : [])
+    }
+
+    package static func tooManyAttempts(retryAfter: Int) -> OAuthError {
+        OAuthError(
+            status: 429, error: "invalid_request", description: "Too many failed attempts", detail: "Too many failed attempts",
+            headers: [("Retry-After", String(retryAfter))])
+    }
+
+    package static let busy = OAuthError(
+        status: 503, error: "temporarily_unavailable", description: "Too many logins in progress", detail: "Service Unavailable",
+        headers: [("Retry-After", "1")])
+
+    /// `{"detail", "error", "error_description"}`.
+    package var body: [UInt8] {
+        Array(JSONText.object([("detail", self.detail), ("error", self.error), ("error_description", self.description)]).utf8)
+    }
+}

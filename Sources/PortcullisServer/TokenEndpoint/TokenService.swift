@@ -1,0 +1,279 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import PortcullisCore
+import PortcullisCrypto
+
+/// The built-in OAuth2 token endpoint (contract §6): the password grant against local users
+/// and the refresh grant with rotation and reuse detection.
+///
+/// Argon2 runs on the hashing pool and the store on its own thread; the event loop only parses
+/// and writes.
+final class TokenService: Sendable {
+    struct Answer: Sendable {
+        var status: Int
+        var headers: [(name: String, value: String)]
+        var body: [UInt8]
+        /// For the access log and metrics.
+        var subject: String?
+        var outcome: String
+    }
+
+    let store: any RefreshTokenStore
+    private let storeThread: NIOThreadPool
+    private let hashPool: PasswordHashPool
+    private let throttle: LoginThrottle
+    private let metrics: GatewayMetrics
+    private let logger: Logger
+
+    init(endpoint: TokenEndpointConfig, hashPool: PasswordHashPool, metrics: GatewayMetrics, logger: Logger) throws {
+        switch endpoint.store {
+        case .memory: self.store = MemoryRefreshTokenStore()
+        case .sqlite(let path): self.store = try SQLiteRefreshTokenStore(path: path)
+        }
+        self.storeThread = NIOThreadPool(numberOfThreads: 1)
+        self.storeThread.start()
+        self.hashPool = hashPool
+        self.throttle = LoginThrottle(maxFailures: endpoint.throttleMaxFailures, windowSeconds: Double(endpoint.throttleWindow) / 1000)
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    func shutdown() { try? self.storeThread.syncShutdownGracefully() }
+
+    /// Answers one token request. `policy` is the policy the request arrived under.
+    func answer(
+        policy: Policy, endpoint: TokenEndpointConfig, contentType: String?, authorization: [String], body: [UInt8],
+        client address: String, eventLoop: any EventLoop
+    ) -> EventLoopFuture<Answer> {
+        let now = WallClock.now()
+        let request: TokenRequest
+        let clientCredentials: (id: String, secret: String, viaBasic: Bool)?
+        do {
+            let fields = try FormFields.parse(contentType: contentType, body: body)
+            request = try TokenRequest.read(fields, requireGrantType: endpoint.requireGrantType)
+            clientCredentials = try Self.clientCredentials(fields, authorization)
+        } catch {
+            return eventLoop.makeSucceededFuture(Self.failure(error))
+        }
+        // Client authentication (RFC 6749 §2.3.1), when clients are configured or required.
+        var clientCheck: EventLoopFuture<String?> = eventLoop.makeSucceededFuture(nil)
+        if let credentials = clientCredentials {
+            let client = endpoint.clients.first { $0.clientID == credentials.id }
+            let check = CredentialCheck(
+                candidates: [client?.secretHash ?? Argon2.dummyHash], secret: Array(credentials.secret.utf8),
+                cacheKey: policy.credentials.key("client", Array(credentials.id.utf8), Array(credentials.secret.utf8)))
+            if case .user(credentials.id)? = policy.credentials.lookup(check.cacheKey, now: now) {
+                clientCheck = eventLoop.makeSucceededFuture(credentials.id)
+            } else {
+                guard let verification = self.hashPool.run(check, on: eventLoop) else {
+                    return eventLoop.makeSucceededFuture(Self.failure(.busy))
+                }
+                clientCheck = verification.flatMapThrowing { verdict in
+                    guard verdict.matched != nil, client != nil else {
+                        throw OAuthError.invalidClient(realm: policy.config.server.realm, basic: credentials.viaBasic)
+                    }
+                    policy.credentials.insert(check.cacheKey, .user(credentials.id), now: now)
+                    return credentials.id
+                }
+            }
+        } else if endpoint.requireClientAuth {
+            return eventLoop.makeSucceededFuture(Self.failure(.invalidClient(realm: policy.config.server.realm, basic: false)))
+        }
+        return clientCheck.flatMap { clientID in
+            switch request {
+            case .password(let username, let password, let scopes):
+                return self.passwordGrant(
+                    policy: policy, endpoint: endpoint, username: username, password: password, scopes: scopes, clientID: clientID,
+                    address: address, now: now, eventLoop: eventLoop)
+            case .refresh(let token, let scopes):
+                return self.refreshGrant(
+                    policy: policy, endpoint: endpoint, token: token, scopes: scopes, clientID: clientID, now: now,
+                    eventLoop: eventLoop)
+            }
+        }.flatMapErrorThrowing { error in
+            guard let oauth = error as? OAuthError else {
+                self.logger.error("token endpoint failure", metadata: ["error": "\(error)"])
+                return Answer(
+                    status: 500, headers: [], body: Array(JSONText.object([("detail", "Internal Server Error")]).utf8), outcome: "error")
+            }
+            return Self.failure(oauth)
+        }
+    }
+
+    private func passwordGrant(
+        policy: Policy, endpoint: TokenEndpointConfig, username: String, password: String, scopes: [String]?, clientID: String?,
+        address: String, now: Double, eventLoop: any EventLoop
+    ) -> EventLoopFuture<Answer> {
+        let throttleKeys = ["user:" + username, "addr:" + address]
+        if let wait = self.throttle.retryAfter(throttleKeys, now: now) {
+            self.metrics.loginFailure(reason: "throttled")
+            return eventLoop.makeSucceededFuture(Self.failure(.tooManyAttempts(retryAfter: wait)))
+        }
+        let user = policy.config.users.first { $0.username == username }
+        // Unknown users are checked against a dummy hash, so the answer takes as long.
+        let check = CredentialCheck(
+            candidates: [user?.passwordHash ?? Argon2.dummyHash], secret: Array(password.utf8),
+            cacheKey: policy.credentials.key("login", Array(username.utf8)))
+        guard let verification = self.hashPool.run(check, on: eventLoop) else {
+            return eventLoop.makeSucceededFuture(Self.failure(.busy))
+        }
+        return verification.flatMap { verdict in
+            guard verdict.matched != nil, let user else {
+                self.throttle.recordFailure(throttleKeys, now: now)
+                self.metrics.loginFailure(reason: "bad_credentials")
+                return eventLoop.makeSucceededFuture(Self.failure(.badCredentials))
+            }
+            // Only now, after the password verified, may the answer reveal that the user is disabled.
+            if user.disabled {
+                self.metrics.loginFailure(reason: "inactive_user")
+                return eventLoop.makeSucceededFuture(Self.failure(.inactiveUser))
+            }
+            let granted: [String]
+            do {
+                granted = try endpoint.grant(scopes, allowed: user.scopes)
+            } catch {
+                return eventLoop.makeSucceededFuture(Self.failure(error))
+            }
+            return self.issue(endpoint: endpoint, subject: user.username, scopes: granted, clientID: clientID, family: nil, now: now, eventLoop: eventLoop)
+        }
+    }
+
+    private func refreshGrant(
+        policy: Policy, endpoint: TokenEndpointConfig, token: String, scopes: [String]?, clientID: String?, now: Double,
+        eventLoop: any EventLoop
+    ) -> EventLoopFuture<Answer> {
+        guard endpoint.refreshTokenTTL > 0 else {
+            return eventLoop.makeSucceededFuture(Self.failure(.unsupportedGrantType("refresh_token")))
+        }
+        let digest = DigestAlgorithm.sha256.hash(Array(token.utf8))
+        let replacement = Self.newRefreshToken()
+        let users = policy.config.users
+        let ttl = Double(endpoint.refreshTokenTTL) / 1000
+        return self.storeThread.runIfActive(eventLoop: eventLoop) { () throws -> RefreshRedemption in
+            try self.store.redeem(digest: digest, replacementDigest: replacement.digest, now: now) { record in
+                guard let user = users.first(where: { $0.username == record.subject }), !user.disabled else {
+                    return .failure(.inactiveUser)
+                }
+                guard record.clientID == nil || record.clientID == clientID else {
+                    return .failure(.invalidGrant("The refresh token was issued to another client"))
+                }
+                var narrowed = record.scopes
+                if let scopes, !scopes.isEmpty {
+                    // A refresh may narrow the scopes, never widen them (RFC 6749 §6).
+                    guard scopes.allSatisfy(record.scopes.contains) else {
+                        return .failure(.invalidScope("The requested scope exceeds the original grant"))
+                    }
+                    narrowed = scopes.filter { user.scopes.contains($0) }
+                }
+                return .success(
+                    RefreshRecord(family: record.family, subject: record.subject, scopes: narrowed, clientID: record.clientID, expiresAt: now + ttl))
+            }
+        }.flatMap { redemption in
+            switch redemption {
+            case .rotated(_, let next):
+                return self.answerWithTokens(
+                    endpoint: endpoint, subject: next.subject, scopes: next.scopes, clientID: next.clientID,
+                    refreshToken: replacement.token, now: now, eventLoop: eventLoop)
+            case .reused:
+                self.logger.warning("a retired refresh token was presented; its family is revoked")
+                self.metrics.loginFailure(reason: "refresh_reuse")
+                return eventLoop.makeSucceededFuture(Self.failure(.invalidGrant("The refresh token is invalid")))
+            case .unknown, .expired:
+                return eventLoop.makeSucceededFuture(Self.failure(.invalidGrant("The refresh token is invalid")))
+            case .refused(let error):
+                return eventLoop.makeSucceededFuture(Self.failure(error))
+            }
+        }
+    }
+
+    /// Mints the access token and, when refresh tokens are on, stores a new family.
+    private func issue(
+        endpoint: TokenEndpointConfig, subject: String, scopes: [String], clientID: String?, family: String?, now: Double,
+        eventLoop: any EventLoop
+    ) -> EventLoopFuture<Answer> {
+        guard endpoint.refreshTokenTTL > 0 else {
+            return self.answerWithTokens(
+                endpoint: endpoint, subject: subject, scopes: scopes, clientID: clientID, refreshToken: nil, now: now, eventLoop: eventLoop)
+        }
+        let refresh = Self.newRefreshToken()
+        let record = RefreshRecord(
+            family: family ?? SecureRandom.hex(16), subject: subject, scopes: scopes, clientID: clientID,
+            expiresAt: now + Double(endpoint.refreshTokenTTL) / 1000)
+        return self.storeThread.runIfActive(eventLoop: eventLoop) {
+            try self.store.issue(digest: refresh.digest, record)
+        }.flatMap {
+            self.answerWithTokens(
+                endpoint: endpoint, subject: subject, scopes: scopes, clientID: clientID, refreshToken: refresh.token, now: now,
+                eventLoop: eventLoop)
+        }
+    }
+
+    private func answerWithTokens(
+        endpoint: TokenEndpointConfig, subject: String, scopes: [String], clientID: String?, refreshToken: String?, now: Double,
+        eventLoop: any EventLoop
+    ) -> EventLoopFuture<Answer> {
+        let ttl = max(1, endpoint.accessTokenTTL / 1000)
+        do {
+            let access = try TokenMinter.mint(endpoint, subject: subject, scopes: scopes, ttlSeconds: ttl, now: now, clientID: clientID)
+            var fields: [String: JSONValue] = [
+                "access_token": .string(access), "token_type": .string("bearer"), "expires_in": .number(Double(ttl)),
+                "scope": .string(scopes.joined(separator: " ")),
+            ]
+            if let refreshToken { fields["refresh_token"] = .string(refreshToken) }
+            self.metrics.tokenIssued()
+            return eventLoop.makeSucceededFuture(
+                Answer(
+                    status: 200, headers: [("Cache-Control", "no-store"), ("Pragma", "no-cache")],
+                    body: Array(JSONValue.object(fields).serialized.utf8), subject: subject, outcome: "issued"))
+        } catch {
+            return eventLoop.makeFailedFuture(error)
+        }
+    }
+
+    /// 256 random bits, base64url; only their SHA-256 digest is stored.
+    private static func newRefreshToken() -> (token: String, digest: [UInt8]) {
+        let token = Base64URL.encode(SecureRandom.bytes(32))
+        return (token, DigestAlgorithm.sha256.hash(Array(token.utf8)))
+    }
+
+    static func failure(_ oauth: OAuthError) -> Answer {
+        Answer(
+            status: oauth.status, headers: oauth.headers + [("Cache-Control", "no-store"), ("Pragma", "no-cache")], body: oauth.body,
+            outcome: oauth.error)
+    }
+
+    static func failure(_ error: any Error) -> Answer {
+        let oauth = (error as? OAuthError) ?? .invalidRequest("Malformed request")
+        return Answer(
+            status: oauth.status, headers: oauth.headers + [("Cache-Control", "no-store"), ("Pragma", "no-cache")], body: oauth.body,
+            outcome: oauth.error)
+    }
+
+    /// Client credentials from HTTP Basic (form-urlencoded inside, RFC 6749 §2.3.1) or the form.
+    private static func clientCredentials(_ fields: FormFields, _ authorization: [String]) throws(OAuthError)
+        -> (id: String, secret: String, viaBasic: Bool)?
+    {
+        if let header = authorization.first, header.lowercased().hasPrefix("basic ") {
+            guard let decoded = Data(base64Encoded: String(header.dropFirst(6)).trimmingSpaces()),
+                let text = String(data: decoded, encoding: .utf8), let colon = text.firstIndex(of: ":"),
+                let id = String(text[..<colon]).removingPercentEncoding,
+                let secret = String(text[text.index(after: colon)...]).removingPercentEncoding
+            else { throw .invalidRequest("Malformed client credentials") }
+            if fields["client_secret"] != nil { throw .invalidRequest("Client credentials given twice") }
+            return (id, secret, true)
+        }
+        if let id = fields["client_id"], let secret = fields["client_secret"] { return (id, secret, false) }
+        return nil
+    }
+}
+
+extension StringProtocol {
+    func trimmingSpaces() -> String {
+        var text = Substring(self)
+        while text.first == " " { text = text.dropFirst() }
+        while text.last == " " { text = text.dropLast() }
+        return String(text)
+    }
+}
