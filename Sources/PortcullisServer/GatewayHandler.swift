@@ -217,6 +217,21 @@ final class GatewayHandler: ChannelDuplexHandler {
             self.state = .token(TokenExchange(head: head, requestID: requestID, policy: policy, endpoint: endpoint))
             return
         }
+        if let endpoint = policy.config.tokenEndpoint, head.method == .GET || head.method == .HEAD,
+            let keySet = endpoint.publishedKeySet,
+            case .success(let target) = RequestTarget.normalize(head.uri, mergeSlashes: server.mergeSlashes),
+            target.path == TokenEndpointConfig.jwksPath || target.path == TokenEndpointConfig.metadataPath
+        {
+            // Published only for asymmetric signing keys: a shared secret is never published.
+            self.current.route = "token_endpoint"
+            let host = Self.authorityOrHost(head) ?? "\(server.listen)"
+            let document = target.path == TokenEndpointConfig.jwksPath ? keySet : endpoint.metadata(base: "http://\(host)")
+            return self.refuse(
+                Refusal(
+                    status: 200, headers: [("Cache-Control", "public, max-age=300")], body: Array(document.utf8),
+                    reason: "discovery"),
+                requestID: requestID, keepAlive: head.isKeepAlive, context: context)
+        }
 
         var credentialHeaders: [(name: String, value: String)] = []
         if !policy.credentialHeaderNames.isEmpty {
@@ -597,7 +612,9 @@ final class GatewayHandler: ChannelDuplexHandler {
 
     private func refuse(_ refusal: Refusal, requestID: String, keepAlive: Bool, context: ChannelHandlerContext) {
         self.state = .discarding(keepAlive: keepAlive)
-        self.writeRefusal(refusal, requestID: requestID, keepAlive: keepAlive, decision: "deny", context: context)
+        // The gateway's own documents (JWKS, metadata) go out this way too, and are not refusals.
+        self.writeRefusal(
+            refusal, requestID: requestID, keepAlive: keepAlive, decision: refusal.status < 400 ? "allow" : "deny", context: context)
     }
 
     private func writeRefusal(

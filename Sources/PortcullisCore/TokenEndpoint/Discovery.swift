@@ -1,0 +1,33 @@
+import PortcullisCrypto
+
+extension TokenEndpointConfig {
+    package static let jwksPath = "/.well-known/jwks.json"
+    package static let metadataPath = "/.well-known/oauth-authorization-server"
+
+    /// The signing key's public half as a JWKS document; `nil` for shared-secret (HS*) keys,
+    /// which are never published.
+    package var publishedKeySet: String? {
+        guard case .privateKey(let key) = self.signingKey,
+            let jwk = key.publicJWK(kid: self.signingKID, algorithm: self.signingAlgorithm)
+        else { return nil }
+        return JSONValue.object(["keys": .array([jwk])]).serialized
+    }
+
+    /// RFC 8414 metadata, with URLs on `base` (`http://host:port`, as the client reached us).
+    package func metadata(base: String) -> String {
+        var members: [String: JSONValue] = [
+            "issuer": .string(self.issuer),
+            "token_endpoint": .string(base + self.path),
+            "grant_types_supported": .array(
+                (self.refreshTokenTTL > 0 ? ["password", "refresh_token"] : ["password"]).map(JSONValue.string)),
+            "response_types_supported": .array([]),
+            "token_endpoint_auth_methods_supported": .array(
+                (self.requireClientAuth ? ["client_secret_basic", "client_secret_post"]
+                    : ["client_secret_basic", "client_secret_post", "none"]).map(JSONValue.string)),
+            "token_endpoint_auth_signing_alg_values_supported": .array([.string(self.signingAlgorithm.rawValue)]),
+        ]
+        if !self.scopes.isEmpty { members["scopes_supported"] = .array(self.scopes.map { .string($0.name) }) }
+        if self.publishedKeySet != nil { members["jwks_uri"] = .string(base + Self.jwksPath) }
+        return JSONValue.object(members).serialized
+    }
+}
