@@ -406,7 +406,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         let clientHost = Self.authorityOrHost(head)
         if plan.upstream.preserveHost, let clientHost { lines.append("Host: \(clientHost)") }
         lines.append("X-Forwarded-For: " + (forwardedFor.map { $0 + ", " + self.peerText } ?? self.peerText))
-        lines.append("X-Forwarded-Proto: " + (forwardedProto ?? "http"))
+        lines.append("X-Forwarded-Proto: " + (forwardedProto ?? (server.tls == nil ? "http" : "https")))
         if let host = forwardedHost ?? clientHost { lines.append("X-Forwarded-Host: \(host)") }
         lines.append("X-Request-Id: \(requestID)")
         if let identity = plan.identity {

@@ -4,6 +4,7 @@ package import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 package import PortcullisCore
 import PortcullisUpstream
 import Synchronization
@@ -35,6 +36,7 @@ package final class GatewayServer: Sendable {
         let idle = TimeAmount.milliseconds(server.idleTimeout)
         let header = TimeAmount.milliseconds(server.requestHeaderTimeout)
         let environment = self.environment
+        let tlsContext = try server.tls.map(Self.tlsContext)
         let bootstrap = ServerBootstrap(group: self.group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -44,7 +46,9 @@ package final class GatewayServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let deadlines = ConnectionDeadlines(idleTimeout: idle, headerTimeout: header)
                     let sync = channel.pipeline.syncOperations
+                    // First, so a slow TLS handshake counts against the header deadline too.
                     try sync.addHandler(deadlines)
+                    if let tlsContext { try sync.addHandler(NIOSSLServerHandler(context: tlsContext)) }
                     // Parse errors are answered by GatewayHandler itself, which closes the connection.
                     try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: false)
                     try sync.addHandler(GatewayHandler(environment: environment, deadlines: deadlines))
@@ -100,6 +104,16 @@ package final class GatewayServer: Sendable {
         self.environment.tokenService?.shutdown()
         try? self.group.syncShutdownGracefully()
         self.logger.notice("stopped")
+    }
+
+    /// TLS 1.2 and later with the certificate chain and key of `server.tls`; HTTP/1.1 by ALPN.
+    static func tlsContext(_ files: TLSFiles) throws -> NIOSSLContext {
+        let chain = try NIOSSLCertificate.fromPEMFile(files.certFile).map { NIOSSLCertificateSource.certificate($0) }
+        let key = try NIOSSLPrivateKey(file: files.keyFile, format: .pem)
+        var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+        configuration.minimumTLSVersion = .tlsv12
+        configuration.applicationProtocols = ["http/1.1"]
+        return try NIOSSLContext(configuration: configuration)
     }
 
     private func startKeySets(_ policy: Policy) {

@@ -59,7 +59,7 @@ package enum ConfigLoader {
             }
         }
         var server = ServerConfig()
-        if let node = top["server"] { server = self.readServer(node, reader) }
+        if let node = top["server"] { server = self.readServer(node, reader, environment) }
         var jwt = JWTConfig()
         if let node = top["jwt"] { jwt = self.readJWT(node, reader, environment) }
         var users: [UserConfig] = []
@@ -95,7 +95,7 @@ package enum ConfigLoader {
 
     // MARK: server
 
-    private static func readServer(_ node: Node, _ reader: ConfigReader) -> ServerConfig {
+    private static func readServer(_ node: Node, _ reader: ConfigReader, _ environment: any ConfigEnvironment) -> ServerConfig {
         var server = ServerConfig()
         guard let fields = reader.mapping(node, "server", keys: self.serverKeys) else { return server }
         if let value = fields["listen"], let text = reader.string(value, "server.listen") {
@@ -173,8 +173,13 @@ package enum ConfigLoader {
             let cert = tls.required("cert_file", reader, "server.tls").flatMap { reader.string($0, "server.tls.cert_file") }
             let key = tls.required("key_file", reader, "server.tls").flatMap { reader.string($0, "server.tls.key_file") }
             if let cert, let key {
-                server.tls = TLSFiles(certFile: cert, keyFile: key)
-                reader.warning(.unsupported, value, "TLS termination is not supported by this version of Portcullis")
+                for (file, key) in [(cert, "cert_file"), (key, "key_file")] {
+                    let path = environment.resolve(file)
+                    if environment.readFile(path) == nil, let node = tls[key] {
+                        reader.error(.unreadableFile, node, "cannot read server.tls.\(key) \(path)")
+                    }
+                }
+                server.tls = TLSFiles(certFile: environment.resolve(cert), keyFile: environment.resolve(key))
             }
         }
         return server
