@@ -174,22 +174,8 @@ package final class Policy: Sendable {
                 return .refuse(refusal)
             case .success(let token):
                 recorder.record(.tokenVerified(token))
-                let missing = config.scopes.filter { !token.scopes.contains($0) }
-                let anyMissing = !config.scopesAny.isEmpty && !config.scopesAny.contains(where: token.scopes.contains)
-                recorder.record(
-                    .scopes(
-                        required: config.scopes, requiredAny: config.scopesAny, granted: token.scopes,
-                        missing: anyMissing ? missing + config.scopesAny : missing))
-                if !missing.isEmpty || anyMissing {
-                    var refusal = Refusal(
-                            status: self.config.server.insufficientScopeStatus,
-                            headers: [("WWW-Authenticate", "Bearer realm=\"\(self.config.server.realm)\", error=\"insufficient_scope\", scope=\"\(route.scopeAttribute)\", error_description=\"The access token lacks the required scope\"")],
-                            detail: "Not enough permissions", reason: "insufficient_scope")
-                    refusal.shadowIdentity = Identity(subject: token.subject, scopes: token.scopes, method: .bearer)
-                    return .refuse(refusal)
-                }
                 let identity = Identity(subject: token.subject, scopes: token.scopes, method: .bearer)
-                return .forward(Self.plan(index, route, target: target, identity: identity))
+                return self.grant(identity, index, route, target: target, recorder: &recorder)
             }
         case .basic(let encoded) where route.schemes.contains(.basic):
             return self.authorizeBasic(encoded, index, route, target: target, request: request, now: now, recorder: &recorder)
@@ -310,8 +296,9 @@ package final class Policy: Sendable {
         return self.grant(Identity(subject: key.name, scopes: key.scopes, method: .apiKey), index, route, target: target, recorder: &recorder)
     }
 
-    /// Scope checks for Basic and API-key identities; a refusal carries no challenge, since
-    /// other credentials of the same scheme would not help.
+    /// The route's scope rules against what the credentials hold. A Bearer token that falls
+    /// short gets RFC 6750's insufficient_scope challenge; Basic and API-key identities get
+    /// none, since other credentials of the same kind would not help.
     private func grant<R: DecisionRecorder>(
         _ identity: Identity, _ index: Int, _ route: CompiledRoute, target: RequestTarget, recorder: inout R
     ) -> Decision {
@@ -323,8 +310,14 @@ package final class Policy: Sendable {
                 required: config.scopes, requiredAny: config.scopesAny, granted: identity.scopes,
                 missing: anyMissing ? missing + config.scopesAny : missing))
         if !missing.isEmpty || anyMissing {
+            let server = self.config.server
+            let challenge: [(name: String, value: String)] =
+                identity.method == .bearer
+                ? [("WWW-Authenticate", "Bearer realm=\"\(server.realm)\", error=\"insufficient_scope\", scope=\"\(route.scopeAttribute)\", error_description=\"The access token lacks the required scope\"")]
+                : []
             var refusal = Refusal(
-                status: self.config.server.insufficientScopeStatus, detail: "Not enough permissions", reason: "insufficient_scope")
+                status: server.insufficientScopeStatus, headers: challenge, detail: "Not enough permissions",
+                reason: "insufficient_scope")
             refusal.shadowIdentity = identity
             return .refuse(refusal)
         }

@@ -1,3 +1,5 @@
+import PortcullisCrypto
+
 /// A complete refusal: status, headers and JSON body, rendered when the policy is built (or,
 /// for per-request texts, once per refusal) so the server only writes bytes.
 package struct Refusal: Sendable {
@@ -45,24 +47,5 @@ package enum JSONText {
         "{" + fields.map { "\(string($0.0)):\(string($0.1))" }.joined(separator: ",") + "}"
     }
 
-    package static func string(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
-    }
+    package static func string(_ text: String) -> String { JSONValue.quote(text) }
 }
