@@ -32,7 +32,7 @@ struct ConfigLoaderTests {
     func loadsValid() throws {
         let result = ConfigLoader.load(text: Self.valid, file: "routes.yaml")
         let config = try #require(result.config, "\(result.diagnostics)")
-        #expect(result.diagnostics.all.isEmpty)
+        #expect(result.diagnostics.errors.isEmpty)
         #expect(config.server.maxRequestBody == 512 * 1024)
         #expect(config.server.idleTimeout == 90_000)
         #expect(config.server.trustedProxies.count == 2)
@@ -86,5 +86,63 @@ struct ConfigLoaderTests {
         let warnings = result.diagnostics.warnings
         #expect(warnings.count == 1)
         #expect(warnings.first?.description.hasPrefix("r.yaml:6:7: warning: route 'users' can never match") == true)
+    }
+}
+
+@Suite("Semantic checks")
+struct SemanticCheckTests {
+    static let base = """
+        version: 1
+        jwt:
+          issuers:
+            - { issuer: "https://gw", algorithms: [HS256], keys: [ { kid: k, secret_env: S } ] }
+        token_endpoint: { issuer: "https://gw", signing_key: { alg: HS256, kid: k, secret_env: S } }
+        users:
+          - { username: a, password_hash: "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g", scopes: [read] }
+        upstreams: { u: { url: "http://127.0.0.1:1" } }
+        routes:
+
+        """
+    static let environment = FixedEnvironment(variables: ["S": "0123456789abcdef0123456789abcdef"])
+
+    func warnings(_ routes: String) throws -> [String] {
+        let result = ConfigLoader.load(text: Self.base + routes, file: "c.yaml", environment: Self.environment)
+        _ = try #require(result.config, "\(result.diagnostics)")
+        return result.diagnostics.warnings.map(\.message)
+    }
+
+    @Test("a public route sharing paths with a protected one is flagged")
+    func openOverlap() throws {
+        let found = try self.warnings("""
+              - { name: pub, match: { path: "/api/*/public" }, auth: none, upstream: u }
+              - { name: api, match: { path: "/api/**" }, scopes: [read], upstream: u }
+            """)
+        #expect(found.contains { $0.contains("route 'pub' has auth: none and shares paths with the protected route 'api'") })
+        let disjoint = try self.warnings("""
+              - { name: pub, match: { path: "/public/**" }, auth: none, upstream: u }
+              - { name: api, match: { path: "/api/**" }, scopes: [read], upstream: u }
+            """)
+        #expect(disjoint.isEmpty)
+    }
+
+    @Test("scopes nobody can hold are flagged unless an external issuer could carry them")
+    func unreachableScopes() throws {
+        let found = try self.warnings("""
+              - { name: api, match: { path: "/api/**" }, scopes: [read, write], upstream: u }
+            """)
+        #expect(found == ["route 'api' requires scopes no user, API key or external issuer can hold: write"])
+    }
+
+    @Test("pattern overlap")
+    func overlap() throws {
+        func overlaps(_ a: String, _ b: String) throws -> Bool {
+            try PathPattern(a, mergeSlashes: true).overlaps(PathPattern(b, mergeSlashes: true))
+        }
+        #expect(try overlaps("/a/*", "/a/b"))
+        #expect(try overlaps("/a/**", "/*/c"))
+        #expect(try overlaps("/a", "/a/**"))
+        #expect(try !overlaps("/a/b", "/a/c"))
+        #expect(try !overlaps("/a/*", "/a"))
+        #expect(try !overlaps("/a/*/c", "/a/b"))
     }
 }

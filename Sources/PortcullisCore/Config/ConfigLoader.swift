@@ -75,8 +75,12 @@ package enum ConfigLoader {
         }
         var apiKeys: [APIKeyConfig] = []
         if let node = top["api_keys"] { apiKeys = self.readAPIKeys(node, reader) }
-        if let keyNode = top.keyNode("users_file") {
-            reader.error(.unsupported, keyNode, "'users_file' is not supported by this version of Portcullis; list users inline")
+        if let node = top["users_file"] {
+            if top["users"] != nil {
+                reader.error(.badValue, top.keyNode("users_file") ?? node, "give users or users_file, not both")
+            } else if let path = reader.string(node, "users_file") {
+                users = self.readUsersFile(path, node, reader, environment)
+            }
         }
         var upstreams: [String: UpstreamConfig] = [:]
         if let node = top.required("upstreams", reader, "the configuration") {
@@ -87,10 +91,44 @@ package enum ConfigLoader {
             routes = self.readRoutes(node, server: server, upstreams: upstreams, reader)
         }
         RouteChecks.reportShadowing(routes, reader)
+        RouteChecks.reportOpenOverlaps(routes, reader)
+        RouteChecks.reportUnreachableScopes(
+            routes, users: users, apiKeys: apiKeys, issuers: jwt.issuers, localIssuer: tokenEndpoint?.issuer, reader)
         return GatewayConfig(
             file: reader.file, server: server, jwt: jwt, users: users, apiKeys: apiKeys, tokenEndpoint: tokenEndpoint,
             upstreams: upstreams,
             routes: routes)
+    }
+
+    /// `users_file`: the same list as `users`, in its own YAML file (a list, or `users:` with one).
+    private static func readUsersFile(
+        _ path: String, _ node: Node, _ reader: ConfigReader, _ environment: any ConfigEnvironment
+    ) -> [UserConfig] {
+        let resolved = environment.resolve(path)
+        guard let bytes = environment.readFile(resolved), let text = String(validating: bytes, as: UTF8.self) else {
+            reader.error(.unreadableFile, node, "cannot read users_file \(resolved)")
+            return []
+        }
+        let fileReader = ConfigReader(file: resolved)
+        defer { for diagnostic in fileReader.diagnostics.all { reader.add(diagnostic) } }
+        do {
+            guard let root = try Yams.compose(yaml: text, .basic) else {
+                fileReader.add(ConfigDiagnostic(.error, .syntax, at: SourceLocation(file: resolved, line: 1, column: 1), "the file is empty"))
+                return []
+            }
+            if case .mapping = root {
+                guard let fields = fileReader.mapping(root, "the users file", keys: ["users"]),
+                    let list = fields.required("users", fileReader, "the users file")
+                else { return [] }
+                return self.readUsers(list, fileReader)
+            }
+            return self.readUsers(root, fileReader)
+        } catch let error as YamlError {
+            fileReader.add(syntaxDiagnostic(error, file: resolved))
+        } catch {
+            fileReader.add(ConfigDiagnostic(.error, .syntax, at: SourceLocation(file: resolved, line: 1, column: 1), "\(error)"))
+        }
+        return []
     }
 
     // MARK: server

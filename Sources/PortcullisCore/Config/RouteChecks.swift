@@ -21,4 +21,53 @@ enum RouteChecks {
         if b.hosts.isEmpty { return false }
         return b.hosts.allSatisfy { host in a.hosts.contains { $0.covers(host) } }
     }
+
+    /// Warns about a public route (`auth: none`) that shares paths with a protected one: the
+    /// first listed wins for those requests, which is easy to get wrong.
+    static func reportOpenOverlaps(_ routes: [RouteConfig], _ reader: ConfigReader) {
+        for (index, open) in routes.enumerated() where open.auth == .none {
+            for (otherIndex, protected) in routes.enumerated() where protected.auth != .none {
+                guard open.path.overlaps(protected.path), self.methodsOverlap(open.methods, protected.methods),
+                    self.hostsOverlap(open.hosts, protected.hosts),
+                    !(otherIndex < index && self.covers(protected, open)), !(index < otherIndex && self.covers(open, protected))
+                else { continue }
+                let winner = index < otherIndex ? "the public route comes first and wins" : "the protected route comes first and wins"
+                reader.add(
+                    ConfigDiagnostic(
+                        .warning, .shadowedRoute, at: open.location,
+                        "route '\(open.name)' has auth: none and shares paths with the protected route '\(protected.name)' (\(protected.location.fileAndLine)); \(winner)"
+                    ))
+            }
+        }
+    }
+
+    /// Warns about scopes a route requires that no credential could ever carry: no local user
+    /// or API key holds them, and no issuer other than the gateway's own could put them in a token.
+    static func reportUnreachableScopes(
+        _ routes: [RouteConfig], users: [UserConfig], apiKeys: [APIKeyConfig], issuers: [IssuerConfig], localIssuer: String?,
+        _ reader: ConfigReader
+    ) {
+        guard !issuers.contains(where: { $0.issuer != localIssuer }) else { return }
+        let holdable = Set(users.flatMap(\.scopes) + apiKeys.flatMap(\.scopes))
+        for route in routes where route.auth != .none {
+            let unreachable = route.scopes.filter { !holdable.contains($0) }
+            let anyUnreachable = !route.scopesAny.isEmpty && route.scopesAny.allSatisfy { !holdable.contains($0) }
+            guard !unreachable.isEmpty || anyUnreachable else { continue }
+            let names = (unreachable + (anyUnreachable ? route.scopesAny : [])).joined(separator: " ")
+            reader.add(
+                ConfigDiagnostic(
+                    .warning, .badValue, at: route.location,
+                    "route '\(route.name)' requires scopes no user, API key or external issuer can hold: \(names)"))
+        }
+    }
+
+    private static func methodsOverlap(_ a: MethodSet, _ b: MethodSet) -> Bool {
+        guard let left = a.methods, let right = b.methods else { return true }
+        return !left.isDisjoint(with: right)
+    }
+
+    private static func hostsOverlap(_ a: [HostPattern], _ b: [HostPattern]) -> Bool {
+        if a.isEmpty || b.isEmpty { return true }
+        return a.contains { left in b.contains { right in left.covers(right) || right.covers(left) } }
+    }
 }

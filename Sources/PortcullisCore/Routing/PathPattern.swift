@@ -99,6 +99,30 @@ package struct PathPattern: Hashable, Sendable, CustomStringConvertible {
         Self.covers(self.segments[...], other.segments[...])
     }
 
+    /// Whether some path matches both patterns.
+    package func overlaps(_ other: PathPattern) -> Bool {
+        Self.overlaps(self.segments[...], other.segments[...])
+    }
+
+    private static func overlaps(_ a: ArraySlice<Segment>, _ b: ArraySlice<Segment>) -> Bool {
+        guard let first = a.first else {
+            if let other = b.first, case .rest = other { return true }
+            return b.isEmpty
+        }
+        if case .rest = first { return true }
+        guard let other = b.first else { return false }
+        if case .rest = other { return true }
+        switch (first, other) {
+        case (.literal(let x), .literal(let y)):
+            guard x == y else { return false }
+        case (.literal(let x), _), (_, .literal(let x)):
+            guard !x.isEmpty else { return false }
+        default:
+            break
+        }
+        return overlaps(a.dropFirst(), b.dropFirst())
+    }
+
     private static func covers(_ a: ArraySlice<Segment>, _ b: ArraySlice<Segment>) -> Bool {
         guard let first = a.first else { return b.isEmpty }
         if case .rest = first { return true }
