@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOPosix
 import PortcullisCore
@@ -24,10 +27,21 @@ final class PasswordHashPool: Sendable {
             self.pending.wrappingSubtract(1, ordering: .relaxed)
             return nil
         }
-        let future = self.pool.runIfActive(eventLoop: eventLoop) { check.run() }
+        let future = self.pool.runIfActive(eventLoop: eventLoop) { () -> CredentialVerdict in
+            Self.yieldToEventLoops()
+            return check.run()
+        }
         future.whenComplete { [pending = self] _ in pending.pending.wrappingSubtract(1, ordering: .relaxed) }
         return future
     }
 
     func shutdown() { try? self.pool.syncShutdownGracefully() }
+
+    /// Hashing threads run at a lower priority (nice 10), and so do the lane threads libargon2
+    /// starts from them: when hashing and the event loops want the same CPU, the loops win, so a
+    /// login flood costs logins per second, not the latency of every other route. On Linux the
+    /// nice value is per thread, and `who = 0` names the calling thread.
+    private static func yieldToEventLoops() {
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
+    }
 }

@@ -80,8 +80,12 @@ def assert_error_at(tmp_path, text, line, words=()):
 
 
 def test_valid_config_exits_0(tmp_path):
-    path = write(tmp_path, VALID)
-    res = run_portcullis(["validate", "--config", str(path)])
+    # With an external issuer that could carry the private route's scope, nothing is left to warn
+    # about (without one, validate rightly warns that no credential could hold `read`).
+    issuer = ('jwt:\n  issuers:\n    - { issuer: "https://idp.example", algorithms: [HS256],'
+              ' keys: [ { kid: k, secret_env: PORTCULLIS_TEST_SECRET } ] }\n')
+    path = write(tmp_path, VALID + issuer)
+    res = run_portcullis(["validate", "--config", str(path)], env={"PORTCULLIS_TEST_SECRET": "x" * 32})
     assert res.returncode == 0, res.stderr
     assert diagnostics(res.stderr, "error") == []
     assert diagnostics(res.stderr, "warning") == []
