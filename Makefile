@@ -31,7 +31,7 @@ deps:
 	$(call apt_install,$(APT_PACKAGES))
 
 test-deps: deps
-	@$(PYTHON) -c "import pytest, requests, joserfc, cryptography" 2>/dev/null || $(PYTHON) -m pip install -q pytest requests joserfc cryptography
+	@$(PYTHON) -c "import pytest, requests, joserfc, cryptography, authlib" 2>/dev/null || $(PYTHON) -m pip install -q pytest requests joserfc cryptography authlib
 
 bench-deps: deps
 	$(call apt_install,$(BENCH_PACKAGES))
