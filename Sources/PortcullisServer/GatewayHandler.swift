@@ -123,7 +123,7 @@ final class GatewayHandler: ChannelDuplexHandler {
                 Refusal(status: 400, detail: "Bad Request", reason: "bad_framing"), requestID: exchange.requestID,
                 keepAlive: false, decision: "deny", context: context)
         case .idle, .discarding, .awaiting, .token:
-            if case .idle = self.state { self.current = RequestLogContext(requestID: SecureRandom.hex(16), start: MonotonicClock.nanoseconds(), logged: false) }
+            if case .idle = self.state { self.current = RequestLogContext(requestID: RequestIDs.next(), start: MonotonicClock.nanoseconds(), logged: false) }
             self.state = .idle
             self.writeRefusal(
                 Refusal(status: 400, detail: "Bad Request", reason: "bad_framing"), requestID: self.current.requestID,
@@ -720,7 +720,21 @@ final class GatewayHandler: ChannelDuplexHandler {
         {
             return given
         }
-        return SecureRandom.hex(16)
+        return RequestIDs.next()
+    }
+}
+
+/// Request ids: 16 random hex digits chosen at start-up, then a 16-digit counter. Unique per
+/// process and cheap: no random-number call (and no syscall) per request. They correlate log
+/// lines; nothing relies on them being unguessable.
+enum RequestIDs {
+    private static let prefix = SecureRandom.hex(8)
+    private static let counter = Atomic<UInt64>(0)
+
+    static func next() -> String {
+        let value = Self.counter.wrappingAdd(1, ordering: .relaxed).newValue
+        let digits = String(value, radix: 16)
+        return Self.prefix + String(repeating: "0", count: 16 - digits.count) + digits
     }
 }
 
