@@ -330,7 +330,9 @@ final class GatewayHandler: ChannelDuplexHandler {
                 pending.head, plan: refusal.shadowPlan!, policy: policy, declaredLength: pending.declaredLength,
                 chunked: pending.chunked, requestID: pending.requestID, context: context)
         case .refuse(let refusal):
-            self.refuse(refusal, requestID: pending.requestID, keepAlive: pending.head.isKeepAlive, context: context)
+            // After CONNECT the parser treats the connection as a tunnel: nothing after it can be read as HTTP.
+            let keepAlive = pending.head.isKeepAlive && pending.head.method != .CONNECT
+            self.refuse(refusal, requestID: pending.requestID, keepAlive: keepAlive, context: context)
         case .forward(let plan):
             self.forward(
                 pending.head, plan: plan, policy: policy, declaredLength: pending.declaredLength, chunked: pending.chunked,
@@ -392,8 +394,7 @@ final class GatewayHandler: ChannelDuplexHandler {
                 continue
             case "authorization":
                 if !forwardAuthorization { continue }
-            case _ where !forwardAuthorization && plan.identity?.method == .apiKey && lower != "cookie"
-                && policy.credentialHeaderNames.contains(lower):
+            case _ where plan.stripAPIKeyHeaders && lower != "cookie" && policy.credentialHeaderNames.contains(lower):
                 continue  // the API key itself
             case "host", "content-length", "expect", "x-request-id":
                 // The gateway frames every upstream request itself, and answers 100-continue itself.

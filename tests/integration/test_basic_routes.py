@@ -11,7 +11,7 @@ import pytest
 from jwt_support import claims, hmac_token
 from token_support import (
     ALICE_PASSWORD, JOHNDOE_PASSWORD, JWT_SECRET, REALM, EchoUpstream, Portcullis, alice, base_config, basic_header,
-    challenges, describe, echo_headers, hash_password, johndoe, json_body, wait_until, write_config)
+    challenges, describe, echo_headers, hash_password, johndoe, json_body, write_config)
 
 BASIC_CHALLENGE = f'Basic realm="{REALM}", charset="UTF-8"'
 BEARER_CHALLENGE = f'Bearer realm="{REALM}"'
@@ -186,8 +186,7 @@ def test_reload_with_a_new_password_hash_or_disabled_user_beats_the_credential_c
         changed["routes"].insert(0, {"name": "reloaded", "match": {"path": "/reloaded"}, "auth": "none",
                                      "upstream": "u"})
         write_config(path, changed)
-        g.sighup()
-        wait_until(lambda: g.get("/reloaded").status_code == 200, timeout=10, what="the SIGHUP reload")
+        g.reload("/reloaded")
 
         assert_basic_refusal(basic_get(g, "/basic/a", "johndoe", JOHNDOE_PASSWORD), "Incorrect username or password")
         assert echo_headers(basic_get(g, "/basic/a", "johndoe", new_password)).get("x-auth-subject") == ["johndoe"]

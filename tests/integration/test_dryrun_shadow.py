@@ -13,15 +13,20 @@ import uuid
 import pytest
 
 from ops_support import (
-    AUDIENCE, ENV, ISSUER, REALM, access_log, admin_port_of, check_json, fetch_metrics, free_port, q,
+    API_KEY, API_KEY_SHA, JOHNDOE_HASH, basic,
+    AUDIENCE, ENV, ISSUER, REALM, access_log, admin_port_of, check_json, fetch_metrics, free_port, q, wait_until,
     run, send, token,
 )
 
 IDENTITY = ("x-auth-subject", "x-auth-scopes", "x-auth-method")
 
 
-def config(upstream_url: str, *, admin_port: int, shadow_mode: str = "dry-run", server_dry_run: bool = False) -> str:
+def config(upstream_url: str, *, admin_port: int, per_route_modes: bool = True, server_dry_run: bool = False) -> str:
+    """per_route_modes: the shadow-* routes say `mode: dry-run` and `enforced` says `mode: enforce`;
+    otherwise no route has a `mode` key (for the gateway-wide shadow mode)."""
     dry = "\n  dry_run: true" if server_dry_run else ""
+    shadow = "\n    mode: dry-run" if per_route_modes else ""
+    enforce = "\n    mode: enforce" if per_route_modes else ""
     return f"""version: 1
 server:
   admin_listen: "127.0.0.1:{admin_port}"
@@ -35,21 +40,35 @@ jwt:
       algorithms: [HS256]
       keys:
         - {{ kid: k1, secret_env: PORTCULLIS_JWT_SECRET }}
+users:
+  - username: johndoe
+    password_hash: {q(JOHNDOE_HASH)}
+    scopes: [me, items]
+api_keys:
+  - {{ name: ci-bot, key_hash: {q(API_KEY_SHA)}, scopes: [items], in: header, param: X-API-Key }}
 upstreams:
   rec: {{ url: {q(upstream_url)}, connect_timeout: 2s, timeout: 10s }}
 routes:
+  - name: shadow-basic
+    match: {{ path: "/shadow-basic/**" }}
+    auth: basic
+    scopes: [admin]
+    upstream: rec{shadow}
+  - name: shadow-key
+    match: {{ path: "/shadow-key/**" }}
+    auth: api_key
+    scopes: [admin]
+    upstream: rec{shadow}
   - name: shadowed
     match: {{ path: "/shadow/**" }}
     auth: bearer
     scopes: [me, items]
-    upstream: rec
-    mode: {shadow_mode}
+    upstream: rec{shadow}
   - name: enforced
     match: {{ path: "/enforced/**" }}
     auth: bearer
     scopes: [me, items]
-    upstream: rec
-    mode: enforce
+    upstream: rec{enforce}
 """
 
 
@@ -67,7 +86,7 @@ def ident(req) -> dict:
 
 def log_for(gw, m_path: str, n_expected: int | None = None):
     """The access-log lines whose path is `m_path` (waits for them)."""
-    from harness import wait_until
+
     wait_until(lambda: any(f'"{m_path}"' in l for l in list(gw.stdout_lines)), timeout=5,
                message=f"an access-log line for {m_path}")
     return [e for e in access_log(gw) if e.get("path") == m_path]
@@ -162,6 +181,28 @@ def test_enforced_route_next_to_it_still_refuses(route_shadow):
     assert [(l["decision"], l["status"]) for l in lines] == [("deny", 401), ("deny", 403)], lines
 
 
+@pytest.mark.parametrize("what,path,headers,would,forbidden", [
+    ("right password", "/shadow-basic/", [("Authorization", basic("johndoe", "secret"))], 403, "authorization"),
+    ("wrong password", "/shadow-basic/", [("Authorization", basic("johndoe", "secreT"))], 401, "authorization"),
+    ("right key", "/shadow-key/", [("X-API-Key", API_KEY)], 403, "x-api-key"),
+    ("wrong key", "/shadow-key/", [("X-API-Key", API_KEY[:-1] + "0")], 401, "x-api-key"),
+])
+def test_route_shadow_never_forwards_basic_or_header_key(route_shadow, what, path, headers, would, forbidden):
+    """docs/configuration.md: forward_authorization defaults to false for Basic and API-key credentials,
+    and "a key sent in a header is not forwarded unless the route sets forward_authorization: true".
+    Shadow mode forwards the request, but must not hand the upstream a password or key it would
+    never see in enforce mode — right or wrong (a wrong password is often a near-miss of the real one)."""
+    gw, rec, _ = route_shadow
+    m = mark()
+    resp = send(gw.port, "GET", path + m, headers=headers)
+    assert resp.status == 200, resp
+    [req] = seen(rec, m)
+    leaked = [(k, v) for k, v in req.headers if k.lower() == forbidden]
+    assert not leaked, f"{what}: the upstream received {leaked} on a shadowed {path} route"
+    [line] = log_for(gw, path + m)
+    assert line["decision"] == "would_deny" and line["status"] == would, line
+
+
 def test_route_shadow_unmatched_not_forwarded(route_shadow):
     gw, rec, _ = route_shadow
     m = mark()
@@ -177,20 +218,27 @@ def test_route_shadow_metrics_count_would_deny(route_shadow):
     _, before = fetch_metrics(aport)
     for i in range(n):
         assert send(gw.port, "GET", f"/shadow/{m}/{i}").status == 200
-    text, after = fetch_metrics(aport)
-    series = [(name, labels, v) for name, labels, v in after
-              if "would_deny" in name or any("would_deny" in str(x) for x in labels.values())]
-    assert series, f"no /metrics series mentions would_deny:\n{text[:3000]}"
-
     def key(name, labels):
         return name, tuple(sorted(labels.items()))
     old = {key(n_, l_): v for n_, l_, v in before}
-    deltas = {key(n_, l_): v - old.get(key(n_, l_), 0.0) for n_, l_, v in series}
+
+    def measure():
+        text, after = fetch_metrics(aport)
+        series = [(name, labels, v) for name, labels, v in after
+                  if "would_deny" in name or any("would_deny" in str(x) for x in labels.values())]
+        deltas = {key(n_, l_): v - old.get(key(n_, l_), 0.0) for n_, l_, v in series}
+        return text, series, deltas
+    try:
+        wait_until(lambda: n in measure()[2].values(), timeout=3, message="the would_deny counter")
+    except AssertionError:
+        pass  # reported precisely below
+    text, series, deltas = measure()
+    assert series, f"no /metrics series mentions would_deny:\n{text[:3000]}"
     assert n in deltas.values(), (
         f"sent {n} would_deny requests to one route; no would_deny series grew by exactly {n}: {deltas}")
 
 
-def test_check_reports_enforced_decision_for_shadow_route(route_shadow, tmp_path):
+def test_check_reports_enforced_decision_for_shadow_route(route_shadow):
     gw, _, _ = route_shadow
     rc, data, proc = check_json(gw.config_path, "GET", "/shadow/x")
     assert data is not None, proc.stdout + proc.stderr
@@ -209,12 +257,12 @@ def global_shadow(module_spawner, request):
     rec = module_spawner.recorder()
     aport = free_port()
     if request.param == "serve --dry-run":
-        text = config(rec.url, admin_port=aport, shadow_mode="enforce")
+        text = config(rec.url, admin_port=aport, per_route_modes=False)
         gw = module_spawner.gateway(text, extra_args=["--dry-run"], env=ENV)
     else:
-        text = config(rec.url, admin_port=aport, shadow_mode="enforce", server_dry_run=True)
-        text = text.replace("    mode: enforce\n", "")
+        text = config(rec.url, admin_port=aport, per_route_modes=False, server_dry_run=True)
         gw = module_spawner.gateway(text, env=ENV)
+    assert "mode:" not in text
     return gw, rec, admin_port_of(gw)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
 import secrets
 import subprocess
@@ -87,7 +86,7 @@ routes:
 
 
 @pytest.fixture(scope="module")
-def gw(module_spawner, tmp_path_factory):
+def gw(module_spawner):
     proc = subprocess.run([PORTCULLIS_BIN, "hash-password", "--password-stdin"], input=PASSWORD + "\n",
                           capture_output=True, text=True, timeout=20)
     assert proc.returncode == 0, proc.stderr

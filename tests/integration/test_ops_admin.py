@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
+from urllib.parse import urlencode
 
 import pytest
 
 from jwt_support import claims, keypair, mint
 from ops_support import (
-    AUDIENCE, ENV, ISSUER, JWKSServer, REALM, admin_port_of, fetch_metrics, free_port, http_get, metric_value,
+    AUDIENCE, ENV, ISSUER, JOHNDOE_HASH, JWKSServer, REALM, admin_port_of, fetch_metrics, free_port, http_get, metric_value,
     parse_metrics, port_is_closed, q, send, token, wait_until,
 )
 
@@ -155,6 +155,62 @@ def test_readyz_waits_for_jwks_url(spawner):
         return http_get(aport, "/readyz")[0] == 200
     wait_until(ready, timeout=10, interval=0.1, message="/readyz 200 after the JWKS server came up")
     assert server.hits >= 1
+    assert http_get(aport, "/healthz")[0] == 200
+    text, samples = fetch_metrics(aport)
+    jwks = [(n, l, v) for n, l, v in samples if "jwks" in n]
+    assert jwks, f"§8: /metrics counts JWKS refreshes; no series mentions jwks:\n{text[:3000]}"
     tok = mint(rsa, "RS256", "r1", claims(sub="svc", scope="me", iss="https://idp.test", aud=AUDIENCE))
     resp = send(gw.port, "GET", "/guarded/x", headers=[("Authorization", "Bearer " + tok)])
     assert resp.status == 200, f"a token from the fetched JWKS: {resp!r}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The other families §8 names: tokens issued, login failures, upstream errors
+
+
+def test_metrics_count_tokens_logins_and_upstream_errors(spawner):
+    aport = free_port()
+    text = f"""version: 1
+server:
+  admin_listen: "127.0.0.1:{aport}"
+  access_log: "off"
+  shutdown_grace: 2s
+jwt:
+  issuers:
+{HMAC_ISSUER}
+users:
+  - {{ username: johndoe, password_hash: {q(JOHNDOE_HASH)}, scopes: [me] }}
+token_endpoint:
+  issuer: {q(ISSUER)}
+  audience: {AUDIENCE}
+  signing_key: {{ alg: HS256, kid: k1, secret_env: PORTCULLIS_JWT_SECRET }}
+  store: "memory:"
+upstreams:
+  dead: {{ url: "http://127.0.0.1:{free_port()}", connect_timeout: 2s, timeout: 5s }}
+routes:
+  - name: dead
+    match: {{ path: "/dead/**" }}
+    auth: none
+    upstream: dead
+"""
+    gw = spawner.gateway(text, env=ENV)
+    assert admin_port_of(gw) == aport
+    _, before = fetch_metrics(aport)
+    form = [("Content-Type", "application/x-www-form-urlencoded")]
+    assert send(gw.port, "POST", "/token", form, body=urlencode({"username": "johndoe", "password": "secret"}).encode()).status == 200
+    for _ in range(2):
+        assert send(gw.port, "POST", "/token", form, body=urlencode({"username": "johndoe", "password": "nope"}).encode()).status == 400
+    for _ in range(3):
+        assert send(gw.port, "GET", "/dead/x").status == 502
+    body, after = fetch_metrics(aport)
+
+    def grew(pred):
+        names = {n for n, _, _ in after if pred(n)}
+        return {n: sum(v for m, _, v in after if m == n) - sum(v for m, _, v in before if m == n) for n in names}
+    tokens = grew(lambda n: "token" in n and "issued" in n)
+    logins = grew(lambda n: "login" in n and "fail" in n)
+    upstream = grew(lambda n: "upstream" in n and "error" in n)
+    assert 1 in tokens.values(), f"no tokens-issued series grew by 1: {tokens}\n{body[:3000]}"
+    assert 2 in logins.values(), f"no login-failures series grew by 2: {logins}"
+    assert 3 in upstream.values(), f"no upstream-errors series grew by 3: {upstream}"
+    assert metric_value(after, "portcullis_requests_total", route="dead", status="502") == 3

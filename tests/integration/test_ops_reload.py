@@ -120,6 +120,7 @@ def test_sighup_reload_under_load_then_broken_file(spawner):
         _, samples = fetch_metrics(aport)
         return (metric_value(samples, "portcullis_config_reloads_total", result="success"),
                 metric_value(samples, "portcullis_config_reloads_total", result="failure"))
+    wait_until(lambda: reload_counts()[0] >= 1, timeout=5, message="the reload to be counted")
     assert reload_counts() == (1.0, 0.0), reload_counts()
 
     # A broken file: reported with FILE:LINE:COL, the running config stays.

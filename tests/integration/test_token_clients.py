@@ -174,7 +174,7 @@ def test_access_log_has_one_line_per_token_request_and_no_secrets(gw):
         found = {i: [e for e in log if e.get("request_id") == i] for i in ids}
         return found if all(found.values()) else None
 
-    found = wait_until(lines_for_all, timeout=10, what="access-log lines of the token requests")
+    found = wait_until(lines_for_all, timeout=20, what="access-log lines of the token requests")
     for rid, resp in zip(ids, responses):
         entries = found[rid]
         assert len(entries) == 1, entries

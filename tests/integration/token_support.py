@@ -41,8 +41,10 @@ CLIENT_SECRET = "s3cret"
 # A fresh HMAC secret for this test session (64 ASCII bytes; the key is the raw bytes, §9).
 JWT_SECRET = secrets.token_hex(32)
 
-# Token requests on a slow, shared machine: Argon2 behind a bounded queue.
+# Requests that may wait for Argon2 (token requests, Basic and Argon2 API keys) on a slow, shared
+# machine: 64 MiB per hash behind a bounded queue. A hang still fails, only later.
 TOKEN_TIMEOUT = 30
+RELOAD_TIMEOUT = 20
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,6 +208,13 @@ class Portcullis:
     def sighup(self):
         self.proc.send_signal(signal.SIGHUP)
 
+    def reload(self, path_probe: str = "/reloaded"):
+        """SIGHUP, then polls until `path_probe` (a route only the new file has) stops being 404."""
+        assert self.get(path_probe, timeout=HTTP_TIMEOUT).status_code == 404, "probe route exists before the reload"
+        self.sighup()
+        wait_until(lambda: self.get(path_probe, timeout=HTTP_TIMEOUT).status_code == 200, timeout=RELOAD_TIMEOUT,
+                   what=f"the SIGHUP reload (route {path_probe})")
+
     def stop(self):
         stop_process(self.proc)
 
@@ -218,7 +227,8 @@ class Portcullis:
     # -- requests ---------------------------------------------------------------------------
 
     def get(self, path: str, headers: dict | None = None, **kw) -> requests.Response:
-        return self.http.get(self.url(path), headers=headers or {}, timeout=HTTP_TIMEOUT, allow_redirects=False, **kw)
+        kw.setdefault("timeout", TOKEN_TIMEOUT)
+        return self.http.get(self.url(path), headers=headers or {}, allow_redirects=False, **kw)
 
     def token(self, data=None, files=None, headers=None, session: requests.Session | None = None,
               **kw) -> requests.Response:

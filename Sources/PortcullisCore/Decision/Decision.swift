@@ -28,6 +28,9 @@ package struct ForwardPlan: Sendable {
     package var identity: Identity?
     /// Whether the client's `Authorization` header is passed on.
     package var forwardAuthorization: Bool
+    /// Whether headers that carry API keys are removed (routes that take API keys, unless they
+    /// set `forward_authorization: true`), whether the key was right or not.
+    package var stripAPIKeyHeaders: Bool
 }
 
 /// The facts of a request the decision needs, before normalization.

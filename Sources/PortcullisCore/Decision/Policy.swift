@@ -87,6 +87,13 @@ package final class Policy: Sendable {
             recorder.record(.targetRefused(refusal.detail))
             return .refuse(Refusal(status: 400, detail: refusal.detail, reason: "bad_target"))
         }
+        // Only methods the server's HTTP parser (llhttp) accepts can reach serve; refusing the
+        // rest here keeps check and test in agreement with it. CONNECT asks for a tunnel, which a
+        // gateway that authorizes requests one by one does not open.
+        guard Self.parsableMethods.contains(request.method), request.method != "CONNECT" else {
+            recorder.record(.targetRefused("method \(request.method) is not supported"))
+            return .refuse(Refusal(status: 400, detail: "Bad Request", reason: "unsupported_method"))
+        }
         let host = Self.matchingHost(target.authority ?? request.host)
         recorder.record(.normalized(path: target.path, query: target.query, host: host.map(String.init)))
         let path = target.path[...]
@@ -108,7 +115,14 @@ package final class Policy: Sendable {
             if case .refuse(var refusal) = decision {
                 refusal.routeName = config.name
                 if self.config.server.dryRun || config.mode == .dryRun {
-                    refusal.shadowPlan = Self.plan(index, route, target: target, identity: refusal.shadowIdentity)
+                    var plan = Self.plan(index, route, target: target, identity: refusal.shadowIdentity)
+                    if refusal.shadowIdentity == nil, route.config.forwardAuthorization == nil,
+                        case .basic = PresentedCredentials.read(request.authorization)
+                    {
+                        // A Basic password is never passed on by default, right or wrong.
+                        plan.forwardAuthorization = false
+                    }
+                    refusal.shadowPlan = plan
                 }
                 return .refuse(refusal)
             }
@@ -350,11 +364,20 @@ package final class Policy: Sendable {
         // Default: pass Authorization on for Bearer (and public) routes; never a Basic password
         // or an API key unless the route asks for it.
         let defaultForward = identity.map { $0.method == .bearer } ?? true
+        let forward = route.config.forwardAuthorization ?? defaultForward
         return ForwardPlan(
             routeIndex: index, routeName: route.config.name, upstream: route.upstream, upstreamTarget: upstreamTarget,
-            upstreamURL: origin + upstreamTarget, identity: identity,
-            forwardAuthorization: route.config.forwardAuthorization ?? defaultForward)
+            upstreamURL: origin + upstreamTarget, identity: identity, forwardAuthorization: forward,
+            stripAPIKeyHeaders: route.schemes.contains(.apiKey) && !(route.config.forwardAuthorization ?? false))
     }
+
+    /// The request methods llhttp, the server's HTTP/1.1 parser, knows (upper-case, exactly).
+    static let parsableMethods: Set<String> = [
+        "DELETE", "GET", "HEAD", "POST", "PUT", "CONNECT", "OPTIONS", "TRACE", "COPY", "LOCK", "MKCOL", "MOVE",
+        "PROPFIND", "PROPPATCH", "SEARCH", "UNLOCK", "BIND", "REBIND", "UNBIND", "ACL", "REPORT", "MKACTIVITY",
+        "CHECKOUT", "MERGE", "M-SEARCH", "NOTIFY", "SUBSCRIBE", "UNSUBSCRIBE", "PATCH", "PURGE", "MKCALENDAR", "LINK",
+        "UNLINK", "SOURCE", "QUERY",
+    ]
 
     /// The host a route's `hosts` are compared with: lower-case, without port or trailing dot.
     static func matchingHost(_ raw: String?) -> Substring? {
