@@ -50,6 +50,23 @@ def q(value: str) -> str:
 # Tokens (HS256 with the session secret, built independently of the gateway)
 
 
+
+def trusted_issuer_and_johndoe(leeway: str | None = None) -> str:
+    """The `jwt` section these tests trust (one HS256 issuer) and `users:` opening with johndoe;
+    a caller's config may go on with more users."""
+    lines = "jwt:\n" + (f"  leeway: {leeway}\n" if leeway else "")
+    return lines + f"""  issuers:
+    - issuer: {q(ISSUER)}
+      audiences: [{q(AUDIENCE)}]
+      algorithms: [HS256]
+      keys:
+        - {{ kid: k1, secret_env: PORTCULLIS_JWT_SECRET }}
+users:
+  - username: johndoe
+    password_hash: {q(JOHNDOE_HASH)}
+    scopes: [me, items]"""
+
+
 def token(sub="johndoe", scope: str | None = "me items", *, iss=ISSUER, aud=AUDIENCE, ttl=600,
           kid="k1", alg="HS256", secret: str | None = None, header_extra: dict | None = None,
           **claims) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from ops_support import (
+    trusted_issuer_and_johndoe,
     ALICE_HASH, API_KEY, API_KEY_SHA, AUDIENCE, ENV, ISSUER, JOHNDOE_HASH, REALM, basic, challenge_of,
     check_json, mint_cli, q, run, send, token,
 )
@@ -40,18 +41,7 @@ server:
     subject: X-Auth-Subject
     scopes: X-Auth-Scopes
     method: X-Auth-Method
-jwt:
-  leeway: 5s
-  issuers:
-    - issuer: {q(ISSUER)}
-      audiences: [{q(AUDIENCE)}]
-      algorithms: [HS256]
-      keys:
-        - {{ kid: k1, secret_env: PORTCULLIS_JWT_SECRET }}
-users:
-  - username: johndoe
-    password_hash: {q(JOHNDOE_HASH)}
-    scopes: [me, items]
+{trusted_issuer_and_johndoe(leeway="5s")}
   - username: opsuser
     password_hash: {q(JOHNDOE_HASH)}
     scopes: [ops]

@@ -9,23 +9,13 @@ from pathlib import Path
 import pytest
 
 from harness import REPO
-from ops_support import API_KEY, API_KEY_SHA, AUDIENCE, ISSUER, JOHNDOE_HASH, REALM, q, run
+from ops_support import trusted_issuer_and_johndoe, API_KEY, API_KEY_SHA, AUDIENCE, ISSUER, JOHNDOE_HASH, REALM, q, run
 
 CONFIG = f"""version: 1
 server:
   admin_listen: ""
   realm: "{REALM}"
-jwt:
-  issuers:
-    - issuer: {q(ISSUER)}
-      audiences: [{q(AUDIENCE)}]
-      algorithms: [HS256]
-      keys:
-        - {{ kid: k1, secret_env: PORTCULLIS_JWT_SECRET }}
-users:
-  - username: johndoe
-    password_hash: {q(JOHNDOE_HASH)}
-    scopes: [me, items]
+{trusted_issuer_and_johndoe()}
 api_keys:
   - name: ci-bot
     key_hash: {q(API_KEY_SHA)}

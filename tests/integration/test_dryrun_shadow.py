@@ -13,6 +13,7 @@ import uuid
 import pytest
 
 from ops_support import (
+    trusted_issuer_and_johndoe,
     API_KEY, API_KEY_SHA, JOHNDOE_HASH, basic,
     AUDIENCE, ENV, ISSUER, REALM, access_log, admin_port_of, check_json, fetch_metrics, free_port, q, wait_until,
     run, send, token,
@@ -33,17 +34,7 @@ server:
   realm: "{REALM}"
   access_log: stdout
   shutdown_grace: 2s{dry}
-jwt:
-  issuers:
-    - issuer: {q(ISSUER)}
-      audiences: [{q(AUDIENCE)}]
-      algorithms: [HS256]
-      keys:
-        - {{ kid: k1, secret_env: PORTCULLIS_JWT_SECRET }}
-users:
-  - username: johndoe
-    password_hash: {q(JOHNDOE_HASH)}
-    scopes: [me, items]
+{trusted_issuer_and_johndoe()}
 api_keys:
   - {{ name: ci-bot, key_hash: {q(API_KEY_SHA)}, scopes: [items], in: header, param: X-API-Key }}
 upstreams:

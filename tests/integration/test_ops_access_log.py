@@ -13,6 +13,7 @@ import pytest
 
 from harness import PORTCULLIS_BIN
 from ops_support import (
+    trusted_issuer_and_johndoe,
     AUDIENCE, ENV, ISSUER, JOHNDOE_HASH, JWT_SECRET, REALM, access_log, q, send, token, wait_until,
 )
 
@@ -37,17 +38,7 @@ server:
   realm: "{REALM}"
   access_log: stdout
   shutdown_grace: 2s
-jwt:
-  issuers:
-    - issuer: {q(ISSUER)}
-      audiences: [{q(AUDIENCE)}]
-      algorithms: [HS256]
-      keys:
-        - {{ kid: k1, secret_env: PORTCULLIS_JWT_SECRET }}
-users:
-  - username: johndoe
-    password_hash: {q(JOHNDOE_HASH)}
-    scopes: [me, items]
+{trusted_issuer_and_johndoe()}
   - username: logcheck
     password_hash: {q(logcheck_hash)}
     scopes: [me]
