@@ -7,7 +7,9 @@ import NIOPosix
 import NIOSSL
 package import PortcullisCore
 import PortcullisUpstream
+import ServiceLifecycle
 import Synchronization
+import UnixSignals
 
 /// The public listener: accepts connections, runs a ``GatewayHandler`` on each, and shuts
 /// down gracefully.
@@ -26,12 +28,25 @@ package final class GatewayServer: Sendable {
         self.logger = logger
     }
 
-    /// Binds `address` and serves until SIGTERM or SIGINT, then lets in-flight requests finish
-    /// within `shutdown_grace`. On SIGHUP, `reload` reads the configuration again (off the event
-    /// loops); a good one replaces the running policy, a bad one is reported and changes nothing.
+    /// Serves under a swift-service-lifecycle group: SIGTERM and SIGINT begin a graceful
+    /// shutdown, which ``run(listen:reload:)`` turns into a drain.
+    package func serve(
+        listen address: ListenAddress, reload: @escaping @Sendable () -> Result<Policy, ConfigDiagnostics>
+    ) async throws {
+        let service = GatewayService(server: self, address: address, reload: reload)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: self.logger))
+        try await group.run()
+    }
+
+    /// Binds `address` and serves until the service group shuts down gracefully (SIGTERM or
+    /// SIGINT), then lets in-flight requests finish within `shutdown_grace`. On SIGHUP, `reload`
+    /// reads the configuration again (off the event loops); a good one replaces the running
+    /// policy, a bad one is reported and changes nothing.
     package func run(
         listen address: ListenAddress, reload: @escaping @Sendable () -> Result<Policy, ConfigDiagnostics>
-    ) throws {
+    ) async throws {
         let server = self.environment.policies.current.config.server
         let idle = TimeAmount.milliseconds(server.idleTimeout)
         let header = TimeAmount.milliseconds(server.requestHeaderTimeout)
@@ -56,7 +71,7 @@ package final class GatewayServer: Sendable {
                 }
             }
         self.startKeySets(self.environment.policies.current)
-        let channel = try bootstrap.bind(host: address.host, port: address.port).wait()
+        let channel = try await bootstrap.bind(host: address.host, port: address.port).get()
         let bound = channel.localAddress.map { "\($0.ipAddress ?? address.host):\($0.port ?? address.port)" } ?? "\(address)"
         self.logger.notice("portcullis listening", metadata: ["address": "\(bound)"])
 
@@ -70,39 +85,38 @@ package final class GatewayServer: Sendable {
                         try channel.pipeline.syncOperations.addHandler(AdminHandler(environment: environment))
                     }
                 }
-            let adminChannel = try adminBootstrap.bind(host: adminAddress.host, port: adminAddress.port).wait()
+            let adminChannel = try await adminBootstrap.bind(host: adminAddress.host, port: adminAddress.port).get()
             admin = adminChannel
             let boundAdmin = adminChannel.localAddress.map { "\($0.ipAddress ?? adminAddress.host):\($0.port ?? adminAddress.port)" } ?? "\(adminAddress)"
             self.logger.notice("admin listening", metadata: ["address": "\(boundAdmin)"])
         }
 
-        signal(SIGHUP, SIG_IGN)
+        // Reloads run one at a time on their own queue: reading files and parsing keys may block.
         let reloadQueue = DispatchQueue(label: "portcullis.reload")
-        let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: reloadQueue)
-        hangup.setEventHandler { [self] in self.reload(reload, listening: address) }
-        hangup.resume()
-
-        let stop = DispatchSemaphore(value: 0)
-        let signals = [SIGTERM, SIGINT].map { signalNumber -> any DispatchSourceSignal in
-            signal(signalNumber, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-            source.setEventHandler { stop.signal() }
-            source.resume()
-            return source
+        let hangups = Task { [self] in
+            for await _ in await UnixSignalsSequence(trapping: .sighup) {
+                await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                    reloadQueue.async {
+                        self.reload(reload, listening: address)
+                        done.resume()
+                    }
+                }
+            }
         }
-        stop.wait()
+
+        // Returns when the service group begins its graceful shutdown, or throws if cancelled.
+        try? await gracefulShutdown()
         self.logger.notice("shutting down: no longer accepting connections")
-        try? channel.close().wait()
-        try? admin?.close().wait()
-        self.drain(grace: .milliseconds(Int(server.shutdownGrace)))
-        signals.forEach { $0.cancel() }
-        hangup.cancel()
+        try? await channel.close()
+        try? await admin?.close()
+        await self.drain(grace: .milliseconds(Int(server.shutdownGrace)))
+        hangups.cancel()
         self.environment.jwks.stop()
         self.environment.curl.shutdown()
         self.environment.accessLog?.flush()
         self.environment.hashPool.shutdown()
         self.environment.tokenService?.shutdown()
-        try? self.group.syncShutdownGracefully()
+        try? await self.group.shutdownGracefully()
         self.logger.notice("stopped")
     }
 
@@ -175,7 +189,7 @@ package final class GatewayServer: Sendable {
     }
 
     /// Closes idle connections now and the busy ones as their exchanges end, until `grace` runs out.
-    private func drain(grace: Duration) {
+    private func drain(grace: Duration) async {
         self.environment.startDraining()
         let deadline = ContinuousClock.now + grace
         // Idle keep-alive connections have nothing in flight: a half-close of their read side
@@ -187,7 +201,7 @@ package final class GatewayServer: Sendable {
         }
         while ContinuousClock.now < deadline {
             if self.connections.withLock({ $0.isEmpty }) { return }
-            Pause.sleepFor(milliseconds: 20)
+            try? await Task.sleep(for: .milliseconds(20))
         }
         let remaining = self.connections.withLock { Array($0.values) }
         if !remaining.isEmpty {
@@ -197,9 +211,13 @@ package final class GatewayServer: Sendable {
     }
 }
 
-enum Pause {
-    static func sleepFor(milliseconds: Int) {
-        var request = timespec(tv_sec: milliseconds / 1000, tv_nsec: (milliseconds % 1000) * 1_000_000)
-        nanosleep(&request, nil)
+/// The gateway as one service of a `ServiceGroup`.
+struct GatewayService: Service {
+    let server: GatewayServer
+    let address: ListenAddress
+    let reload: @Sendable () -> Result<Policy, ConfigDiagnostics>
+
+    func run() async throws {
+        try await self.server.run(listen: self.address, reload: self.reload)
     }
 }

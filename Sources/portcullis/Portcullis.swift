@@ -4,17 +4,21 @@ import Glibc
 #endif
 
 @main
-struct Portcullis: ParsableCommand {
+struct Portcullis: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "portcullis",
         abstract: "A reverse-proxy authentication gateway.",
         subcommands: [Serve.self, Validate.self, Check.self, TestCommand.self, HashPassword.self, Token.self, Version.self])
 
     /// ArgumentParser reports usage errors as EX_USAGE (64); the contract says 2.
-    static func main() {
+    static func main() async {
         do {
             var command = try parseAsRoot()
-            try command.run()
+            if var asynchronous = command as? any AsyncParsableCommand {
+                try await asynchronous.run()
+            } else {
+                try command.run()
+            }
         } catch {
             let code = exitCode(for: error)
             if code == .validationFailure {

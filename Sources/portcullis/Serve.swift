@@ -3,7 +3,7 @@ import Logging
 import PortcullisCore
 import PortcullisServer
 
-struct Serve: ParsableCommand {
+struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the gateway.")
 
     @OptionGroup var options: ConfigOptions
@@ -17,7 +17,7 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
-    func run() throws {
+    func run() async throws {
         guard let level = Logger.Level(rawValue: self.logLevel) else {
             throw ValidationError("unknown log level '\(self.logLevel)'")
         }
@@ -50,7 +50,7 @@ struct Serve: ParsableCommand {
         let server = try GatewayServer(policy: Policy(config: config), logger: logger)
         let options = self.options
         let dryRun = self.dryRun
-        try server.run(listen: address ?? config.server.listen) {
+        try await server.serve(listen: address ?? config.server.listen) {
             let result = options.load()
             for diagnostic in result.diagnostics.warnings { logger.warning("\(diagnostic)") }
             guard var reloaded = result.config else { return .failure(result.diagnostics) }

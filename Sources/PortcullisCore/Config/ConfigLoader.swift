@@ -84,7 +84,7 @@ package enum ConfigLoader {
         }
         var upstreams: [String: UpstreamConfig] = [:]
         if let node = top.required("upstreams", reader, "the configuration") {
-            upstreams = self.readUpstreams(node, reader)
+            upstreams = self.readUpstreams(node, reader, environment)
         }
         var routes: [RouteConfig] = []
         if let node = top.required("routes", reader, "the configuration") {
@@ -246,7 +246,9 @@ package enum ConfigLoader {
 
     // MARK: upstreams
 
-    private static func readUpstreams(_ node: Node, _ reader: ConfigReader) -> [String: UpstreamConfig] {
+    private static func readUpstreams(
+        _ node: Node, _ reader: ConfigReader, _ environment: any ConfigEnvironment
+    ) -> [String: UpstreamConfig] {
         guard case .mapping(let mapping) = node else {
             reader.error(.wrongType, node, "upstreams must be a mapping of names to upstreams")
             return [:]
@@ -284,6 +286,16 @@ package enum ConfigLoader {
                 files.clientKeyFile = tls["client_key_file"].flatMap { reader.string($0, "\(what) tls.client_key_file") }
                 if (files.clientCertFile == nil) != (files.clientKeyFile == nil) {
                     reader.error(.badValue, node, "\(what) tls needs both client_cert_file and client_key_file, or neither")
+                }
+                // Files the gateway cannot read would fail every request with 502; say so now.
+                for (key, file) in [("ca_file", files.caFile), ("client_cert_file", files.clientCertFile), ("client_key_file", files.clientKeyFile)] {
+                    if let file, environment.readFile(environment.resolve(file)) == nil, let node = tls[key] {
+                        reader.error(.unreadableFile, node, "cannot read \(what) tls.\(key) \(environment.resolve(file))")
+                    }
+                }
+                // TLS options on a plain-text upstream would silently not apply.
+                if !url.lowercased().hasPrefix("https://") {
+                    reader.error(.badValue, node, "\(what) tls applies to https:// upstreams only")
                 }
                 upstream.tls = files
             }
