@@ -7,11 +7,15 @@ import Synchronization
 /// Runs libcurl's multi interface on one dedicated thread: every upstream exchange of the
 /// process, with connections to each upstream kept alive and reused across requests.
 ///
-/// Other threads never call curl. They append a ``Command`` to the inbox under a mutex and
-/// wake the loop with `curl_multi_wakeup`, the one multi call that is safe from any thread.
-/// The loop takes the whole inbox at once, applies it, and lets curl run until it has work or
-/// is woken again. Nothing on an event loop ever blocks on curl.
-package final class CurlMulti: @unchecked Sendable {  // `multi`, `idleHandles` and `running`: curl thread only
+/// The thread drives curl through its socket interface (`curl_multi_socket_action`) over an
+/// epoll set of its own: curl says which sockets it wants watched and when its next timeout
+/// is, and the loop tells curl about exactly the sockets that became ready. Work per wake-up
+/// is proportional to what happened, not to the number of transfers or pooled connections.
+///
+/// Other threads never call curl. They append a ``Command`` to the inbox under a mutex and,
+/// when the inbox was empty, write to an eventfd in the epoll set; the loop takes the whole
+/// inbox at once and applies it. Nothing on an event loop ever blocks on curl.
+package final class CurlMulti: @unchecked Sendable {  // everything but `inbox`, `wakeFD`: curl thread only
     package enum Command: Sendable {
         case start(UpstreamTransfer)
         case unpause(UpstreamTransfer)
@@ -25,6 +29,10 @@ package final class CurlMulti: @unchecked Sendable {  // `multi`, `idleHandles` 
     private var running = 0
     private let logger: Logger
     private let stopped = Mutex(false)
+    private let epollFD: Int32
+    private let wakeFD: Int32
+    /// When curl wants `CURL_SOCKET_TIMEOUT`, in `CLOCK_MONOTONIC` milliseconds; nil for never.
+    private var timerDeadline: Int64?
 
     private static let globalInit: Bool = {
         curl_global_init(PC_CURL_GLOBAL_DEFAULT) == CURLE_OK
@@ -36,7 +44,16 @@ package final class CurlMulti: @unchecked Sendable {  // `multi`, `idleHandles` 
         guard let multi = curl_multi_init() else { fatalError("curl_multi_init failed: out of memory") }
         self.multi = multi
         self.logger = logger
+        self.epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
+        self.wakeFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
+        precondition(self.epollFD >= 0 && self.wakeFD >= 0, "epoll_create1 or eventfd failed: errno \(errno)")
+        precondition(pc_epoll_control(self.epollFD, PC_EPOLL_CTL_ADD, self.wakeFD, PC_EPOLLIN) == 0, "epoll_ctl failed")
         _ = pc_curl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, maxIdleConnections)
+        let unretained = Unmanaged.passUnretained(self).toOpaque()  // the thread keeps `self` alive
+        _ = pc_curl_multi_setopt_socket(multi, curlSocketThunk)
+        _ = pc_curl_multi_setopt_pointer(multi, CURLMOPT_SOCKETDATA, unretained)
+        _ = pc_curl_multi_setopt_timer(multi, curlTimerThunk)
+        _ = pc_curl_multi_setopt_pointer(multi, CURLMOPT_TIMERDATA, unretained)
         let thread = Thread { [self] in self.run() }
         thread.name = "portcullis-curl"
         thread.stackSize = 1 << 20
@@ -51,8 +68,16 @@ package final class CurlMulti: @unchecked Sendable {  // `multi`, `idleHandles` 
     }
 
     package func submit(_ command: Command) {
-        self.inbox.withLock { $0.append(command) }
-        curl_multi_wakeup(self.multi)
+        let wasEmpty = self.inbox.withLock { inbox in
+            defer { inbox.append(command) }
+            return inbox.isEmpty
+        }
+        // A non-empty inbox has a wake-up on its way already: the loop takes the whole inbox
+        // after it reads the eventfd.
+        if wasEmpty {
+            var one: UInt64 = 1
+            _ = write(self.wakeFD, &one, 8)
+        }
     }
 
     /// Stops the loop after cancelling what is still running. Returns at once.
@@ -63,29 +88,92 @@ package final class CurlMulti: @unchecked Sendable {  // `multi`, `idleHandles` 
     private func run() {
         var pending: [Command] = []
         var shuttingDown = false
+        var readyFDs = [Int32](repeating: 0, count: 64)
+        var readyEvents = [UInt32](repeating: 0, count: 64)
+        var stillRunning: Int32 = 0
         while !shuttingDown {
-            self.inbox.withLock { swap(&$0, &pending) }
-            for command in pending {
-                switch command {
-                case .start(let transfer): self.begin(transfer)
-                case .unpause(let transfer):
-                    if let easy = transfer.easy, !transfer.finished { curl_easy_pause(easy, PC_CURLPAUSE_CONT) }
-                case .cancel(let transfer):
-                    if transfer.easy != nil && !transfer.finished {
-                        self.finish(transfer, error: UpstreamError(kind: .cancelled, curlCode: 0, message: "cancelled"))
-                    }
-                case .shutdown: shuttingDown = true
+            let count = readyFDs.withUnsafeMutableBufferPointer { fds in
+                readyEvents.withUnsafeMutableBufferPointer { events in
+                    pc_epoll_wait(self.epollFD, fds.baseAddress, events.baseAddress, 64, self.waitMilliseconds())
                 }
             }
-            pending.removeAll(keepingCapacity: true)
-            var stillRunning: Int32 = 0
-            curl_multi_perform(self.multi, &stillRunning)
-            self.drainCompleted()
-            if !shuttingDown {
-                curl_multi_poll(self.multi, nil, 0, 1000, nil)
+            var woken = false
+            for index in 0..<max(0, Int(count)) {
+                let fd = readyFDs[index]
+                if fd == self.wakeFD {
+                    woken = true
+                    continue
+                }
+                let events = readyEvents[index]
+                var flags: Int32 = 0
+                if events & PC_EPOLLIN != 0 { flags |= PC_CURL_CSELECT_IN }
+                if events & PC_EPOLLOUT != 0 { flags |= PC_CURL_CSELECT_OUT }
+                if events & (PC_EPOLLERR | PC_EPOLLHUP) != 0 { flags |= PC_CURL_CSELECT_ERR }
+                curl_multi_socket_action(self.multi, fd, flags, &stillRunning)
             }
+            if woken {
+                var counter: UInt64 = 0
+                _ = read(self.wakeFD, &counter, 8)
+                self.inbox.withLock { swap(&$0, &pending) }
+                for command in pending {
+                    switch command {
+                    case .start(let transfer): self.begin(transfer)
+                    case .unpause(let transfer):
+                        if let easy = transfer.easy, !transfer.finished { curl_easy_pause(easy, PC_CURLPAUSE_CONT) }
+                    case .cancel(let transfer):
+                        if transfer.easy != nil && !transfer.finished {
+                            self.finish(transfer, error: UpstreamError(kind: .cancelled, curlCode: 0, message: "cancelled"))
+                        }
+                    case .shutdown: shuttingDown = true
+                    }
+                }
+                pending.removeAll(keepingCapacity: true)
+            }
+            if let deadline = self.timerDeadline, deadline <= Self.monotonicMilliseconds() {
+                self.timerDeadline = nil
+                curl_multi_socket_action(self.multi, PC_CURL_SOCKET_TIMEOUT, 0, &stillRunning)
+            }
+            self.drainCompleted()
         }
         self.stopped.withLock { $0 = true }
+    }
+
+    /// How long epoll may sleep: until curl's timer, and at most a second.
+    private func waitMilliseconds() -> Int32 {
+        guard let deadline = self.timerDeadline else { return 1000 }
+        return Int32(clamping: min(1000, max(0, deadline - Self.monotonicMilliseconds())))
+    }
+
+    private static func monotonicMilliseconds() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+    }
+
+    /// curl's socket callback: watch `fd` for what curl wants, or stop watching it.
+    fileprivate func watch(_ fd: Int32, _ what: Int32, registered: Bool) {
+        if what == PC_CURL_POLL_REMOVE {
+            if registered {
+                _ = pc_epoll_control(self.epollFD, PC_EPOLL_CTL_DEL, fd, 0)
+                curl_multi_assign(self.multi, fd, nil)
+            }
+            return
+        }
+        var events: UInt32 = 0
+        if what == PC_CURL_POLL_IN || what == PC_CURL_POLL_INOUT { events |= PC_EPOLLIN }
+        if what == PC_CURL_POLL_OUT || what == PC_CURL_POLL_INOUT { events |= PC_EPOLLOUT }
+        if registered {
+            _ = pc_epoll_control(self.epollFD, PC_EPOLL_CTL_MOD, fd, events)
+        } else {
+            _ = pc_epoll_control(self.epollFD, PC_EPOLL_CTL_ADD, fd, events)
+            // Any non-nil pointer marks the socket as registered; curl hands it back as `socketp`.
+            curl_multi_assign(self.multi, fd, UnsafeMutableRawPointer(bitPattern: 1))
+        }
+    }
+
+    /// curl's timer callback: -1 cancels the timer, 0 asks for a timeout action at once.
+    fileprivate func setTimer(milliseconds: Int) {
+        self.timerDeadline = milliseconds < 0 ? nil : Self.monotonicMilliseconds() + Int64(milliseconds)
     }
 
     private func drainCompleted() {
@@ -206,6 +294,16 @@ package final class CurlMulti: @unchecked Sendable {  // `multi`, `idleHandles` 
 
 // C entry points for curl's callbacks. They capture nothing (they are C function pointers) and
 // find their transfer through the opaque pointer set in `begin`; they run on the curl thread.
+
+private let curlSocketThunk: curl_socket_callback = { _, fd, what, userp, socketp in
+    Unmanaged<CurlMulti>.fromOpaque(userp!).takeUnretainedValue().watch(fd, what, registered: socketp != nil)
+    return 0
+}
+
+private let curlTimerThunk: curl_multi_timer_callback = { _, milliseconds, userp in
+    Unmanaged<CurlMulti>.fromOpaque(userp!).takeUnretainedValue().setTimer(milliseconds: milliseconds)
+    return 0
+}
 
 private let curlHeaderThunk: curl_write_callback = { data, size, count, userdata in
     let transfer = Unmanaged<UpstreamTransfer>.fromOpaque(userdata!).takeUnretainedValue()
