@@ -65,7 +65,8 @@ package final class GatewayServer: Sendable {
                     try sync.addHandler(deadlines)
                     if let tlsContext { try sync.addHandler(NIOSSLServerHandler(context: tlsContext)) }
                     // Parse errors are answered by GatewayHandler itself, which closes the connection.
-                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: false)
+                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
+                    try sync.addHandler(RequestSequencer())
                     try sync.addHandler(GatewayHandler(environment: environment, deadlines: deadlines))
                     self.track(channel)
                 }

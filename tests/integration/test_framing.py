@@ -189,3 +189,52 @@ def test_pipelined_answers_keep_order_when_first_is_slow(gw, rec):
     assert a.status == 200 and a.json()["path"] == "/public/slow"
     assert b.status == 404
     assert c.status == 200 and c.json()["path"] == "/public/fast"
+
+
+def test_fifty_pipelined_requests_mixing_forwards_refusals_and_bodies_keep_order(gw, rec):
+    kinds = []
+    data = b""
+    for n in range(50):
+        if n % 5 == 0:
+            data += b"GET /admin/x%d HTTP/1.1\r\n" % n + H + b"\r\n"
+            kinds.append((401, None))
+        elif n % 5 == 1:
+            data += b"POST /public/p%d HTTP/1.1\r\n" % n + H + b"Content-Length: 3\r\n\r\nabc"
+            kinds.append((200, "/public/p%d" % n))
+        elif n % 5 == 2:
+            data += b"GET /nowhere/%d HTTP/1.1\r\n" % n + H + b"\r\n"
+            kinds.append((404, None))
+        else:
+            data += b"GET /public/g%d?delay_ms=%d HTTP/1.1\r\n" % (n, (n * 7) % 20) + H + b"\r\n"
+            kinds.append((200, "/public/g%d" % n))
+    with RawConn(gw.port) as conn:
+        conn.send(data)
+        answers = [conn.read_response() for _ in kinds]
+    assert [a.status for a in answers] == [status for status, _ in kinds]
+    assert [a.json()["path"] for a, (status, _) in zip(answers, kinds) if status == 200] == [
+        path for status, path in kinds if status == 200]
+    assert [r.body for r in rec.snapshot() if r.method == "POST"] == [b"abc"] * 10
+
+
+def test_malformed_request_behind_a_slow_one_is_answered_after_it(gw, rec):
+    with RawConn(gw.port) as conn:
+        conn.send(b"GET /public/slow?delay_ms=200 HTTP/1.1\r\n" + H + b"\r\n" + b"GET /public/x HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n")
+        first = conn.read_response()
+        second = conn.read_response()
+        closed = conn.wait_closed()
+    assert first.status == 200 and first.json()["path"] == "/public/slow"
+    assert second.status == 400
+    assert closed
+    assert [r.path for r in rec.snapshot()] == ["/public/slow"]
+
+
+def test_pipelined_requests_after_connection_close_are_not_served(gw, rec):
+    with RawConn(gw.port) as conn:
+        conn.send(b"GET /public/last?delay_ms=100 HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n"
+                  + b"GET /public/never HTTP/1.1\r\n" + H + b"\r\n")
+        first = conn.read_response()
+        closed = conn.wait_closed()
+    assert first.status == 200 and first.header("connection") == "close"
+    assert closed
+    time.sleep(0.2)
+    assert [r.path for r in rec.snapshot()] == ["/public/last"]

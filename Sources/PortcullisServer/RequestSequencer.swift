@@ -1,0 +1,103 @@
+import NIOCore
+import NIOHTTP1
+
+/// Hands ``GatewayHandler`` one request at a time: parts of a pipelined request that arrive
+/// while the previous response is still being written wait here, in order, together with any
+/// parse error among them, and are delivered once that response has ended.
+///
+/// Unlike NIO's `HTTPServerPipelineHandler`, it does not stop reading the socket for every
+/// request whose response is pending. It stops only while pipelined parts are actually
+/// waiting, which bounds what it buffers to one read's worth, and spares the ordinary
+/// request-then-response exchange two `epoll_ctl` calls.
+final class RequestSequencer: ChannelDuplexHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private enum Event {
+        case part(HTTPServerRequestPart)
+        case error(any Error)
+    }
+
+    /// A request head was delivered and its end has not been.
+    private var requestOpen = false
+    /// A request head was delivered and the end of its response has not been written.
+    private var responseOpen = false
+    private var waiting = CircularBuffer<Event>()
+    private var readPending = false
+
+    /// Parts of the next request wait while the current one has ended and its response has not.
+    private var mustWait: Bool { !self.waiting.isEmpty || (self.responseOpen && !self.requestOpen) }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = self.unwrapInboundIn(data)
+        if self.mustWait {
+            self.waiting.append(.part(part))
+        } else {
+            self.deliver(part, context: context)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if self.mustWait {
+            self.waiting.append(.error(error))
+        } else {
+            context.fireErrorCaught(error)
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if self.waiting.isEmpty {
+            context.read()
+        } else {
+            self.readPending = true
+        }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let isEnd: Bool
+        if case .end = self.unwrapOutboundIn(data) { isEnd = true } else { isEnd = false }
+        context.write(data, promise: promise)
+        if isEnd {
+            self.responseOpen = false
+            // Later, not from inside whatever wrote the response: the next request must find
+            // the handler after it has finished with this one.
+            if !self.waiting.isEmpty {
+                context.eventLoop.assumeIsolated().execute { self.deliverWaiting(context: context) }
+            }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.waiting.removeAll()
+        context.fireChannelInactive()
+    }
+
+    private func deliver(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        switch part {
+        case .head:
+            self.requestOpen = true
+            self.responseOpen = true
+        case .body:
+            break
+        case .end:
+            self.requestOpen = false
+        }
+        context.fireChannelRead(self.wrapInboundOut(part))
+    }
+
+    /// Delivers waiting events until the next request has ended and awaits its response.
+    private func deliverWaiting(context: ChannelHandlerContext) {
+        while !self.waiting.isEmpty && !(self.responseOpen && !self.requestOpen) {
+            switch self.waiting.removeFirst() {
+            case .part(let part): self.deliver(part, context: context)
+            case .error(let error): context.fireErrorCaught(error)
+            }
+        }
+        if self.waiting.isEmpty && self.readPending {
+            self.readPending = false
+            context.read()
+        }
+    }
+}
