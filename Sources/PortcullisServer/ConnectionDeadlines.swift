@@ -6,6 +6,12 @@ import NIOCore
 /// Sits first in the pipeline and sees raw bytes: the first byte of a new request starts the
 /// header deadline, and ``GatewayHandler`` reports when a head is complete and when the
 /// connection is idle again. Confined to the channel's event loop.
+///
+/// Requests move the deadline two or three times each, so moving it must be cheap: it only
+/// stores the new deadline. One timer per connection fires no later than the deadline and at
+/// least every `min(idle_timeout, request_header_timeout)`; when it fires early it looks at the
+/// deadline again and sleeps on. A busy keep-alive connection reschedules about once per that
+/// period instead of twice per request.
 final class ConnectionDeadlines: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -18,14 +24,21 @@ final class ConnectionDeadlines: ChannelInboundHandler, RemovableChannelHandler 
 
     private let idleTimeout: TimeAmount
     private let headerTimeout: TimeAmount
+    /// The longest the timer sleeps between looks at the deadline.
+    private let period: TimeAmount
     private var phase = Phase.idle
+    /// When the connection closes unless something happens first; nil while an exchange runs.
+    private var deadline: NIODeadline?
     private var timer: Scheduled<Void>?
+    /// When `timer` fires.
+    private var timerFires = NIODeadline.distantPast
     private var context: ChannelHandlerContext?
     private var closeWhenIdle = false
 
     init(idleTimeout: TimeAmount, headerTimeout: TimeAmount) {
         self.idleTimeout = idleTimeout
         self.headerTimeout = headerTimeout
+        self.period = min(idleTimeout, headerTimeout)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -40,12 +53,14 @@ final class ConnectionDeadlines: ChannelInboundHandler, RemovableChannelHandler 
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.timer?.cancel()
+        self.timer = nil
         self.context = nil
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         self.timer?.cancel()
         self.timer = nil
+        self.deadline = nil
         context.fireChannelInactive()
     }
 
@@ -60,8 +75,7 @@ final class ConnectionDeadlines: ChannelInboundHandler, RemovableChannelHandler 
     /// A whole request head arrived: no deadline while the exchange runs.
     func headReceived() {
         self.phase = .busy
-        self.timer?.cancel()
-        self.timer = nil
+        self.deadline = nil
     }
 
     /// The exchange is over and the connection waits for the next request.
@@ -82,11 +96,30 @@ final class ConnectionDeadlines: ChannelInboundHandler, RemovableChannelHandler 
     }
 
     private func arm(_ amount: TimeAmount) {
+        let now = NIODeadline.now()
+        let deadline = now + amount
+        self.deadline = deadline
+        if self.timer != nil && self.timerFires <= deadline { return }
+        self.schedule(at: min(deadline, now + self.period))
+    }
+
+    private func schedule(at when: NIODeadline) {
         self.timer?.cancel()
-        guard let context = self.context else { return }
-        let channel = context.channel
-        self.timer = context.eventLoop.scheduleTask(in: amount) {
-            channel.close(promise: nil)
+        guard let context = self.context, context.channel.isActive else { return }
+        self.timerFires = when
+        self.timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: when) { [self] in
+            self.timerFired()
+        }
+    }
+
+    private func timerFired() {
+        self.timer = nil
+        guard let deadline = self.deadline else { return }  // an exchange runs; the next arm reschedules
+        let now = NIODeadline.now()
+        if now >= deadline {
+            self.context?.channel.close(promise: nil)
+        } else {
+            self.schedule(at: min(deadline, now + self.period))
         }
     }
 }
