@@ -94,67 +94,47 @@ def gateway_for(tmp_path, port, **tls):
     return Gateway(path).start()
 
 
-def test_verified_upstream_certificate_is_forwarded_to(tmp_path, pki):
-    with TLSUpstream(pki) as server:
-        gateway = gateway_for(tmp_path, server.port, ca_file=pki / "ca.crt")
+def through_gateway(tmp_path, pki, paths, certificate="server", require_client_cert=False, **tls):
+    """Starts an https upstream and a gateway in front of it, GETs `paths`, returns the answers."""
+    with TLSUpstream(pki, certificate, require_client_cert) as server:
+        gateway = gateway_for(tmp_path, server.port, **tls)
         try:
-            answers = [requests.get(gateway.url(f"/over/tls/{n}"), timeout=10) for n in range(3)]
+            return [requests.get(gateway.url(path), timeout=10) for path in paths]
         finally:
             gateway.stop()
+
+
+def test_verified_upstream_certificate_is_forwarded_to(tmp_path, pki):
+    answers = through_gateway(tmp_path, pki, [f"/over/tls/{n}" for n in range(3)], ca_file=pki / "ca.crt")
     assert [a.status_code for a in answers] == [200, 200, 200]
     assert answers[2].json() == {"path": "/over/tls/2", "client_cn": None}
 
 
 def test_certificate_from_an_unknown_ca_is_502(tmp_path, pki):
-    with TLSUpstream(pki) as server:
-        gateway = gateway_for(tmp_path, server.port, ca_file=pki / "other-ca.crt")
-        try:
-            answer = requests.get(gateway.url("/x"), timeout=10)
-        finally:
-            gateway.stop()
+    [answer] = through_gateway(tmp_path, pki, ["/x"], ca_file=pki / "other-ca.crt")
     assert answer.status_code == 502
     assert answer.json() == {"detail": "Bad Gateway"}
 
 
 def test_without_ca_file_the_system_store_refuses_a_private_ca(tmp_path, pki):
-    with TLSUpstream(pki) as server:
-        gateway = gateway_for(tmp_path, server.port)
-        try:
-            answer = requests.get(gateway.url("/x"), timeout=10)
-        finally:
-            gateway.stop()
+    [answer] = through_gateway(tmp_path, pki, ["/x"])
     assert answer.status_code == 502
 
 
 def test_certificate_for_another_name_is_502(tmp_path, pki):
-    with TLSUpstream(pki, certificate="wrong-name") as server:
-        gateway = gateway_for(tmp_path, server.port, ca_file=pki / "ca.crt")
-        try:
-            answer = requests.get(gateway.url("/x"), timeout=10)
-        finally:
-            gateway.stop()
+    [answer] = through_gateway(tmp_path, pki, ["/x"], certificate="wrong-name", ca_file=pki / "ca.crt")
     assert answer.status_code == 502
 
 
 def test_client_certificate_is_presented_when_configured(tmp_path, pki):
-    with TLSUpstream(pki, require_client_cert=True) as server:
-        gateway = gateway_for(tmp_path, server.port, ca_file=pki / "ca.crt",
-                              client_cert_file=pki / "client.crt", client_key_file=pki / "client.key")
-        try:
-            answer = requests.get(gateway.url("/mutual"), timeout=10)
-        finally:
-            gateway.stop()
+    [answer] = through_gateway(tmp_path, pki, ["/mutual"], require_client_cert=True, ca_file=pki / "ca.crt",
+                               client_cert_file=pki / "client.crt", client_key_file=pki / "client.key")
     assert answer.status_code == 200
     assert answer.json() == {"path": "/mutual", "client_cn": "portcullis-client"}
 
 
 def test_upstream_demanding_a_client_certificate_without_one_is_502(tmp_path, pki):
-    with TLSUpstream(pki, require_client_cert=True) as server:
-        gateway = gateway_for(tmp_path, server.port, ca_file=pki / "ca.crt")
-        try:
-            answer = requests.get(gateway.url("/mutual"), timeout=10)
-        finally:
-            gateway.stop()
+    [answer] = through_gateway(tmp_path, pki, ["/mutual"], require_client_cert=True, ca_file=pki / "ca.crt")
     assert answer.status_code == 502
 
 
