@@ -31,7 +31,7 @@ deps:
 	$(call apt_install,$(APT_PACKAGES))
 
 test-deps: deps
-	@$(PYTHON) -c "import pytest, requests, joserfc, cryptography, authlib" 2>/dev/null || $(PYTHON) -m pip install -q pytest requests joserfc cryptography authlib
+	@$(PYTHON) -c "import pytest, requests, joserfc, cryptography, authlib, yaml" 2>/dev/null || $(PYTHON) -m pip install -q pytest requests joserfc cryptography authlib pyyaml
 
 bench-deps: deps
 	$(call apt_install,$(BENCH_PACKAGES))
