@@ -31,6 +31,16 @@ package final class CurlMulti: @unchecked Sendable {  // everything but `inbox`,
     private let stopped = Mutex(false)
     private let epollFD: Int32
     private let wakeFD: Int32
+    private struct SocketState {
+        /// The events registered in the epoll set; 0 when not registered.
+        var events: UInt32 = 0
+        /// curl currently wants to hear about this socket.
+        var wanted = false
+        /// Opened by ``openSocket(family:type:protocol:)``: its close goes through ``closeSocket(_:)``.
+        var owned = false
+    }
+    /// Indexed by socket number.
+    private var sockets: [SocketState] = []
     /// When curl wants `CURL_SOCKET_TIMEOUT`, in `CLOCK_MONOTONIC` milliseconds; nil for never.
     private var timerDeadline: Int64?
 
@@ -104,6 +114,10 @@ package final class CurlMulti: @unchecked Sendable {  // everything but `inbox`,
                     woken = true
                     continue
                 }
+                if Int(fd) >= self.sockets.count || !self.sockets[Int(fd)].wanted {
+                    self.forget(fd)
+                    continue
+                }
                 let events = readyEvents[index]
                 var flags: Int32 = 0
                 if events & PC_EPOLLIN != 0 { flags |= PC_CURL_CSELECT_IN }
@@ -151,24 +165,65 @@ package final class CurlMulti: @unchecked Sendable {  // everything but `inbox`,
     }
 
     /// curl's socket callback: watch `fd` for what curl wants, or stop watching it.
-    fileprivate func watch(_ fd: Int32, _ what: Int32, registered: Bool) {
+    ///
+    /// A socket of our own making (``openSocket(family:type:protocol:)``) that curl stops
+    /// watching stays in the epoll set: curl does that to every pooled connection between two
+    /// requests and takes it back for the next one, and leaving it registered saves two
+    /// `epoll_ctl` calls per request. Should it become ready meanwhile (the upstream closed it),
+    /// the loop removes it then; it leaves the set for good in ``closeSocket(_:)``. Other
+    /// sockets (the resolver's) are closed by curl directly, so they leave the set at once.
+    fileprivate func watch(_ fd: Int32, _ what: Int32) {
+        guard fd >= 0 else { return }
+        self.ensureSocketState(for: fd)
+        let index = Int(fd)
         if what == PC_CURL_POLL_REMOVE {
-            if registered {
-                _ = pc_epoll_control(self.epollFD, PC_EPOLL_CTL_DEL, fd, 0)
-                curl_multi_assign(self.multi, fd, nil)
-            }
+            self.sockets[index].wanted = false
+            if !self.sockets[index].owned { self.forget(fd) }
             return
         }
         var events: UInt32 = 0
         if what == PC_CURL_POLL_IN || what == PC_CURL_POLL_INOUT { events |= PC_EPOLLIN }
         if what == PC_CURL_POLL_OUT || what == PC_CURL_POLL_INOUT { events |= PC_EPOLLOUT }
-        if registered {
-            _ = pc_epoll_control(self.epollFD, PC_EPOLL_CTL_MOD, fd, events)
+        self.sockets[index].wanted = true
+        let current = self.sockets[index].events
+        if current == events { return }
+        if pc_epoll_control(self.epollFD, current == 0 ? PC_EPOLL_CTL_ADD : PC_EPOLL_CTL_MOD, fd, events) == 0 {
+            self.sockets[index].events = events
         } else {
-            _ = pc_epoll_control(self.epollFD, PC_EPOLL_CTL_ADD, fd, events)
-            // Any non-nil pointer marks the socket as registered; curl hands it back as `socketp`.
-            curl_multi_assign(self.multi, fd, UnsafeMutableRawPointer(bitPattern: 1))
+            self.logger.error("epoll_ctl failed for an upstream socket", metadata: ["errno": "\(errno)"])
         }
+    }
+
+    private func ensureSocketState(for fd: Int32) {
+        if Int(fd) >= self.sockets.count {
+            self.sockets.append(contentsOf: repeatElement(SocketState(), count: Int(fd) + 64 - self.sockets.count))
+        }
+    }
+
+    /// Takes `fd` out of the epoll set.
+    private func forget(_ fd: Int32) {
+        let index = Int(fd)
+        guard index < self.sockets.count, self.sockets[index].events != 0 else { return }
+        _ = pc_epoll_control(self.epollFD, PC_EPOLL_CTL_DEL, fd, 0)
+        self.sockets[index].events = 0
+    }
+
+    /// curl's open-socket callback, for every upstream connection: the socket is marked as
+    /// ours, so that ``closeSocket(_:)`` sees it closed.
+    fileprivate func openSocket(family: Int32, type: Int32, protocol: Int32) -> Int32 {
+        let fd = socket(family, type | Int32(SOCK_CLOEXEC.rawValue), `protocol`)
+        guard fd >= 0 else { return fd }
+        self.ensureSocketState(for: fd)
+        self.sockets[Int(fd)] = SocketState(owned: true)
+        return fd
+    }
+
+    /// curl's close-socket callback: the socket leaves the epoll set before it is closed, so
+    /// that a new socket given the same number starts unregistered.
+    fileprivate func closeSocket(_ fd: Int32) -> Int32 {
+        self.forget(fd)
+        if Int(fd) < self.sockets.count { self.sockets[Int(fd)] = SocketState() }
+        return close(fd)
     }
 
     /// curl's timer callback: -1 cancels the timer, 0 asks for a timeout action at once.
@@ -208,6 +263,11 @@ package final class CurlMulti: @unchecked Sendable {  // everything but `inbox`,
         func set(_ result: CURLcode) { if result != CURLE_OK { ok = false } }
 
         set(pc_curl_setopt_pointer(easy, CURLOPT_PRIVATE, retained.toOpaque()))
+        let unretained = Unmanaged.passUnretained(self).toOpaque()
+        set(pc_curl_setopt_opensocket(easy, curlOpenSocketThunk))
+        set(pc_curl_setopt_pointer(easy, CURLOPT_OPENSOCKETDATA, unretained))
+        set(pc_curl_setopt_closesocket(easy, curlCloseSocketThunk))
+        set(pc_curl_setopt_pointer(easy, CURLOPT_CLOSESOCKETDATA, unretained))
         set(pc_curl_setopt_string(easy, CURLOPT_URL, request.url))
         set(pc_curl_setopt_long(easy, CURLOPT_NOSIGNAL, 1))
         set(pc_curl_setopt_long(easy, CURLOPT_PATH_AS_IS, 1))
@@ -295,9 +355,19 @@ package final class CurlMulti: @unchecked Sendable {  // everything but `inbox`,
 // C entry points for curl's callbacks. They capture nothing (they are C function pointers) and
 // find their transfer through the opaque pointer set in `begin`; they run on the curl thread.
 
-private let curlSocketThunk: curl_socket_callback = { _, fd, what, userp, socketp in
-    Unmanaged<CurlMulti>.fromOpaque(userp!).takeUnretainedValue().watch(fd, what, registered: socketp != nil)
+private let curlSocketThunk: curl_socket_callback = { _, fd, what, userp, _ in
+    Unmanaged<CurlMulti>.fromOpaque(userp!).takeUnretainedValue().watch(fd, what)
     return 0
+}
+
+private let curlOpenSocketThunk: curl_opensocket_callback = { clientp, _, address in
+    guard let address else { return -1 }
+    return Unmanaged<CurlMulti>.fromOpaque(clientp!).takeUnretainedValue().openSocket(
+        family: address.pointee.family, type: address.pointee.socktype, protocol: address.pointee.protocol)
+}
+
+private let curlCloseSocketThunk: curl_closesocket_callback = { clientp, fd in
+    Unmanaged<CurlMulti>.fromOpaque(clientp!).takeUnretainedValue().closeSocket(fd)
 }
 
 private let curlTimerThunk: curl_multi_timer_callback = { _, milliseconds, userp in
