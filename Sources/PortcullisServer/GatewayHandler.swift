@@ -296,18 +296,26 @@ final class GatewayHandler: ChannelDuplexHandler {
             self.refuse(Refusal(status: 500, detail: "Internal Server Error", reason: "credential_loop"),
                         requestID: pending.requestID, keepAlive: false, context: context)
         case .refuse(let refusal) where refusal.keySetToRefresh != nil && pending.rounds <= 2
-            && refusal.keySetToRefresh!.claimOnDemandFetch(now: WallClock.now()):
-            // The token names a kid its issuer's key set lacks: fetch the set once, then decide again.
-            self.state = .awaiting(pending)
-            self.readPaused = true
-            let loop = NIOLoopBound(self, eventLoop: context.eventLoop)
-            self.environment.jwks.fetch(refusal.keySetToRefresh!, reason: "unknown kid") {
-                [eventLoop = context.eventLoop, generation = pending.generation] _ in
-                eventLoop.execute { loop.value.resume(generation: generation) { _ in } }
-            }
+            && self.awaitKeySet(refusal.keySetToRefresh!, pending, context: context):
+            // The token names a kid its issuer's key set lacks: the request waits for one fetch
+            // of the set (under way, or started now within the rate limit), then is decided again.
+            break
         default:
             self.act(on: decision, pending, policy: policy, context: context)
         }
+    }
+
+    /// Waits for a fetch of `set` if one is under way or allowed; `false` when neither.
+    private func awaitKeySet(_ set: RemoteKeySet, _ pending: PendingRequest, context: ChannelHandlerContext) -> Bool {
+        let loop = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let waiting = self.environment.jwks.fetchForUnknownKid(set, now: WallClock.now()) {
+            [eventLoop = context.eventLoop, generation = pending.generation] _ in
+            eventLoop.execute { loop.value.resume(generation: generation) { _ in } }
+        }
+        guard waiting else { return false }
+        self.state = .awaiting(pending)
+        self.readPaused = true
+        return true
     }
 
     /// Decides again once the work a decision asked for is done.

@@ -7,7 +7,8 @@ import Synchronization
 
 /// Fetches issuers' `jwks_url` key sets with the gateway's libcurl driver: once at start, then
 /// every `jwks_refresh` (and every 30 s at most while a set has never loaded), and on demand
-/// when a token names an unknown `kid`. A failed fetch keeps the last good set.
+/// when a token names an unknown `kid`. A failed fetch keeps the last good set. There is at
+/// most one fetch per set at a time: asking for another while one is under way waits for it.
 final class JWKSFetcher: Sendable {
     /// A key set larger than this is refused.
     static let maximumDocumentBytes = 1 << 20
@@ -17,6 +18,8 @@ final class JWKSFetcher: Sendable {
     private let logger: Logger
     private let metrics: GatewayMetrics
     private let stopped = Atomic<Bool>(false)
+    /// The completions waiting on each set's fetch under way.
+    private let inFlight = Mutex<[ObjectIdentifier: [@Sendable (Bool) -> Void]]>([:])
 
     init(curl: CurlMulti, logger: Logger, metrics: GatewayMetrics) {
         self.curl = curl
@@ -42,8 +45,37 @@ final class JWKSFetcher: Sendable {
         }
     }
 
-    /// Fetches `set` once and installs it if it is good. `completion` runs on the curl thread.
+    /// For a token naming a `kid` the set lacks: waits for the set's fetch under way, or starts
+    /// one if the on-demand rate limit allows. `false` when neither, and `completion` never runs.
+    func fetchForUnknownKid(_ set: RemoteKeySet, now: Double, completion: @escaping @Sendable (Bool) -> Void) -> Bool {
+        let joined = self.inFlight.withLock { flights -> Bool in
+            guard flights[ObjectIdentifier(set)] != nil else { return false }
+            flights[ObjectIdentifier(set)]!.append(completion)
+            return true
+        }
+        if joined { return true }
+        guard set.claimOnDemandFetch(now: now) else { return false }
+        self.fetch(set, reason: "unknown kid", completion: completion)
+        return true
+    }
+
+    /// Fetches `set` once, or joins the fetch of it under way, and installs the document if it
+    /// is good. `completion` runs on the curl thread.
     func fetch(_ set: RemoteKeySet, reason: String, completion: @escaping @Sendable (Bool) -> Void) {
+        let id = ObjectIdentifier(set)
+        let first = self.inFlight.withLock { flights -> Bool in
+            if flights[id] != nil {
+                flights[id]!.append(completion)
+                return false
+            }
+            flights[id] = [completion]
+            return true
+        }
+        guard first else { return }
+        let completion: @Sendable (Bool) -> Void = { [self] succeeded in
+            let waiting = self.inFlight.withLock { $0.removeValue(forKey: id) } ?? []
+            for waiter in waiting { waiter(succeeded) }
+        }
         let request = UpstreamRequest(
             url: set.url, method: "GET", headers: ["Accept: application/json"], body: .none,
             connectTimeoutMilliseconds: 2_000, timeoutMilliseconds: Self.fetchTimeoutMilliseconds)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.server
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -27,6 +28,7 @@ class JWKSServer:
         self.keys: dict[str, object] = {}   # kid -> KeyPair
         self.extra: list[dict] = []         # further JWKs served as they are
         self.mode = "ok"                    # ok | 500 | garbage
+        self.delay = 0.0                    # seconds before each answer
         self.fetches: list[str] = []
         server = self
 
@@ -40,6 +42,9 @@ class JWKSServer:
                 with server.lock:
                     server.fetches.append(self.path)
                     mode = server.mode
+                    delay = server.delay
+                time.sleep(delay)
+                with server.lock:
                     body = json.dumps({"keys": [k.jwk(kid, "ES256") for kid, k in server.keys.items()]
                                        + server.extra}).encode()
                 status = 200
@@ -270,3 +275,17 @@ def test_cache_disabled_with_jwks_url(env):
     for _ in range(3):
         assert status(gw, tok) == 200
     assert env.idp.count == 1
+
+
+def test_token_arriving_during_the_start_up_fetch_waits_for_it(env):
+    """No second fetch: a request whose kid is unknown only because the first fetch has not
+    finished yet waits for that fetch instead of spending the on-demand refetch."""
+    env.idp.serve("k1")
+    env.idp.delay = 1.0
+    gw = env.start()
+    wait_until(lambda: env.idp.count >= 1, timeout=5, what="the start-up fetch to begin")
+    started = time.monotonic()
+    resp = gw.get(f"/r/x?{marker()}", token=token("k1"))
+    assert resp.status_code == 200, describe(resp)
+    assert time.monotonic() - started < 3
+    assert env.idp.count == 1, env.idp.fetches
