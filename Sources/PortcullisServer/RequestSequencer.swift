@@ -6,9 +6,12 @@ import NIOHTTP1
 /// parse error among them, and are delivered once that response has ended.
 ///
 /// Unlike NIO's `HTTPServerPipelineHandler`, it does not stop reading the socket for every
-/// request whose response is pending. It stops only while pipelined parts are actually
-/// waiting, which bounds what it buffers to one read's worth, and spares the ordinary
-/// request-then-response exchange two `epoll_ctl` calls.
+/// request whose response is pending: that costs two `epoll_ctl` calls per exchange. A client
+/// that is not pipelining sends its next request as soon as the response body is complete,
+/// which can be a moment before the response's end has passed through here, so one waiting
+/// request is ordinary. Reading stops only once more than ``waitingLimit`` parts or
+/// ``waitingByteLimit`` body bytes wait, which bounds what a pipelining client can make the
+/// gateway hold.
 final class RequestSequencer: ChannelDuplexHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
@@ -25,7 +28,11 @@ final class RequestSequencer: ChannelDuplexHandler {
     /// A request head was delivered and the end of its response has not been written.
     private var responseOpen = false
     private var waiting = CircularBuffer<Event>()
+    private var waitingBytes = 0
     private var readPending = false
+
+    static let waitingLimit = 16
+    static let waitingByteLimit = 64 << 10
 
     /// Parts of the next request wait while the current one has ended and its response has not.
     private var mustWait: Bool { !self.waiting.isEmpty || (self.responseOpen && !self.requestOpen) }
@@ -33,6 +40,7 @@ final class RequestSequencer: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = self.unwrapInboundIn(data)
         if self.mustWait {
+            if case .body(let buffer) = part { self.waitingBytes += buffer.readableBytes }
             self.waiting.append(.part(part))
         } else {
             self.deliver(part, context: context)
@@ -48,7 +56,7 @@ final class RequestSequencer: ChannelDuplexHandler {
     }
 
     func read(context: ChannelHandlerContext) {
-        if self.waiting.isEmpty {
+        if self.waiting.count < Self.waitingLimit && self.waitingBytes < Self.waitingByteLimit {
             context.read()
         } else {
             self.readPending = true
@@ -71,6 +79,7 @@ final class RequestSequencer: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         self.waiting.removeAll()
+        self.waitingBytes = 0
         context.fireChannelInactive()
     }
 
@@ -91,11 +100,13 @@ final class RequestSequencer: ChannelDuplexHandler {
     private func deliverWaiting(context: ChannelHandlerContext) {
         while !self.waiting.isEmpty && !(self.responseOpen && !self.requestOpen) {
             switch self.waiting.removeFirst() {
-            case .part(let part): self.deliver(part, context: context)
+            case .part(let part):
+                if case .body(let buffer) = part { self.waitingBytes -= buffer.readableBytes }
+                self.deliver(part, context: context)
             case .error(let error): context.fireErrorCaught(error)
             }
         }
-        if self.waiting.isEmpty && self.readPending {
+        if self.readPending && self.waiting.count < Self.waitingLimit && self.waitingBytes < Self.waitingByteLimit {
             self.readPending = false
             context.read()
         }
