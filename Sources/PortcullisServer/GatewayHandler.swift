@@ -217,8 +217,10 @@ final class GatewayHandler: ChannelDuplexHandler {
             self.state = .token(TokenExchange(head: head, requestID: requestID, policy: policy, endpoint: endpoint))
             return
         }
-        if let endpoint = policy.config.tokenEndpoint, head.method == .GET || head.method == .HEAD,
-            let keySet = endpoint.publishedKeySet,
+        // The key set is rendered once per configuration (this runs before every request's
+        // routing), and the path is looked at only when there is one to publish.
+        if let keySet = policy.publishedKeySet, let endpoint = policy.config.tokenEndpoint,
+            head.method == .GET || head.method == .HEAD,
             case .success(let target) = RequestTarget.normalize(head.uri, mergeSlashes: server.mergeSlashes),
             target.path == TokenEndpointConfig.jwksPath || target.path == TokenEndpointConfig.metadataPath
         {

@@ -14,6 +14,8 @@ package final class Policy: Sendable {
     private let users: [String: UserConfig]
     /// Lower-case names of the identity headers, removed from every client request.
     package let identityHeaderNames: Set<String>
+    /// The token endpoint's JWKS document (asymmetric signing keys only), rendered once.
+    package let publishedKeySet: String?
 
     package struct CompiledRoute: Sendable {
         package let config: RouteConfig
@@ -43,6 +45,7 @@ package final class Policy: Sendable {
         }
         self.credentialHeaderNames = names
         self.identityHeaderNames = Set(config.server.identityHeaders.all.map { $0.lowercased() })
+        self.publishedKeySet = config.tokenEndpoint?.publishedKeySet
         let realm = config.server.realm
         self.routes = config.routes.compactMap { route in
             guard let upstream = config.upstreams[route.upstream] else { return nil }
