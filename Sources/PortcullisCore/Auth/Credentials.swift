@@ -10,6 +10,24 @@ package enum PresentedCredentials: Sendable, Equatable {
 
     /// Reads the client's `Authorization` headers. The scheme is matched case-insensitively
     /// (RFC 9110 §11.1); a Bearer token must be a b64token (RFC 6750 §2.1).
+    /// RFC 6750 §2.1 b64token: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+    private static func isToken68<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> Bool {
+        var sawEquals = false
+        for byte in bytes {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+                UInt8(ascii: "~"), UInt8(ascii: "+"), UInt8(ascii: "/"):
+                if sawEquals { return false }
+            case UInt8(ascii: "="):
+                sawEquals = true
+            default:
+                return false
+            }
+        }
+        return true
+    }
+
     package static func read(_ values: [String]) -> PresentedCredentials {
         guard let value = values.first else { return .none }
         if values.count > 1 { return .malformed("More than one Authorization header") }
@@ -21,20 +39,8 @@ package enum PresentedCredentials: Sendable, Equatable {
         while rest.last == " " || rest.last == "\t" { rest = rest.dropLast() }
         if scheme.lowercased() == "bearer" {
             if rest.isEmpty { return .malformed("The Bearer scheme needs a token") }
-            var sawEquals = false
-            for byte in rest.utf8 {
-                switch byte {
-                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                    UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
-                    UInt8(ascii: "~"), UInt8(ascii: "+"), UInt8(ascii: "/"):
-                    if sawEquals { return .malformed("The Bearer token has invalid characters") }
-                case UInt8(ascii: "="):
-                    sawEquals = true
-                default:
-                    return .malformed("The Bearer token has invalid characters")
-                }
-            }
-            return .bearer(rest)
+            let valid = rest.utf8.withContiguousStorageIfAvailable(Self.isToken68) ?? Self.isToken68(Array(rest.utf8))
+            return valid ? .bearer(rest) : .malformed("The Bearer token has invalid characters")
         }
         if scheme.lowercased() == "basic" { return .basic(rest) }
         return .otherScheme
