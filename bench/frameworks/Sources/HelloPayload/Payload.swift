@@ -1,0 +1,2 @@
+/// The fixed 301-byte JSON body both servers return, so they write identical payloads.
+public let helloJSON = #"{"status":"ok","service":"portcullis-bench","request":{"method":"GET","path":"/bench","cached":false},"items":[{"id":1,"name":"alpha","score":0.91},{"id":2,"name":"bravo","score":0.84},{"id":3,"name":"charlie","score":0.77}],"meta":{"page":1,"per_page":3,"total":3,"generated":"2026-11-24T00:00:00Z"}}"#
