@@ -61,3 +61,81 @@ def test_connection_close_is_honoured(echo, spawner):
         r = conn.request(get_bytes("/public/bye", extra=b"Connection: close\r\n"))
         assert r.status == 200
         assert conn.wait_closed(3)
+
+
+class ForgetfulUpstream:
+    """Answers with keep-alive and then closes each connection after `idle` seconds without a
+    request, as many servers do, without saying so in the response."""
+
+    def __init__(self, idle: float):
+        import socket
+        import threading
+
+        self.idle = idle
+        self.connections = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn, self.connections), daemon=True).start()
+
+    def _serve(self, conn, number):
+        import socket
+
+        buffer = b""
+        with conn:
+            while True:
+                conn.settimeout(self.idle)
+                try:
+                    chunk = conn.recv(65536)
+                except (socket.timeout, OSError):
+                    return
+                if not chunk:
+                    return
+                buffer += chunk
+                while b"\r\n\r\n" in buffer:
+                    _, buffer = buffer.split(b"\r\n\r\n", 1)
+                    body = b'{"connection": %d}' % number
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                                 % (len(body), body))
+
+    def close(self):
+        self.listener.close()
+
+
+def test_pooled_connections_the_upstream_closed_are_replaced(spawner):
+    import time
+
+    up = ForgetfulUpstream(idle=0.05)
+    try:
+        gw = spawner.gateway(make_config({"main": upstream(f"http://127.0.0.1:{up.port}")}, ROUTES))
+        import os
+
+        def open_descriptors():
+            return len(os.listdir(f"/proc/{gw.pid}/fd"))
+
+        answers = []
+        with requests.Session() as s:
+            for i in range(12):
+                answers.append(s.get(gw.url(f"/public/{i}"), timeout=10))
+                if i == 0:
+                    descriptors = open_descriptors()
+                time.sleep(0.15)  # long enough for the upstream to have closed the pooled connection
+            burst = [s.get(gw.url("/public/burst"), timeout=10) for _ in range(5)]
+            # Dead pooled sockets are closed, not kept.
+            assert open_descriptors() <= descriptors + 2
+    finally:
+        up.close()
+    assert [a.status_code for a in answers + burst] == [200] * 17
+    # Each pause cost the pooled connection; the burst reuses one.
+    assert len({a.json()["connection"] for a in answers}) == 12
+    assert len({a.json()["connection"] for a in burst}) == 1
