@@ -220,7 +220,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         // The key set is rendered once per configuration (this runs before every request's
         // routing), and the path is looked at only when there is one to publish.
         if let keySet = policy.publishedKeySet, let endpoint = policy.config.tokenEndpoint,
-            head.method == .GET || head.method == .HEAD,
+            head.method == .GET || head.method == .HEAD, Self.mayNameWellKnown(head.uri),
             case .success(let target) = RequestTarget.normalize(head.uri, mergeSlashes: server.mergeSlashes),
             target.path == TokenEndpointConfig.jwksPath || target.path == TokenEndpointConfig.metadataPath
         {
@@ -305,6 +305,19 @@ final class GatewayHandler: ChannelDuplexHandler {
         default:
             self.act(on: decision, pending, policy: policy, context: context)
         }
+    }
+
+    /// Whether `uri` could normalize to a `/.well-known/` path: only when it spells `well-known`
+    /// or has a percent-encoding that could. Spares the other requests a second normalization.
+    static func mayNameWellKnown(_ uri: String) -> Bool {
+        var utf8 = uri.utf8[...]
+        if utf8.contains(UInt8(ascii: "%")) { return true }
+        let needle = "well-known".utf8
+        while let start = utf8.firstIndex(of: UInt8(ascii: "w")) {
+            if utf8[start...].starts(with: needle) { return true }
+            utf8 = utf8[utf8.index(after: start)...]
+        }
+        return false
     }
 
     /// Waits for a fetch of `set` if one is under way or allowed; `false` when neither.

@@ -64,6 +64,16 @@ def test_jwks_serves_only_the_public_signing_key(asym):
         assert jwk.get(member) == expected.get(member), (member, jwk, expected)
 
 
+@pytest.mark.parametrize("spelling", ["/.%77ell-known/jwks.json", "/x/../.well-known/./jwks.json"])
+def test_jwks_is_found_under_any_spelling_that_normalizes_to_its_path(asym, spelling):
+    from harness import get_bytes, raw_exchange
+
+    g, *_ = asym
+    resp = raw_exchange(g.port, get_bytes(spelling))  # raw: an HTTP library would tidy the path itself
+    assert resp.status == 200, resp
+    assert resp.json() == served_jwks(g)
+
+
 def test_issued_token_verifies_with_the_served_jwks(asym):
     g, alg, kid, _, body = asym
     keyset = KeySet.import_key_set(served_jwks(g))
