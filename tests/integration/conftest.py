@@ -82,6 +82,12 @@ def module_spawner(tmp_path_factory, request):
     spawner.stop_all()
 
 
+@pytest.fixture(scope="module")
+def rec(module_spawner):
+    """A recording upstream for the module's tests (recorder.py)."""
+    return module_spawner.recorder()
+
+
 @pytest.fixture
 def spawner(tmp_path):
     spawner = Spawner(tmp_path)

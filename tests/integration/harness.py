@@ -218,6 +218,19 @@ def make_config(upstreams: dict, routes: str, server: dict | None = None) -> str
     return "\n".join(lines) + "\n"
 
 
+# A public route and a bearer route on the upstream named "main".
+PUBLIC_AND_ADMIN_ROUTES = """
+- name: public
+  match: { path: "/public/**" }
+  auth: none
+  upstream: main
+- name: admin
+  match: { path: "/admin/**" }
+  auth: bearer
+  upstream: main
+"""
+
+
 def upstream(url: str, **opts) -> dict:
     result = {"url": q(url), "connect_timeout": "2s", "timeout": "10s"}
     for k, v in opts.items():

@@ -41,11 +41,6 @@ def trusted_gw(module_spawner, echo):
 
 
 @pytest.fixture(scope="module")
-def rec(module_spawner):
-    return module_spawner.recorder()
-
-
-@pytest.fixture(scope="module")
 def rec_gw(module_spawner, rec):
     return module_spawner.gateway(make_config({"main": upstream(rec.url)}, ROUTES))
 

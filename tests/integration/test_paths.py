@@ -8,23 +8,9 @@ import json
 
 import pytest
 
-from harness import RawConn, make_config, upstream
+from harness import PUBLIC_AND_ADMIN_ROUTES, RawConn, make_config, upstream
 
-ROUTES = """
-- name: public
-  match: { path: "/public/**" }
-  auth: none
-  upstream: main
-- name: admin
-  match: { path: "/admin/**" }
-  auth: bearer
-  upstream: main
-"""
-
-
-@pytest.fixture(scope="module")
-def rec(module_spawner):
-    return module_spawner.recorder()
+ROUTES = PUBLIC_AND_ADMIN_ROUTES
 
 
 @pytest.fixture(scope="module")

@@ -27,11 +27,6 @@ def big_gw(module_spawner, echo):
 
 
 @pytest.fixture(scope="module")
-def rec(module_spawner):
-    return module_spawner.recorder()
-
-
-@pytest.fixture(scope="module")
 def small_gw(module_spawner, rec):
     """max_request_body 64 KiB, in front of the recording upstream."""
     return module_spawner.gateway(make_config({"main": upstream(rec.url)}, ROUTES, server={"max_request_body": "64KiB"}))
