@@ -48,30 +48,34 @@ final class JWKSFetcher: Sendable {
     /// For a token naming a `kid` the set lacks: waits for the set's fetch under way, or starts
     /// one if the on-demand rate limit allows. `false` when neither, and `completion` never runs.
     func fetchForUnknownKid(_ set: RemoteKeySet, now: Double, completion: @escaping @Sendable (Bool) -> Void) -> Bool {
-        let joined = self.inFlight.withLock { flights -> Bool in
-            guard flights[ObjectIdentifier(set)] != nil else { return false }
-            flights[ObjectIdentifier(set)]!.append(completion)
-            return true
-        }
-        if joined { return true }
+        if self.wait(for: set, completion, startingOne: false) == .joined { return true }
         guard set.claimOnDemandFetch(now: now) else { return false }
         self.fetch(set, reason: "unknown kid", completion: completion)
         return true
     }
 
+    private enum Waiting { case joined, started, neither }
+
+    /// Adds `completion` to the waiters of `set`'s fetch under way; with none under way, makes
+    /// it the first waiter of a new one when `startingOne`.
+    private func wait(for set: RemoteKeySet, _ completion: @escaping @Sendable (Bool) -> Void, startingOne: Bool) -> Waiting {
+        self.inFlight.withLock { flights in
+            let id = ObjectIdentifier(set)
+            if flights[id] != nil {
+                flights[id]!.append(completion)
+                return .joined
+            }
+            guard startingOne else { return .neither }
+            flights[id] = [completion]
+            return .started
+        }
+    }
+
     /// Fetches `set` once, or joins the fetch of it under way, and installs the document if it
     /// is good. `completion` runs on the curl thread.
     func fetch(_ set: RemoteKeySet, reason: String, completion: @escaping @Sendable (Bool) -> Void) {
+        guard self.wait(for: set, completion, startingOne: true) == .started else { return }
         let id = ObjectIdentifier(set)
-        let first = self.inFlight.withLock { flights -> Bool in
-            if flights[id] != nil {
-                flights[id]!.append(completion)
-                return false
-            }
-            flights[id] = [completion]
-            return true
-        }
-        guard first else { return }
         let completion: @Sendable (Bool) -> Void = { [self] succeeded in
             let waiting = self.inFlight.withLock { $0.removeValue(forKey: id) } ?? []
             for waiter in waiting { waiter(succeeded) }
