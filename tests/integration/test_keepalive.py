@@ -1,5 +1,7 @@
 """Area 4: connections to the upstream are reused (keep-alive pool); client keep-alive works."""
 
+import os
+
 import requests
 
 from harness import RawConn, get_bytes, make_config, upstream
@@ -139,3 +141,26 @@ def test_pooled_connections_the_upstream_closed_are_replaced(spawner):
     # Each pause cost the pooled connection; the burst reuses one.
     assert len({a.json()["connection"] for a in answers}) == 12
     assert len({a.json()["connection"] for a in burst}) == 1
+
+
+def _threads(pid: int) -> dict[str, list[int]]:
+    """Thread name → scheduling policies (field 41 of /proc/PID/task/TID/stat) of a process."""
+    threads: dict[str, list[int]] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+            name = f.read().strip()
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # after "pid (comm)": field 3 onwards
+        threads.setdefault(name, []).append(int(fields[41 - 3]))
+    return threads
+
+
+def test_upstream_thread_batches_and_event_loops_keep_the_default_policy(echo, spawner):
+    # The curl thread runs under SCHED_BATCH (3) so that its wake-ups do not preempt an event
+    # loop in the middle of its work; the event loops stay SCHED_OTHER (0), latency first.
+    gw = spawner.gateway(make_config({"main": upstream(echo.url)}, ROUTES))
+    assert requests.get(gw.url("/public/x"), timeout=10).status_code == 200
+    threads = _threads(gw.pid)
+    assert threads.get("portcullis-curl") == [3], threads
+    loops = [policy for name, policies in threads.items() if name.startswith("NIO-ELT") for policy in policies]
+    assert loops and set(loops) == {0}, threads
