@@ -64,6 +64,7 @@ let package = Package(
         .executableTarget(name: "echo-upstream", dependencies: [nioCore, nioPosix, nioHTTP1]),
         .testTarget(name: "PortcullisCryptoTests", dependencies: ["PortcullisCrypto"]),
         .testTarget(name: "PortcullisCoreTests", dependencies: ["PortcullisCore", "PortcullisCrypto"]),
+        .testTarget(name: "PortcullisServerTests", dependencies: ["PortcullisServer"]),
     ]
 )
 

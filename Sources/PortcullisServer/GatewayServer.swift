@@ -92,6 +92,10 @@ package final class GatewayServer: Sendable {
             self.logger.notice("admin listening", metadata: ["address": "\(boundAdmin)"])
         }
 
+        let released = StartupPages.release()
+        self.logger.debug(
+            "released start-up pages", metadata: ["mappings": "\(released.mappings)", "KiB": "\(released.bytes / 1024)"])
+
         // Reloads run one at a time on their own queue: reading files and parsing keys may block.
         let reloadQueue = DispatchQueue(label: "portcullis.reload")
         let hangups = Task { [self] in
