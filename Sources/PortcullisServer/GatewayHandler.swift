@@ -554,12 +554,12 @@ final class GatewayHandler: ChannelDuplexHandler {
         var headers = HTTPHeaders()
         headers.reserveCapacity(head.headers.count + 2)
         var listed = Set<String>()
-        for (name, value) in head.headers where name.lowercased() == "connection" {
+        for (name, value) in head.headers where name.equalsIgnoringASCIICase("connection") {
             for token in value.split(separator: ",") { listed.insert(token.trimmingASCIISpaces().lowercased()) }
         }
         for (name, value) in head.headers {
-            let lower = name.lowercased()
-            if HopByHopHeaders.always.contains(lower) || listed.contains(lower) || lower == "x-request-id" { continue }
+            if HopByHopHeaders.isAlways(name) || name.equalsIgnoringASCIICase("x-request-id") { continue }
+            if !listed.isEmpty && listed.contains(name.lowercased()) { continue }
             headers.add(name: name, value: value)
         }
         headers.add(name: "X-Request-Id", value: exchange.requestID)

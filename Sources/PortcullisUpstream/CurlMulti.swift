@@ -255,8 +255,50 @@ package final class CurlMulti: @unchecked Sendable {  // everything but `inbox`,
         }
     }
 
+    /// A new easy handle with the options every transfer shares (``configure(_:)``).
+    private func makeHandle() -> UnsafeMutableRawPointer? {
+        guard let easy = curl_easy_init() else { return nil }
+        guard self.configure(easy) else {
+            curl_easy_cleanup(easy)
+            return nil
+        }
+        return easy
+    }
+
+    /// Sets the options that are the same for every transfer. They stay on a recycled handle,
+    /// so a transfer sets only what is its own (``begin(_:)``) and ``finish(_:error:)`` puts
+    /// back only that.
+    private func configure(_ easy: UnsafeMutableRawPointer) -> Bool {
+        var ok = true
+        func set(_ result: CURLcode) { if result != CURLE_OK { ok = false } }
+        let unretained = Unmanaged.passUnretained(self).toOpaque()
+        set(pc_curl_setopt_opensocket(easy, curlOpenSocketThunk))
+        set(pc_curl_setopt_pointer(easy, CURLOPT_OPENSOCKETDATA, unretained))
+        set(pc_curl_setopt_closesocket(easy, curlCloseSocketThunk))
+        set(pc_curl_setopt_pointer(easy, CURLOPT_CLOSESOCKETDATA, unretained))
+        set(pc_curl_setopt_long(easy, CURLOPT_NOSIGNAL, 1))
+        set(pc_curl_setopt_long(easy, CURLOPT_PATH_AS_IS, 1))
+        set(pc_curl_setopt_long(easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1))
+        // Never use a proxy from the environment: the upstream is what the config says.
+        set(pc_curl_setopt_string(easy, CURLOPT_PROXY, ""))
+        set(pc_curl_setopt_long(easy, CURLOPT_HTTP_CONTENT_DECODING, 0))
+        set(pc_curl_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 0))
+        set(pc_curl_setopt_long(easy, CURLOPT_PROTOCOLS, Int(CURLPROTO_HTTP | CURLPROTO_HTTPS)))
+        set(pc_curl_setopt_write(easy, CURLOPT_HEADERFUNCTION, curlHeaderThunk))
+        set(pc_curl_setopt_write(easy, CURLOPT_WRITEFUNCTION, curlWriteThunk))
+        set(pc_curl_setopt_read(easy, CURLOPT_READFUNCTION, curlReadThunk))
+        return ok
+    }
+
+    /// Whether a transfer set options that ``finish(_:error:)`` does not put back one by one:
+    /// its handle goes through `curl_easy_reset` and ``configure(_:)`` instead.
+    private static func needsFullReset(_ request: UpstreamRequest) -> Bool {
+        request.unixSocketPath != nil || request.caFile != nil || request.clientCertFile != nil
+            || request.clientKeyFile != nil
+    }
+
     private func begin(_ transfer: UpstreamTransfer) {
-        let easy = self.idleHandles.popLast() ?? curl_easy_init()
+        let easy = self.idleHandles.popLast() ?? self.makeHandle()
         guard let easy else {
             transfer.finished = true
             transfer.handler.upstreamFinished(UpstreamError(kind: .badGateway, curlCode: 0, message: "curl_easy_init failed"))
@@ -269,23 +311,14 @@ package final class CurlMulti: @unchecked Sendable {  // everything but `inbox`,
         var ok = true
         func set(_ result: CURLcode) { if result != CURLE_OK { ok = false } }
 
-        set(pc_curl_setopt_pointer(easy, CURLOPT_PRIVATE, retained.toOpaque()))
-        let unretained = Unmanaged.passUnretained(self).toOpaque()
-        set(pc_curl_setopt_opensocket(easy, curlOpenSocketThunk))
-        set(pc_curl_setopt_pointer(easy, CURLOPT_OPENSOCKETDATA, unretained))
-        set(pc_curl_setopt_closesocket(easy, curlCloseSocketThunk))
-        set(pc_curl_setopt_pointer(easy, CURLOPT_CLOSESOCKETDATA, unretained))
+        let opaque = retained.toOpaque()
+        set(pc_curl_setopt_pointer(easy, CURLOPT_PRIVATE, opaque))
+        set(pc_curl_setopt_pointer(easy, CURLOPT_HEADERDATA, opaque))
+        set(pc_curl_setopt_pointer(easy, CURLOPT_WRITEDATA, opaque))
+        set(pc_curl_setopt_pointer(easy, CURLOPT_READDATA, opaque))
         set(pc_curl_setopt_string(easy, CURLOPT_URL, request.url))
-        set(pc_curl_setopt_long(easy, CURLOPT_NOSIGNAL, 1))
-        set(pc_curl_setopt_long(easy, CURLOPT_PATH_AS_IS, 1))
-        set(pc_curl_setopt_long(easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1))
-        // Never use a proxy from the environment: the upstream is what the config says.
-        set(pc_curl_setopt_string(easy, CURLOPT_PROXY, ""))
-        set(pc_curl_setopt_long(easy, CURLOPT_HTTP_CONTENT_DECODING, 0))
-        set(pc_curl_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 0))
         set(pc_curl_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Int(request.connectTimeoutMilliseconds)))
         set(pc_curl_setopt_long(easy, CURLOPT_TIMEOUT_MS, Int(request.timeoutMilliseconds)))
-        set(pc_curl_setopt_long(easy, CURLOPT_PROTOCOLS, Int(CURLPROTO_HTTP | CURLPROTO_HTTPS)))
         if let path = request.unixSocketPath { set(pc_curl_setopt_string(easy, CURLOPT_UNIX_SOCKET_PATH, path)) }
         if let file = request.caFile { set(pc_curl_setopt_string(easy, CURLOPT_CAINFO, file)) }
         if let file = request.clientCertFile { set(pc_curl_setopt_string(easy, CURLOPT_SSLCERT, file)) }
@@ -315,7 +348,7 @@ package final class CurlMulti: @unchecked Sendable {  // everything but `inbox`,
         var list: UnsafeMutablePointer<curl_slist>? = nil
         var sawAccept = false
         for line in request.headers {
-            if line.utf8.count >= 7, line.prefix(7).lowercased() == "accept:" { sawAccept = true }
+            if !sawAccept, Self.isAcceptLine(line) { sawAccept = true }
             list = curl_slist_append(list, line)
         }
         if !sawAccept { list = curl_slist_append(list, "Accept:") }
@@ -323,20 +356,41 @@ package final class CurlMulti: @unchecked Sendable {  // everything but `inbox`,
         transfer.headerList = list
         set(pc_curl_setopt_slist(easy, CURLOPT_HTTPHEADER, list))
 
-        let opaque = retained.toOpaque()
-        set(pc_curl_setopt_write(easy, CURLOPT_HEADERFUNCTION, curlHeaderThunk))
-        set(pc_curl_setopt_pointer(easy, CURLOPT_HEADERDATA, opaque))
-        set(pc_curl_setopt_write(easy, CURLOPT_WRITEFUNCTION, curlWriteThunk))
-        set(pc_curl_setopt_pointer(easy, CURLOPT_WRITEDATA, opaque))
-        if request.body != .none {
-            set(pc_curl_setopt_read(easy, CURLOPT_READFUNCTION, curlReadThunk))
-            set(pc_curl_setopt_pointer(easy, CURLOPT_READDATA, opaque))
-        }
         guard ok, curl_multi_add_handle(self.multi, easy) == CURLM_OK else {
             self.finish(transfer, error: UpstreamError(kind: .badGateway, curlCode: 0, message: "could not configure the transfer"))
             return
         }
         self.running += 1
+    }
+
+    /// Puts back what ``begin(_:)`` set for one transfer, leaving ``configure(_:)``'s options.
+    /// - Returns: `false` if the handle could not be put back and should be discarded.
+    private func recycle(_ easy: UnsafeMutableRawPointer, after request: UpstreamRequest) -> Bool {
+        if Self.needsFullReset(request) {
+            curl_easy_reset(easy)
+            return self.configure(easy)
+        }
+        var ok = true
+        func set(_ result: CURLcode) { if result != CURLE_OK { ok = false } }
+        // HTTPGET also clears NOBODY and UPLOAD: the method is GET again.
+        set(pc_curl_setopt_long(easy, CURLOPT_HTTPGET, 1))
+        set(pc_curl_setopt_string(easy, CURLOPT_CUSTOMREQUEST, nil))
+        set(pc_curl_setopt_offset(easy, CURLOPT_INFILESIZE_LARGE, -1))
+        set(pc_curl_setopt_slist(easy, CURLOPT_HTTPHEADER, nil))
+        set(pc_curl_setopt_pointer(easy, CURLOPT_PRIVATE, nil))
+        set(pc_curl_setopt_pointer(easy, CURLOPT_HEADERDATA, nil))
+        set(pc_curl_setopt_pointer(easy, CURLOPT_WRITEDATA, nil))
+        set(pc_curl_setopt_pointer(easy, CURLOPT_READDATA, nil))
+        return ok
+    }
+
+    /// Whether a header line is `Accept: …`, in any case.
+    private static func isAcceptLine(_ line: String) -> Bool {
+        var bytes = line.utf8.makeIterator()
+        for expected in "accept:".utf8 {
+            guard let byte = bytes.next(), (byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte) == expected else { return false }
+        }
+        return true
     }
 
     /// Removes the transfer from curl, recycles its handle, and tells the handler. Runs once.
@@ -347,8 +401,7 @@ package final class CurlMulti: @unchecked Sendable {  // everything but `inbox`,
         curl_slist_free_all(transfer.headerList)
         transfer.headerList = nil
         transfer.easy = nil
-        curl_easy_reset(easy)
-        if self.idleHandles.count < 512 {
+        if self.idleHandles.count < 512, self.recycle(easy, after: transfer.request) {
             self.idleHandles.append(easy)
         } else {
             curl_easy_cleanup(easy)
