@@ -53,6 +53,8 @@ final class GatewayHandler: ChannelDuplexHandler {
     private var generation = 0
     private var readPaused = false
     private var readPending = false
+    /// Response bytes written for the current upstream batch and not yet flushed.
+    private var unflushed = false
     private var context: ChannelHandlerContext?
     private var peer: [UInt8]?
     private var peerText = ""
@@ -393,8 +395,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         self.current.subject = plan.identity?.subject
         self.current.upstreamStart = MonotonicClock.nanoseconds()
 
-        var lines: [String] = []
-        lines.reserveCapacity(head.headers.count + 6)
+        var lines = UpstreamHeaderLines(reservingBytes: 256)
         let listed = HopByHopHeaders.listedInConnection(head.headers)
         let stripped = policy.identityHeaderNames
         let trustedPeer = self.peer.map { address in server.trustedProxies.contains { $0.contains(address) } } ?? false
@@ -425,19 +426,19 @@ final class GatewayHandler: ChannelDuplexHandler {
             default:
                 break
             }
-            lines.append("\(name): \(value)")
+            lines.append(name: name, value: value)
         }
         let clientHost = Self.authorityOrHost(head)
-        if plan.upstream.preserveHost, let clientHost { lines.append("Host: \(clientHost)") }
-        lines.append("X-Forwarded-For: " + (forwardedFor.map { $0 + ", " + self.peerText } ?? self.peerText))
-        lines.append("X-Forwarded-Proto: " + (forwardedProto ?? (server.tls == nil ? "http" : "https")))
-        if let host = forwardedHost ?? clientHost { lines.append("X-Forwarded-Host: \(host)") }
-        lines.append("X-Request-Id: \(requestID)")
+        if plan.upstream.preserveHost, let clientHost { lines.append(name: "Host", value: clientHost) }
+        lines.append(name: "X-Forwarded-For", value: forwardedFor.map { $0 + ", " + self.peerText } ?? self.peerText)
+        lines.append(name: "X-Forwarded-Proto", value: forwardedProto ?? (server.tls == nil ? "http" : "https"))
+        if let host = forwardedHost ?? clientHost { lines.append(name: "X-Forwarded-Host", value: host) }
+        lines.append(name: "X-Request-Id", value: requestID)
         if let identity = plan.identity {
             let names = server.identityHeaders
-            lines.append("\(names.subject): \(identity.subject)")
-            lines.append("\(names.scopes): \(identity.scopes.joined(separator: " "))")
-            lines.append("\(names.method): \(identity.method.rawValue)")
+            lines.append(name: names.subject, value: identity.subject)
+            lines.append(name: names.scopes, value: identity.scopes.joined(separator: " "))
+            lines.append(name: names.method, value: identity.method.rawValue)
         }
 
         let body: UpstreamRequest.Body
@@ -577,8 +578,18 @@ final class GatewayHandler: ChannelDuplexHandler {
         else { return }
         let count = buffer.readableBytes
         self.current.bytes += count
-        context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        // Flushed once the bridge's batch is handled: a small response's head, body and end go
+        // out in one flush.
+        context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        self.unflushed = true
         exchange.transfer?.responseBodyWritten(count, clientWritable: context.channel.isWritable)
+    }
+
+    /// The end of a batch of upstream events: flushes what they wrote.
+    fileprivate func upstreamBatchHandled() {
+        guard self.unflushed else { return }
+        self.unflushed = false
+        self.context?.flush()
     }
 
     fileprivate func upstreamWantsBody(generation: Int) {
@@ -598,6 +609,7 @@ final class GatewayHandler: ChannelDuplexHandler {
                 self.environment.metrics.upstreamError(kind: error.kind.rawValue)
                 self.logRequest(decision: "allow", reason: "upstream_failed_mid_body")
                 self.state = .idle
+                self.upstreamBatchHandled()  // what did arrive goes out before the close
                 context.close(promise: nil)
                 return
             }
@@ -623,6 +635,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         let keepAlive = exchange.keepAlive && exchange.requestEnded && !self.environment.isDraining
         self.state = .idle
         self.logRequest(decision: "allow", reason: nil)
+        self.unflushed = false
         context.writeAndFlush(self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { [deadlines = self.deadlines] _ in
             if keepAlive {
                 deadlines.becameIdle()
@@ -755,10 +768,20 @@ enum RequestIDs {
     private static let prefix = SecureRandom.hex(8)
     private static let counter = Atomic<UInt64>(0)
 
+    private static let prefixBytes = Array(Self.prefix.utf8)
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
     static func next() -> String {
-        let value = Self.counter.wrappingAdd(1, ordering: .relaxed).newValue
-        let digits = String(value, radix: 16)
-        return Self.prefix + String(repeating: "0", count: 16 - digits.count) + digits
+        var value = Self.counter.wrappingAdd(1, ordering: .relaxed).newValue
+        // One allocation: the prefix, then the counter as 16 zero-padded hex digits.
+        return String(unsafeUninitializedCapacity: 32) { buffer in
+            for (index, byte) in Self.prefixBytes.enumerated() { buffer[index] = byte }
+            for index in stride(from: 31, through: 16, by: -1) {
+                buffer[index] = Self.hexDigits[Int(value & 0xF)]
+                value >>= 4
+            }
+            return 32
+        }
     }
 }
 
@@ -801,7 +824,8 @@ final class UpstreamBridge: UpstreamResponseHandler, Sendable {
         self.eventLoop.execute { [self] in
             let events = self.queue.withLock { queue -> [Event] in
                 queue.scheduled = false
-                defer { queue.events.removeAll(keepingCapacity: true) }
+                // Handing the array over whole (not emptying it in place) spares a copy.
+                defer { queue.events = [] }
                 return queue.events
             }
             let handler = self.handler.value
@@ -813,6 +837,7 @@ final class UpstreamBridge: UpstreamResponseHandler, Sendable {
                 case .finished(let error): handler.upstreamFinished(error, generation: self.generation)
                 }
             }
+            handler.upstreamBatchHandled()
         }
     }
 

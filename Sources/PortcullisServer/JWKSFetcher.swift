@@ -80,8 +80,10 @@ final class JWKSFetcher: Sendable {
             let waiting = self.inFlight.withLock { $0.removeValue(forKey: id) } ?? []
             for waiter in waiting { waiter(succeeded) }
         }
+        var headers = UpstreamHeaderLines()
+        headers.append(name: "Accept", value: "application/json")
         let request = UpstreamRequest(
-            url: set.url, method: "GET", headers: ["Accept: application/json"], body: .none,
+            url: set.url, method: "GET", headers: headers, body: .none,
             connectTimeoutMilliseconds: 2_000, timeoutMilliseconds: Self.fetchTimeoutMilliseconds)
         let collector = DocumentCollector(limit: Self.maximumDocumentBytes) { [logger = self.logger, metrics = self.metrics] result in
             switch result {

@@ -343,18 +343,9 @@ package final class CurlMulti: @unchecked Sendable {  // everything but `inbox`,
             set(pc_curl_setopt_offset(easy, CURLOPT_INFILESIZE_LARGE, -1))
         }
 
-        // curl adds `Accept: */*` and, for uploads, `Expect: 100-continue` unless told otherwise:
-        // an empty value removes a header curl would add by itself.
-        var list: UnsafeMutablePointer<curl_slist>? = nil
-        var sawAccept = false
-        for line in request.headers {
-            if !sawAccept, Self.isAcceptLine(line) { sawAccept = true }
-            list = curl_slist_append(list, line)
-        }
-        if !sawAccept { list = curl_slist_append(list, "Accept:") }
-        list = curl_slist_append(list, "Expect:")
-        transfer.headerList = list
-        set(pc_curl_setopt_slist(easy, CURLOPT_HTTPHEADER, list))
+        let block = Self.headerBlock(request.headers)
+        transfer.headerBlock = block
+        set(pc_curl_setopt_slist(easy, CURLOPT_HTTPHEADER, block.assumingMemoryBound(to: curl_slist.self)))
 
         guard ok, curl_multi_add_handle(self.multi, easy) == CURLM_OK else {
             self.finish(transfer, error: UpstreamError(kind: .badGateway, curlCode: 0, message: "could not configure the transfer"))
@@ -384,13 +375,32 @@ package final class CurlMulti: @unchecked Sendable {  // everything but `inbox`,
         return ok
     }
 
-    /// Whether a header line is `Accept: …`, in any case.
-    private static func isAcceptLine(_ line: String) -> Bool {
-        var bytes = line.utf8.makeIterator()
-        for expected in "accept:".utf8 {
-            guard let byte = bytes.next(), (byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte) == expected else { return false }
+    /// Lines libcurl gets after the request's own: an empty value removes a header curl would add
+    /// by itself (`Accept: */*`, and `Expect: 100-continue` for uploads).
+    private static let suppressAccept = Array("Accept:\0".utf8)
+    private static let suppressExpect = Array("Expect:\0".utf8)
+
+    /// Builds the request's `curl_slist` in one allocation: the list nodes, then the strings they
+    /// point into. libcurl only reads the list; ``finish(_:error:)`` frees it once the handle is
+    /// out of the multi handle.
+    private static func headerBlock(_ headers: UpstreamHeaderLines) -> UnsafeMutableRawPointer {
+        let tail = headers.hasAccept ? Self.suppressExpect : Self.suppressAccept + Self.suppressExpect
+        let nodeCount = headers.count + (headers.hasAccept ? 1 : 2)
+        let stride = MemoryLayout<curl_slist>.stride
+        let nodesSize = nodeCount * stride
+        let block = UnsafeMutableRawPointer.allocate(
+            byteCount: nodesSize + headers.bytes.count + tail.count, alignment: MemoryLayout<curl_slist>.alignment)
+        headers.bytes.withUnsafeBytes { (block + nodesSize).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        tail.withUnsafeBytes { (block + nodesSize + headers.bytes.count).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        let text = (block + nodesSize).bindMemory(to: CChar.self, capacity: headers.bytes.count + tail.count)
+        let nodes = block.bindMemory(to: curl_slist.self, capacity: nodeCount)
+        var offset = 0
+        for index in 0..<nodeCount {
+            let next = index + 1 < nodeCount ? nodes + index + 1 : nil
+            (nodes + index).initialize(to: curl_slist(data: text + offset, next: next))
+            offset += strlen(text + offset) + 1
         }
-        return true
+        return block
     }
 
     /// Removes the transfer from curl, recycles its handle, and tells the handler. Runs once.
@@ -398,8 +408,8 @@ package final class CurlMulti: @unchecked Sendable {  // everything but `inbox`,
         guard !transfer.finished, let easy = transfer.easy else { return }
         transfer.finished = true
         if curl_multi_remove_handle(self.multi, easy) == CURLM_OK, self.running > 0 { self.running -= 1 }
-        curl_slist_free_all(transfer.headerList)
-        transfer.headerList = nil
+        transfer.headerBlock?.deallocate()
+        transfer.headerBlock = nil
         transfer.easy = nil
         if self.idleHandles.count < 512, self.recycle(easy, after: transfer.request) {
             self.idleHandles.append(easy)

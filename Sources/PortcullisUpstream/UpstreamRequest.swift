@@ -11,8 +11,8 @@ package struct UpstreamRequest: Sendable {
 
     package var url: String
     package var method: String
-    /// Header lines to send, `Name: value`, already filtered of hop-by-hop and framing headers.
-    package var headers: [String]
+    /// Headers to send, already filtered of hop-by-hop and framing headers.
+    package var headers: UpstreamHeaderLines
     package var body: Body
     package var unixSocketPath: String?
     package var connectTimeoutMilliseconds: Int64
@@ -22,7 +22,7 @@ package struct UpstreamRequest: Sendable {
     package var clientKeyFile: String?
 
     package init(
-        url: String, method: String, headers: [String], body: Body, unixSocketPath: String? = nil,
+        url: String, method: String, headers: UpstreamHeaderLines, body: Body, unixSocketPath: String? = nil,
         connectTimeoutMilliseconds: Int64, timeoutMilliseconds: Int64, caFile: String? = nil,
         clientCertFile: String? = nil, clientKeyFile: String? = nil
     ) {
@@ -36,6 +36,50 @@ package struct UpstreamRequest: Sendable {
         self.caFile = caFile
         self.clientCertFile = clientCertFile
         self.clientKeyFile = clientKeyFile
+    }
+}
+
+/// Header lines for an upstream request, held as one block of NUL-terminated `Name: value`
+/// strings: the curl thread hands them to libcurl in one allocation instead of copying each line.
+package struct UpstreamHeaderLines: Sendable {
+    /// The lines, each followed by a NUL byte.
+    private(set) var bytes: [UInt8] = []
+    package private(set) var count = 0
+    /// Whether an `Accept` header is among the lines (curl adds `Accept: */*` otherwise).
+    private(set) var hasAccept = false
+
+    package init(reservingBytes capacity: Int = 0) {
+        self.bytes.reserveCapacity(capacity)
+    }
+
+    /// Adds `name: value`. An empty value is written `name;`, libcurl's form for a header sent
+    /// with no value (`name:` alone would remove it). A name or value with a NUL byte, which no
+    /// HTTP parser lets through, is left out rather than cut short.
+    package mutating func append(name: String, value: String) {
+        guard !name.utf8.isEmpty, !name.utf8.contains(0), !value.utf8.contains(0) else { return }
+        if !self.hasAccept && Self.isAccept(name.utf8) { self.hasAccept = true }
+        self.bytes.append(contentsOf: name.utf8)
+        if value.isEmpty {
+            self.bytes.append(UInt8(ascii: ";"))
+        } else {
+            self.bytes.append(UInt8(ascii: ":"))
+            self.bytes.append(UInt8(ascii: " "))
+            self.bytes.append(contentsOf: value.utf8)
+        }
+        self.bytes.append(0)
+        self.count += 1
+    }
+
+    /// The lines as text, in order.
+    package var lines: [String] {
+        self.bytes.split(separator: 0, omittingEmptySubsequences: false).dropLast().map {
+            String(decoding: $0, as: UTF8.self)
+        }
+    }
+
+    private static func isAccept(_ name: String.UTF8View) -> Bool {
+        guard name.count == 6 else { return false }
+        return zip(name, "accept".utf8).allSatisfy { ($0 &- UInt8(ascii: "A") < 26 ? $0 | 0x20 : $0) == $1 }
     }
 }
 

@@ -59,7 +59,8 @@ package final class UpstreamTransfer: @unchecked Sendable {  // see the confinem
 
     // Confined to the curl thread.
     var easy: UnsafeMutableRawPointer?
-    var headerList: UnsafeMutablePointer<curl_slist>?
+    /// The request's header list (see ``CurlMulti``), freed when the transfer finishes.
+    var headerBlock: UnsafeMutableRawPointer?
     var retainedByCurl: Unmanaged<UpstreamTransfer>?
     var finished = false
     private var status = 0

@@ -82,4 +82,33 @@ struct RequestTargetTests {
         }
         #expect(refusal == expected)
     }
+
+    /// Every path of up to five pieces over an alphabet of the bytes that matter, in both slash
+    /// modes: the shortcut for paths already in normal form must agree with the full steps.
+    @Test("the normal-form shortcut agrees with the full steps")
+    func shortcutAgrees() {
+        let pieces = ["/", ".", "..", "a", "%2e", "%41", "%2F", "\\", " ", "#", "~", "é"]
+        var paths = [""]
+        var checked = 0
+        for _ in 0..<5 {
+            paths = paths.flatMap { prefix in pieces.map { prefix + $0 } }
+            for path in paths {
+                for merge in [true, false] {
+                    let raw = "/" + path
+                    let fast = RequestTarget.normalize(raw, mergeSlashes: merge)
+                    let full = RequestTarget.normalize(raw, mergeSlashes: merge, shortcut: false)
+                    switch (fast, full) {
+                    case (.success(let a), .success(let b)):
+                        #expect(a.path == b.path, "\(raw) merge=\(merge)")
+                    case (.failure(let a), .failure(let b)):
+                        #expect(a.detail == b.detail, "\(raw) merge=\(merge)")
+                    default:
+                        Issue.record("\(raw) merge=\(merge): \(fast) against \(full)")
+                    }
+                    checked += 1
+                }
+            }
+        }
+        #expect(checked > 500_000)
+    }
 }

@@ -86,6 +86,15 @@ def test_connection_listed_header_with_standard_name_is_dropped(gw):
     assert header_values(got, "Accept") == ["a/b"]
 
 
+def test_empty_header_values_are_forwarded_empty(gw):
+    r = raw_get(gw.port, "/public/empty", [("X-Empty", ""), ("X-Spaces", "   "), ("X-After", "v")])
+    assert r.status == 200, r
+    got = echo_headers(r.json())
+    assert header_values(got, "X-Empty") == [""]
+    assert header_values(got, "X-Spaces") == [""]
+    assert header_values(got, "X-After") == ["v"]
+
+
 def test_client_identity_headers_are_stripped(gw):
     r = raw_get(
         gw.port,

@@ -513,6 +513,15 @@ def test_scopes_header_keeps_token_order(s):
     assert _header(seen[0], "X-Auth-Scopes") == ["items me"]
 
 
+def test_token_without_scopes_forwards_an_empty_scopes_header(s):
+    # The upstream learns "authenticated, no scopes" rather than seeing no scopes header at all
+    # (which is what an anonymous request on an optional route looks like).
+    resp, seen = s.request("/plain/x", s.hs(scope=None), headers=SPOOF)
+    assert resp.status_code == 200, describe(resp)
+    assert _header(seen[0], "X-Auth-Subject") == ["johndoe"]
+    assert _header(seen[0], "X-Auth-Scopes") == [""]
+
+
 # ---------------------------------------------------------------------------------------------
 # Identity headers and Authorization forwarding (§5)
 

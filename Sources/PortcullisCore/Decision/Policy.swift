@@ -384,13 +384,18 @@ package final class Policy: Sendable {
 
     /// The host a route's `hosts` are compared with: lower-case, without port or trailing dot.
     static func matchingHost(_ raw: String?) -> Substring? {
-        guard var host = raw?[...], !host.isEmpty else { return nil }
-        if host.first == "[" {
-            if let close = host.firstIndex(of: "]") { host = host[...close] }
-        } else if let colon = host.lastIndex(of: ":") {
-            host = host[..<colon]
+        guard let raw, !raw.isEmpty else { return nil }
+        // Byte-wise: every delimiter here is ASCII, and String indices into the UTF-8 view are
+        // valid for the string itself.
+        let bytes = raw.utf8
+        var end = bytes.endIndex
+        if bytes.first == UInt8(ascii: "[") {
+            if let close = bytes.firstIndex(of: UInt8(ascii: "]")) { end = bytes.index(after: close) }
+        } else if let colon = bytes.lastIndex(of: UInt8(ascii: ":")) {
+            end = colon
         }
-        if host.last == "." { host = host.dropLast() }
+        if end > bytes.startIndex, bytes[bytes.index(before: end)] == UInt8(ascii: ".") { end = bytes.index(before: end) }
+        let host = raw[raw.startIndex..<end]
         if host.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) { return Substring(host.lowercased()) }
         return host
     }

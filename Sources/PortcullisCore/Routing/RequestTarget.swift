@@ -50,7 +50,9 @@ package struct RequestTarget: Hashable, Sendable {
     /// 4. dot-segments removed, and a path that climbs above the root refused;
     /// 5. with `mergeSlashes`, runs of `/` become one;
     /// 6. the query is kept byte for byte.
-    package static func normalize(_ raw: String, mergeSlashes: Bool) -> Result<RequestTarget, Refusal> {
+    /// - Parameter shortcut: `false` runs every step even on a path already in normal form (for
+    ///   tests that check the shortcut against the full steps).
+    package static func normalize(_ raw: String, mergeSlashes: Bool, shortcut: Bool = true) -> Result<RequestTarget, Refusal> {
         var utf8 = raw.utf8[...]
         var authority: String?
         if utf8.first == UInt8(ascii: "/") {
@@ -81,6 +83,11 @@ package struct RequestTarget: Hashable, Sendable {
         if pathBytes.isEmpty {
             // absolute-form with an empty path: "http://host" means "/".
             return .success(RequestTarget(path: "/", query: query, authority: authority))
+        }
+
+        if shortcut && Self.isAlreadyNormal(pathBytes, mergeSlashes: mergeSlashes) {
+            // Most paths: the steps below would give back the same bytes.
+            return .success(RequestTarget(path: String(decoding: pathBytes, as: UTF8.self), query: query, authority: authority))
         }
 
         // Steps 2 and 3: decode into a fresh byte array, checking every byte.
@@ -163,6 +170,32 @@ package struct RequestTarget: Hashable, Sendable {
             path.append(UInt8(ascii: "/"))
         }
         return .success(RequestTarget(path: String(decoding: path, as: UTF8.self), query: query, authority: authority))
+    }
+
+    /// Whether the steps of ``normalize(_:mergeSlashes:)`` would leave a path as it is: it starts
+    /// with "/", has nothing to decode or refuse, no dot-segment, and (when slashes merge) no
+    /// empty segment but a trailing one.
+    private static func isAlreadyNormal(_ path: Substring.UTF8View.SubSequence, mergeSlashes: Bool) -> Bool {
+        guard path.first == UInt8(ascii: "/") else { return false }
+        var length = 0
+        var dots = 0
+        for byte in path.dropFirst() {
+            switch byte {
+            case UInt8(ascii: "/"):
+                // A segment ends that is not the last one.
+                if length == dots && length <= 2 && (length > 0 || mergeSlashes) { return false }
+                length = 0
+                dots = 0
+            case UInt8(ascii: "."):
+                length += 1
+                dots += 1
+            case UInt8(ascii: "%"), UInt8(ascii: "\\"), UInt8(ascii: "#"), 0x00...0x20, 0x7F...0xFF:
+                return false
+            default:
+                length += 1
+            }
+        }
+        return !(length > 0 && length == dots && length <= 2)
     }
 
     private static func dropScheme(_ bytes: Substring.UTF8View.SubSequence) -> Substring.UTF8View.SubSequence? {
