@@ -172,8 +172,19 @@ final class GatewayHandler: ChannelDuplexHandler {
             requestID: requestID, method: head.method.rawValue, path: Self.pathForLog(head.uri),
             start: MonotonicClock.nanoseconds(), logged: false)
 
+        // One pass finds the Host fields and whether the framing headers are there at all.
+        var hosts = 0
+        var hasContentLength = false
+        var hasTransferEncoding = false
+        for (name, value) in head.headers {
+            switch name.utf8.count {
+            case 4 where name.equalsIgnoringASCIICase("host"): hosts += Self.listElementCount(value)
+            case 14 where name.equalsIgnoringASCIICase("content-length"): hasContentLength = true
+            case 17 where name.equalsIgnoringASCIICase("transfer-encoding"): hasTransferEncoding = true
+            default: break
+            }
+        }
         // RFC 9112 §3.2: exactly one Host in HTTP/1.1 (routes may match on it).
-        let hosts = head.headers[canonicalForm: "host"].count
         if hosts > 1 || (hosts == 0 && head.version == .http1_1) {
             return self.refuse(
                 Refusal(status: 400, detail: hosts > 1 ? "More than one Host header" : "Missing Host header", reason: "bad_host"),
@@ -181,7 +192,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
 
         // Framing checks the HTTP decoder leaves to us.
-        let lengths = head.headers[canonicalForm: "content-length"]
+        let lengths = hasContentLength ? head.headers[canonicalForm: "content-length"] : []
         var declaredLength: Int64?
         if let first = lengths.first {
             guard lengths.allSatisfy({ $0 == first }), let value = Int64(first), value >= 0 else {
@@ -190,7 +201,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             }
             declaredLength = value
         }
-        let codings = head.headers[canonicalForm: "transfer-encoding"]
+        let codings = hasTransferEncoding ? head.headers[canonicalForm: "transfer-encoding"] : []
         let chunked = !codings.isEmpty
         if chunked && codings.last?.lowercased() != "chunked" {
             // RFC 9112 §6.3: a request whose final coding is not chunked has no knowable length.
@@ -250,6 +261,22 @@ final class GatewayHandler: ChannelDuplexHandler {
             head: head, facts: facts, declaredLength: declaredLength, chunked: chunked, requestID: requestID,
             generation: self.generation)
         self.handle(policy.decide(facts, now: WallClock.now()), pending, policy: policy, context: context)
+    }
+
+    /// How many elements a comma-separated field value holds, counted as NIOHTTP1's
+    /// `canonicalForm` counts them (runs of bytes between commas).
+    static func listElementCount(_ value: String) -> Int {
+        var count = 0
+        var inElement = false
+        for byte in value.utf8 {
+            if byte == UInt8(ascii: ",") {
+                inElement = false
+            } else if !inElement {
+                inElement = true
+                count += 1
+            }
+        }
+        return count
     }
 
     /// A token endpoint request being read.

@@ -42,7 +42,8 @@ package final class UpstreamTransfer: @unchecked Sendable {  // see the confinem
     static let requestLowWater = 64 << 10
 
     private struct Shared {
-        var requestChunks = CircularBuffer<ByteBuffer>()
+        /// Created with the first chunk: most requests have no body.
+        var requestChunks: CircularBuffer<ByteBuffer>?
         var requestBuffered = 0
         var requestEnded = false
         var requestAborted = false
@@ -81,7 +82,8 @@ package final class UpstreamTransfer: @unchecked Sendable {  // see the confinem
     ///   until ``UpstreamResponseHandler/upstreamWantsRequestBody()``.
     package func appendRequestBody(_ buffer: ByteBuffer) -> Bool {
         let (resume, keepReading) = self.shared.withLock { state -> (Bool, Bool) in
-            state.requestChunks.append(buffer)
+            if state.requestChunks == nil { state.requestChunks = CircularBuffer(initialCapacity: 8) }
+            state.requestChunks!.append(buffer)
             state.requestBuffered += buffer.readableBytes
             let resume = state.curlReadPaused
             state.curlReadPaused = false
@@ -155,11 +157,21 @@ package final class UpstreamTransfer: @unchecked Sendable {  // see the confinem
         if bytes.starts(with: "HTTP/".utf8) {
             // A new status line: "HTTP/1.1 200 OK".
             self.headers.removeAll(keepingCapacity: true)
-            let parts = bytes.split(separator: UInt8(ascii: " "), maxSplits: 2, omittingEmptySubsequences: true)
-            if parts.count >= 2, let code = Int(String(decoding: parts[1], as: UTF8.self)) {
-                self.status = code
-                self.reason = parts.count == 3 ? String(decoding: parts[2], as: UTF8.self) : ""
+            // The code is the second space-separated word, the reason whatever follows it.
+            guard var start = bytes.firstIndex(of: UInt8(ascii: " ")) else { return }
+            while start < bytes.endIndex, bytes[start] == UInt8(ascii: " ") { start += 1 }
+            var end = start
+            var code = 0
+            while end < bytes.endIndex, bytes[end] != UInt8(ascii: " ") {
+                let digit = bytes[end] &- UInt8(ascii: "0")
+                guard digit < 10, end - start < 3 else { return }
+                code = code * 10 + Int(digit)
+                end += 1
             }
+            guard end > start else { return }
+            while end < bytes.endIndex, bytes[end] == UInt8(ascii: " ") { end += 1 }
+            self.status = code
+            self.reason = String(decoding: bytes[end...], as: UTF8.self)
             return
         }
         guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")) else { return }
@@ -196,7 +208,7 @@ package final class UpstreamTransfer: @unchecked Sendable {  // see the confinem
         let result = self.shared.withLock { state -> Int in
             if state.requestAborted { return Int(PC_CURL_READFUNC_ABORT) }
             var written = 0
-            while written < destination.count, var chunk = state.requestChunks.first {
+            while written < destination.count, var chunk = state.requestChunks?.first {
                 let take = min(chunk.readableBytes, destination.count - written)
                 chunk.withUnsafeReadableBytes { source in
                     UnsafeMutableRawBufferPointer(rebasing: destination[written..<(written + take)])
@@ -205,9 +217,9 @@ package final class UpstreamTransfer: @unchecked Sendable {  // see the confinem
                 chunk.moveReaderIndex(forwardBy: take)
                 written += take
                 if chunk.readableBytes == 0 {
-                    state.requestChunks.removeFirst()
+                    state.requestChunks!.removeFirst()
                 } else {
-                    state.requestChunks[state.requestChunks.startIndex] = chunk
+                    state.requestChunks![state.requestChunks!.startIndex] = chunk
                 }
             }
             state.requestBuffered -= written
