@@ -56,7 +56,7 @@ package struct UpstreamHeaderLines: Sendable {
     /// with no value (`name:` alone would remove it). A name or value with a NUL byte, which no
     /// HTTP parser lets through, is left out rather than cut short.
     package mutating func append(name: String, value: String) {
-        guard !name.utf8.isEmpty, !name.utf8.contains(0), !value.utf8.contains(0) else { return }
+        guard !name.utf8.isEmpty, !Self.hasNUL(name), !Self.hasNUL(value) else { return }
         if !self.hasAccept && Self.isAccept(name.utf8) { self.hasAccept = true }
         self.bytes.append(contentsOf: name.utf8)
         if value.isEmpty {
@@ -75,6 +75,10 @@ package struct UpstreamHeaderLines: Sendable {
         self.bytes.split(separator: 0, omittingEmptySubsequences: false).dropLast().map {
             String(decoding: $0, as: UTF8.self)
         }
+    }
+
+    private static func hasNUL(_ text: String) -> Bool {
+        text.utf8.withContiguousStorageIfAvailable { $0.contains(0) } ?? text.utf8.contains(0)
     }
 
     private static func isAccept(_ name: String.UTF8View) -> Bool {

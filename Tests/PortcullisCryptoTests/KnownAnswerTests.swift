@@ -22,7 +22,7 @@ struct KnownAnswerTests {
             name: "A.1 HS256",
             token: "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.\(payload).dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
             algorithm: .HS256,
-            key: { .secret(bytes("AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow")) }),
+            key: { .secret(HMACKey(bytes("AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow"))) }),
         Vector(
             name: "A.2 RS256",
             token: "eyJhbGciOiJSUzI1NiJ9.\(payload)."
@@ -121,11 +121,11 @@ struct JOSETests {
 
     @Test("signing round-trips for every algorithm family")
     func signAndVerify() throws {
-        let secret = JWSKey.secret(Array("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".utf8))
+        let secret = JWSKey.secret(HMACKey(Array("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".utf8)))
         for algorithm in [JWSAlgorithm.HS256, .HS384, .HS512] {
             let token = try CompactJWS.sign(header: #"{"alg":"\#(algorithm.rawValue)"}"#, payload: #"{"sub":"x"}"#, algorithm: algorithm, key: secret)
             #expect(try CompactJWS(Array(token.utf8)).verify(algorithm: algorithm, key: secret))
-            #expect(try !CompactJWS(Array(token.utf8)).verify(algorithm: algorithm, key: .secret(Array("other".utf8))))
+            #expect(try !CompactJWS(Array(token.utf8)).verify(algorithm: algorithm, key: .secret(HMACKey(Array("other".utf8)))))
         }
     }
 

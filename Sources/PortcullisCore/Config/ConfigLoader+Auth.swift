@@ -79,8 +79,8 @@ extension ConfigLoader {
                     if !algorithms.isEmpty && !algorithms.contains(where: { $0.fits(key.key) }) {
                         reader.error(.badValue, item, "\(what): key '\(key.kid ?? "-")' fits none of the pinned algorithms \(algorithms.map(\.rawValue).joined(separator: ", "))")
                     }
-                    if case .secret(let bytes) = key.key, let shortest = algorithms.compactMap(\.digest).map(\.byteCount).max(),
-                        bytes.count < shortest
+                    if case .secret(let secret) = key.key, let shortest = algorithms.compactMap(\.digest).map(\.byteCount).max(),
+                        secret.bytes.count < shortest
                     {
                         reader.warning(.badValue, item, "\(what): the secret of key '\(key.kid ?? "-")' is shorter than \(shortest) bytes, which RFC 7518 §3.2 requires")
                     }
@@ -153,7 +153,7 @@ extension ConfigLoader {
                 reader.error(.badValue, node, "the environment variable \(value) is empty")
                 return nil
             }
-            return .secret(Array(secret.utf8))
+            return .secret(HMACKey(Array(secret.utf8)))
         case "secret_file":
             let path = environment.resolve(value)
             guard var bytes = environment.readFile(path) else {
@@ -165,7 +165,7 @@ extension ConfigLoader {
                 reader.error(.badValue, node, "the secret file \(path) is empty")
                 return nil
             }
-            return .secret(bytes)
+            return .secret(HMACKey(bytes))
         default:
             let path = environment.resolve(value)
             guard let bytes = environment.readFile(path) else {

@@ -43,8 +43,7 @@ package struct CompactJWS: Sendable {
         return self.signingInput.withUnsafeBytes { message in
             switch (algorithm.family, key) {
             case (.hmac, .secret(let secret)):
-                let expected = secret.withUnsafeBytes { algorithm.digest!.hmac(key: $0, message: message) }
-                return ConstantTime.equals(expected, self.signature)
+                return self.signature.withUnsafeBytes { secret.verify(algorithm.digest!, message, tag: $0) }
             case (.rsa(let padding), .publicKey(let evp)), (.rsa(let padding), .privateKey(let evp)):
                 return self.signature.withUnsafeBytes {
                     evp.verify(signature: $0, message: message, digest: algorithm.digest, padding: padding)
@@ -72,7 +71,7 @@ package struct CompactJWS: Sendable {
         let signature: [UInt8] = try bytes.withUnsafeBytes { message in
             switch (algorithm.family, key) {
             case (.hmac, .secret(let secret)):
-                return secret.withUnsafeBytes { algorithm.digest!.hmac(key: $0, message: message) }
+                return secret.mac(algorithm.digest!, message)
             case (.rsa(let padding), .privateKey(let evp)):
                 return try evp.sign(message: message, digest: algorithm.digest, padding: padding)
             case (.ecdsa(_, let width), .privateKey(let evp)):

@@ -105,10 +105,10 @@ private struct StrictJSONParser {
     }
 
     mutating func literal(_ text: String, _ value: JSONValue) -> JSONValue? {
-        let utf8 = Array(text.utf8)
-        guard self.index + utf8.count <= self.bytes.count, Array(self.bytes[self.index..<self.index + utf8.count]) == utf8
+        let count = text.utf8.count
+        guard self.index + count <= self.bytes.count, self.bytes[self.index..<self.index + count].elementsEqual(text.utf8)
         else { return nil }
-        self.index += utf8.count
+        self.index += count
         return value
     }
 
@@ -171,6 +171,19 @@ private struct StrictJSONParser {
 
     mutating func string() -> String? {
         self.index += 1  // opening quote
+        // Most strings have no escape: they become a String straight from the input bytes.
+        var end = self.index
+        while end < self.bytes.count {
+            let byte = self.bytes[end]
+            if byte == UInt8(ascii: "\"") {
+                let text = String(validating: self.bytes[self.index..<end], as: UTF8.self)
+                self.index = end + 1
+                return text
+            }
+            if byte == UInt8(ascii: "\\") { break }
+            guard byte >= 0x20 else { return nil }  // raw control characters are not allowed
+            end += 1
+        }
         var out = [UInt8]()
         while self.index < self.bytes.count {
             let byte = self.bytes[self.index]

@@ -72,7 +72,7 @@ package struct JWK: Sendable {
                 key = .publicKey(try EVPKey.ed25519(publicKey: bytes("x")))
             case "oct":
                 guard allowSecrets else { throw KeyError(reason: "shared secrets (kty oct) are not accepted here") }
-                key = .secret(try bytes("k"))
+                key = .secret(HMACKey(try bytes("k")))
             default:
                 throw KeyError(reason: "unsupported kty \(item["kty"]?.serialized ?? "(missing)")")
             }

@@ -56,8 +56,8 @@ package enum JWSAlgorithm: String, Hashable, Sendable, CaseIterable {
 
 /// Key material for one JWS key.
 package enum JWSKey: Sendable {
-    /// An HMAC secret: the raw bytes.
-    case secret([UInt8])
+    /// An HMAC secret.
+    case secret(HMACKey)
     case publicKey(EVPKey)
     case privateKey(EVPKey)
 }
