@@ -85,6 +85,29 @@ struct KnownAnswerTests {
         #expect(accepted.isEmpty, "accepted after changing bytes at \(accepted)")
     }
 
+    @Test("one key verifies from many threads at once, and a failure does not stick", arguments: Self.vectors)
+    func concurrentUse(_ vector: Vector) async throws {
+        let key = try vector.key()
+        let good = try CompactJWS(Array(vector.token.utf8), jsonPayload: false)
+        var changed = Array(vector.token.utf8)
+        changed[changed.count - 2] = changed[changed.count - 2] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
+        let bad = try CompactJWS(changed, jsonPayload: false)
+        let wrong = await withTaskGroup(of: Int.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    var wrong = 0
+                    for _ in 0..<50 {
+                        if !good.verify(algorithm: vector.algorithm, key: key) { wrong += 1 }
+                        if bad.verify(algorithm: vector.algorithm, key: key) { wrong += 1 }
+                    }
+                    return wrong
+                }
+            }
+            return await group.reduce(0, +)
+        }
+        #expect(wrong == 0)
+    }
+
     @Test("the wrong algorithm family never verifies")
     func wrongFamily() throws {
         let rsa = try Self.vectors[1].key()

@@ -9,25 +9,39 @@ package enum Base64URL {
     }()
 
     package static func decode<Bytes: Collection>(_ input: Bytes) -> [UInt8]? where Bytes.Element == UInt8 {
+        if let decoded = input.withContiguousStorageIfAvailable({ Self.decode(contiguous: $0) }) { return decoded }
+        return Array(input).withUnsafeBufferPointer { Self.decode(contiguous: $0) }
+    }
+
+    private static func decode(contiguous input: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
         let count = input.count
         if count % 4 == 1 { return nil }
-        var out = [UInt8]()
-        out.reserveCapacity(count * 3 / 4)
-        var accumulator: UInt32 = 0
-        var bits = 0
-        for byte in input {
-            let value = Self.table[Int(byte)]
-            if value == 0xFF { return nil }
-            accumulator = accumulator << 6 | UInt32(value)
-            bits += 6
-            if bits >= 8 {
-                bits -= 8
-                out.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(bits)))
+        var valid = true
+        let out = Self.table.withUnsafeBufferPointer { table in
+            [UInt8](unsafeUninitializedCapacity: count * 3 / 4) { out, written in
+                var accumulator: UInt32 = 0
+                var bits = 0
+                var length = 0
+                for byte in input {
+                    let value = table[Int(byte)]
+                    if value == 0xFF {
+                        valid = false
+                        break
+                    }
+                    accumulator = accumulator << 6 | UInt32(value)
+                    bits += 6
+                    if bits >= 8 {
+                        bits -= 8
+                        out[length] = UInt8(truncatingIfNeeded: accumulator >> UInt32(bits))
+                        length += 1
+                    }
+                }
+                // Leftover bits must be zero, so each byte string has exactly one encoding.
+                if bits > 0 && accumulator & ((1 << UInt32(bits)) - 1) != 0 { valid = false }
+                written = length
             }
         }
-        // Leftover bits must be zero, so each byte string has exactly one encoding.
-        if bits > 0 && accumulator & ((1 << UInt32(bits)) - 1) != 0 { return nil }
-        return out
+        return valid ? out : nil
     }
 
     package static func encode<Bytes: Sequence>(_ input: Bytes) -> String where Bytes.Element == UInt8 {

@@ -1,4 +1,5 @@
 internal import CPortcullisOpenSSL
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,8 +8,9 @@ import Glibc
 /// `EVP_PKEY` and drops it in `deinit`.
 ///
 /// OpenSSL allows one fully built `EVP_PKEY` to be used by many threads at once as long as
-/// nobody mutates it; every operation here makes its own context, so a key is shared freely
-/// across requests. Keys are parsed when a configuration loads, never per request.
+/// nobody mutates it; every operation here works on its own context, so a key is shared freely
+/// across requests. Keys are parsed when a configuration loads, never per request, and a
+/// verification starts from a copy of a context initialised once for its digest and padding.
 package final class EVPKey: @unchecked Sendable {  // immutable after init; see above
     package enum Kind: Hashable, Sendable {
         case rsa(bits: Int)
@@ -21,6 +23,15 @@ package final class EVPKey: @unchecked Sendable {  // immutable after init; see 
     let pointer: OpaquePointer
     package let kind: Kind
     package let isPrivate: Bool
+
+    private struct VerifierID: Hashable {
+        var digest: DigestAlgorithm
+        var padding: RSAPadding
+    }
+
+    /// `EVP_MD_CTX`s after `EVP_DigestVerifyInit` (and the PSS settings), made on first use.
+    /// They are only ever copied, never used directly.
+    private let verifiers = Mutex<[VerifierID: OpaquePointer]>([:])
 
     /// - Parameter pointer: a key whose reference the caller hands over.
     private init(takingOwnershipOf pointer: OpaquePointer, isPrivate: Bool) {
@@ -47,7 +58,10 @@ package final class EVPKey: @unchecked Sendable {  // immutable after init; see 
         }
     }
 
-    deinit { EVP_PKEY_free(self.pointer) }
+    deinit {
+        self.verifiers.withLock { for context in $0.values { EVP_MD_CTX_free(context) } }
+        EVP_PKEY_free(self.pointer)
+    }
 
     private static let joseCurveNames = ["prime256v1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"]
     private static let openSSLCurveNames = ["P-256": "prime256v1", "P-384": "secp384r1", "P-521": "secp521r1"]
@@ -152,7 +166,7 @@ package final class EVPKey: @unchecked Sendable {  // immutable after init; see 
     // MARK: signatures
 
     /// Padding for RSA signatures.
-    package enum RSAPadding: Sendable {
+    package enum RSAPadding: Hashable, Sendable {
         case pkcs1
         /// PSS with MGF1 over the same digest and a salt as long as the digest (RFC 7518 §3.5).
         case pss
@@ -166,8 +180,43 @@ package final class EVPKey: @unchecked Sendable {  // immutable after init; see 
     ) -> Bool {
         guard let context = EVP_MD_CTX_new() else { return false }
         defer { EVP_MD_CTX_free(context) }
+        if let digest {
+            guard let template = self.verifier(digest: digest, padding: padding),
+                EVP_MD_CTX_copy_ex(context, template) == 1
+            else {
+                ERR_clear_error()
+                return false
+            }
+        } else {
+            // Ed25519 signs the message itself: there is no digest state worth keeping.
+            guard Self.initVerify(context, key: self.pointer, digest: nil, padding: padding) else { return false }
+        }
+        let ok =
+            EVP_DigestVerify(
+                context, signature.baseAddress?.assumingMemoryBound(to: UInt8.self), signature.count,
+                message.baseAddress?.assumingMemoryBound(to: UInt8.self), message.count) == 1
+        if !ok { ERR_clear_error() }
+        return ok
+    }
+
+    /// The initialised context for `digest` and `padding`, made once.
+    private func verifier(digest: DigestAlgorithm, padding: RSAPadding) -> OpaquePointer? {
+        let id = VerifierID(digest: digest, padding: padding)
+        return self.verifiers.withLock { verifiers -> OpaquePointer? in
+            if let template = verifiers[id] { return template }
+            guard let template = EVP_MD_CTX_new() else { return nil }
+            guard Self.initVerify(template, key: self.pointer, digest: digest, padding: padding) else {
+                EVP_MD_CTX_free(template)
+                return nil
+            }
+            verifiers[id] = template
+            return template
+        }
+    }
+
+    private static func initVerify(_ context: OpaquePointer, key: OpaquePointer, digest: DigestAlgorithm?, padding: RSAPadding) -> Bool {
         var keyContext: OpaquePointer?
-        guard EVP_DigestVerifyInit(context, &keyContext, digest?.evp, nil, self.pointer) == 1 else {
+        guard EVP_DigestVerifyInit(context, &keyContext, digest?.evp, nil, key) == 1 else {
             ERR_clear_error()  // never leave errors queued for the next caller
             return false
         }
@@ -180,12 +229,7 @@ package final class EVPKey: @unchecked Sendable {  // immutable after init; see 
                 return false
             }
         }
-        let ok =
-            EVP_DigestVerify(
-                context, signature.baseAddress?.assumingMemoryBound(to: UInt8.self), signature.count,
-                message.baseAddress?.assumingMemoryBound(to: UInt8.self), message.count) == 1
-        if !ok { ERR_clear_error() }
-        return ok
+        return true
     }
 
     /// Signs `message` with this private key. EC signatures come back DER-encoded.
