@@ -140,6 +140,11 @@ struct JOSETests {
         #expect(JSONValue.parse(Array("{\"a\":\"\u{01}\"}".utf8)) == nil)
         #expect(JSONValue.parse(Array(#"{'a':1}"#.utf8)) == nil)
         #expect(JSONValue.parse(Array(String(repeating: "[", count: 100).utf8)) == nil)
+        // Raw (unescaped) UTF-8 is kept when valid and refused when not.
+        #expect(JSONValue.parse(Array(#"{"a":"é\u0041"}"#.utf8))?["a"]?.string == "éA")
+        #expect(JSONValue.parse(Array(#"{"a":"naïve"}"#.utf8))?["a"]?.string == "naïve")
+        #expect(JSONValue.parse([0x7B, 0x22, 0x61, 0x22, 0x3A, 0x22, 0xC3, 0x28, 0x22, 0x7D]) == nil)
+        #expect(JSONValue.parse([0x7B, 0x22, 0x61, 0x22, 0x3A, 0x22, 0xFF, 0x22, 0x7D]) == nil)
     }
 
     @Test("signing round-trips for every algorithm family")

@@ -114,7 +114,7 @@ private struct StrictJSONParser {
 
     mutating func object(depth: Int) -> JSONValue? {
         self.index += 1
-        var members: [String: JSONValue] = [:]
+        var members = [String: JSONValue](minimumCapacity: 8)  // a JOSE header or claims set
         self.skipSpace()
         if self.index < self.bytes.count && self.bytes[self.index] == UInt8(ascii: "}") {
             self.index += 1
@@ -173,15 +173,21 @@ private struct StrictJSONParser {
         self.index += 1  // opening quote
         // Most strings have no escape: they become a String straight from the input bytes.
         var end = self.index
+        var ascii = true
         while end < self.bytes.count {
             let byte = self.bytes[end]
             if byte == UInt8(ascii: "\"") {
-                let text = String(validating: self.bytes[self.index..<end], as: UTF8.self)
+                let text = self.bytes.withUnsafeBufferPointer { buffer -> String? in
+                    let slice = UnsafeBufferPointer(rebasing: buffer[self.index..<end])
+                    // ASCII is valid UTF-8 as it is; anything else is checked.
+                    return ascii ? String(decoding: slice, as: UTF8.self) : String(validating: slice, as: UTF8.self)
+                }
                 self.index = end + 1
                 return text
             }
             if byte == UInt8(ascii: "\\") { break }
             guard byte >= 0x20 else { return nil }  // raw control characters are not allowed
+            if byte >= 0x80 { ascii = false }
             end += 1
         }
         var out = [UInt8]()
