@@ -431,27 +431,35 @@ final class GatewayHandler: ChannelDuplexHandler {
         var forwardedHost: String?
         let forwardAuthorization = plan.forwardAuthorization
         for (name, value) in head.headers {
-            let lower = name.lowercased()
-            if HopByHopHeaders.always.contains(lower) || listed.contains(lower) || stripped.contains(lower) { continue }
-            switch lower {
-            case "x-forwarded-for":
+            // Names are compared without lower-case copies where the list is fixed; only the
+            // Connection-listed names and API key headers need one.
+            if HopByHopHeaders.isAlways(name) || stripped.contains(where: { name.equalsIgnoringASCIICase($0) }) { continue }
+            var lower: String?
+            if !listed.isEmpty {
+                let lowered = name.lowercased()
+                if listed.contains(lowered) { continue }
+                lower = lowered
+            }
+            switch ForwardingRole(name) {
+            case .forwardedFor:
                 if trustedPeer { forwardedFor = forwardedFor.map { $0 + ", " + value } ?? value }
                 continue
-            case "x-forwarded-proto":
+            case .forwardedProto:
                 if trustedPeer { forwardedProto = value }
                 continue
-            case "x-forwarded-host":
+            case .forwardedHost:
                 if trustedPeer { forwardedHost = value }
                 continue
-            case "authorization":
+            case .authorization:
                 if !forwardAuthorization { continue }
-            case _ where plan.stripAPIKeyHeaders && lower != "cookie" && policy.credentialHeaderNames.contains(lower):
-                continue  // the API key itself
-            case "host", "content-length", "expect", "x-request-id":
+            case .framing:
                 // The gateway frames every upstream request itself, and answers 100-continue itself.
                 continue
-            default:
-                break
+            case .other:
+                if plan.stripAPIKeyHeaders {
+                    let lowered = lower ?? name.lowercased()
+                    if lowered != "cookie" && policy.credentialHeaderNames.contains(lowered) { continue }  // the API key itself
+                }
             }
             lines.append(name: name, value: value)
         }
@@ -785,6 +793,29 @@ final class GatewayHandler: ChannelDuplexHandler {
             return given
         }
         return RequestIDs.next()
+    }
+}
+
+/// What a client request header is to the forwarding step.
+private enum ForwardingRole {
+    case forwardedFor, forwardedProto, forwardedHost
+    case authorization
+    /// `Host`, `Content-Length`, `Expect`, `X-Request-Id`: set by the gateway itself.
+    case framing
+    case other
+
+    init(_ name: String) {
+        switch name.utf8.count {
+        case 4 where name.equalsIgnoringASCIICase("host"): self = .framing
+        case 6 where name.equalsIgnoringASCIICase("expect"): self = .framing
+        case 12 where name.equalsIgnoringASCIICase("x-request-id"): self = .framing
+        case 13 where name.equalsIgnoringASCIICase("authorization"): self = .authorization
+        case 14 where name.equalsIgnoringASCIICase("content-length"): self = .framing
+        case 15 where name.equalsIgnoringASCIICase("x-forwarded-for"): self = .forwardedFor
+        case 16 where name.equalsIgnoringASCIICase("x-forwarded-host"): self = .forwardedHost
+        case 17 where name.equalsIgnoringASCIICase("x-forwarded-proto"): self = .forwardedProto
+        default: self = .other
+        }
     }
 }
 

@@ -2,12 +2,9 @@ import NIOHTTP1
 
 /// Header filtering for both directions of the proxy (RFC 9110 §7.6.1).
 enum HopByHopHeaders {
-    /// Lower-case names that never cross the gateway in either direction.
-    static let always: Set<String> = [
-        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-    ]
-
-    /// Whether `name` is one of ``always``, in any case, without building a lower-case copy.
+    /// Whether `name` never crosses the gateway in either direction (`Connection`, `Keep-Alive`,
+    /// `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`), in any case, without
+    /// building a lower-case copy.
     static func isAlways(_ name: String) -> Bool {
         switch name.utf8.count {
         case 2: return name.equalsIgnoringASCIICase("te")
