@@ -589,10 +589,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         else { return }
         var headers = HTTPHeaders()
         headers.reserveCapacity(head.headers.count + 2)
-        var listed = Set<String>()
-        for (name, value) in head.headers where name.equalsIgnoringASCIICase("connection") {
-            for token in value.split(separator: ",") { listed.insert(token.trimmingASCIISpaces().lowercased()) }
-        }
+        let listed = HopByHopHeaders.listedInConnection(head.headers)
         for (name, value) in head.headers {
             if HopByHopHeaders.isAlways(name) || name.equalsIgnoringASCIICase("x-request-id") { continue }
             if !listed.isEmpty && listed.contains(name.lowercased()) { continue }

@@ -1,4 +1,4 @@
-import NIOHTTP1
+import PortcullisUpstream
 
 /// Header filtering for both directions of the proxy (RFC 9110 §7.6.1).
 enum HopByHopHeaders {
@@ -16,24 +16,17 @@ enum HopByHopHeaders {
         }
     }
 
-    /// The lower-case names the `Connection` header lists: they are hop-by-hop too.
-    static func listedInConnection(_ headers: HTTPHeaders) -> Set<String> {
+    /// The lower-case names the `Connection` fields list: they are hop-by-hop too. Works on a
+    /// request's `HTTPHeaders` and on an upstream response's header list alike.
+    static func listedInConnection(_ headers: some Sequence<(name: String, value: String)>) -> Set<String> {
         var names = Set<String>()
-        for value in headers[canonicalForm: "connection"] {
-            let name = value.trimmingASCIISpaces().lowercased()
-            if !name.isEmpty { names.insert(name) }
+        for (name, value) in headers where name.equalsIgnoringASCIICase("connection") {
+            for token in value.split(separator: ",") {
+                let listed = token.trimmingASCIISpaces().lowercased()
+                if !listed.isEmpty { names.insert(listed) }
+            }
         }
         return names
-    }
-}
-
-extension String {
-    /// Equality with `lowercase` (ASCII, already lower-case), ignoring the case of ASCII letters.
-    func equalsIgnoringASCIICase(_ lowercase: String) -> Bool {
-        guard self.utf8.count == lowercase.utf8.count else { return false }
-        return zip(self.utf8, lowercase.utf8).allSatisfy { byte, expected in
-            (byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte) == expected
-        }
     }
 }
 

@@ -377,14 +377,14 @@ package final class CurlMulti: @unchecked Sendable {  // everything but `inbox`,
 
     /// Lines libcurl gets after the request's own: an empty value removes a header curl would add
     /// by itself (`Accept: */*`, and `Expect: 100-continue` for uploads).
-    private static let suppressAccept = Array("Accept:\0".utf8)
     private static let suppressExpect = Array("Expect:\0".utf8)
+    private static let suppressAcceptAndExpect = Array("Accept:\0Expect:\0".utf8)
 
     /// Builds the request's `curl_slist` in one allocation: the list nodes, then the strings they
     /// point into. libcurl only reads the list; ``finish(_:error:)`` frees it once the handle is
     /// out of the multi handle.
     private static func headerBlock(_ headers: UpstreamHeaderLines) -> UnsafeMutableRawPointer {
-        let tail = headers.hasAccept ? Self.suppressExpect : Self.suppressAccept + Self.suppressExpect
+        let tail = headers.hasAccept ? Self.suppressExpect : Self.suppressAcceptAndExpect
         let nodeCount = headers.count + (headers.hasAccept ? 1 : 2)
         let stride = MemoryLayout<curl_slist>.stride
         let nodesSize = nodeCount * stride

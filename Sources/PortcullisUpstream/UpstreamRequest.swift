@@ -57,7 +57,7 @@ package struct UpstreamHeaderLines: Sendable {
     /// HTTP parser lets through, is left out rather than cut short.
     package mutating func append(name: String, value: String) {
         guard !name.utf8.isEmpty, !Self.hasNUL(name), !Self.hasNUL(value) else { return }
-        if !self.hasAccept && Self.isAccept(name.utf8) { self.hasAccept = true }
+        if !self.hasAccept && name.equalsIgnoringASCIICase("accept") { self.hasAccept = true }
         self.bytes.append(contentsOf: name.utf8)
         if value.isEmpty {
             self.bytes.append(UInt8(ascii: ";"))
@@ -70,20 +70,8 @@ package struct UpstreamHeaderLines: Sendable {
         self.count += 1
     }
 
-    /// The lines as text, in order.
-    package var lines: [String] {
-        self.bytes.split(separator: 0, omittingEmptySubsequences: false).dropLast().map {
-            String(decoding: $0, as: UTF8.self)
-        }
-    }
-
     private static func hasNUL(_ text: String) -> Bool {
         text.utf8.withContiguousStorageIfAvailable { $0.contains(0) } ?? text.utf8.contains(0)
-    }
-
-    private static func isAccept(_ name: String.UTF8View) -> Bool {
-        guard name.count == 6 else { return false }
-        return zip(name, "accept".utf8).allSatisfy { ($0 &- UInt8(ascii: "A") < 26 ? $0 | 0x20 : $0) == $1 }
     }
 }
 
@@ -93,4 +81,14 @@ package struct UpstreamResponseHead: Sendable {
     package var reason: String
     /// In the order received; repeated names (`Set-Cookie`) stay separate.
     package var headers: [(name: String, value: String)]
+}
+
+extension String {
+    /// Equality with `lowercase` (ASCII, already lower-case), ignoring the case of ASCII letters.
+    package func equalsIgnoringASCIICase(_ lowercase: String) -> Bool {
+        guard self.utf8.count == lowercase.utf8.count else { return false }
+        return zip(self.utf8, lowercase.utf8).allSatisfy { byte, expected in
+            (byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte) == expected
+        }
+    }
 }
