@@ -62,6 +62,7 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "echo-upstream", dependencies: [nioCore, nioPosix, nioHTTP1]),
+        .executableTarget(name: "token-bench", dependencies: ["PortcullisCore", "PortcullisCrypto"]),
         .testTarget(name: "PortcullisCryptoTests", dependencies: ["PortcullisCrypto"]),
         .testTarget(name: "PortcullisCoreTests", dependencies: ["PortcullisCore", "PortcullisCrypto"]),
         .testTarget(name: "PortcullisServerTests", dependencies: ["PortcullisServer"]),

@@ -196,20 +196,12 @@ http {{
         wait_port(port)
         return port, proc
 
-    def haproxy(self, upstream, alg, key):
-        """HAProxy 2.6 with jwt_verify: the algorithm pinned, signature, exp, iss, aud, scope."""
+    def haproxy(self, upstream, alg, key, verify=True):
+        """HAProxy 2.6 with jwt_verify: the algorithm pinned, signature, exp, iss, aud, scope.
+        With `verify=False`, the same proxy without the checks: what HAProxy pays to carry the
+        token, so that what its checks cost can be told apart from what its proxying costs."""
         port = free_port()
-        conf = self.write(f"haproxy-{alg}.cfg", f"""
-global
-    nbthread 1
-    maxconn 4096
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 30s
-    timeout server 30s
-frontend gateway
-    bind 127.0.0.1:{port}
+        checks = f"""
     http-request deny status 401 unless {{ req.hdr(authorization) -m beg "Bearer " }}
     http-request set-var(txn.bearer) http_auth_bearer
     http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('$.alg')
@@ -220,7 +212,18 @@ frontend gateway
     http-request deny status 401 if {{ var(txn.exp),sub(txn.now) -m int lt 0 }}
     http-request deny status 401 unless {{ var(txn.bearer),jwt_payload_query('$.iss') -m str https://bench.local }}
     http-request deny status 401 unless {{ var(txn.bearer),jwt_payload_query('$.aud') -m str api }}
-    http-request deny status 403 unless {{ var(txn.bearer),jwt_payload_query('$.scope') -m sub items }}
+    http-request deny status 403 unless {{ var(txn.bearer),jwt_payload_query('$.scope') -m sub items }}""" if verify else ""
+        conf = self.write(f"haproxy-{alg}-{'verify' if verify else 'plain'}.cfg", f"""
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+frontend gateway
+    bind 127.0.0.1:{port}{checks}
     default_backend echo
 backend echo
     http-reuse always
@@ -334,7 +337,31 @@ routes:
                     self.measure(f"haproxy {alg} jwt_verify", hport, lambda: [hproc.pid], "/items",
                                  [f"Authorization: Bearer {token}"])
                     self.stop(hproc)
+                    hport, hproc = self.haproxy(upstream, alg, hkey, verify=False)
+                    self.measure(f"haproxy {alg} header, no check", hport, lambda: [hproc.pid], "/items",
+                                 [f"Authorization: Bearer {token}"])
+                    self.stop(hproc)
+            self.token_checks()
         self.report(nginx, none, idle_rss, loaded_rss)
+
+    def token_checks(self):
+        """One cache-off token check in process (token-bench, pinned to core 1), against the
+        signature alone and against `openssl speed`, the floor for the signature."""
+        tool = os.path.join(os.path.dirname(os.environ["PORTCULLIS_BIN"]), "token-bench")
+        out = subprocess.run(pinned(1, [tool, self.tmp]), capture_output=True, text=True, check=True).stdout
+        speed = subprocess.run(pinned(1, ["openssl", "speed", "-seconds", "2", "rsa2048", "ecdsap256"]),
+                               capture_output=True, text=True).stdout
+        floors = []
+        rsa = re.search(r"^rsa 2048 bits\s+\S+\s+\S+\s+\S+\s+([\d.]+)", speed, re.M)
+        ecdsa = re.search(r"\(nistp256\)\s+\S+\s+\S+\s+\S+\s+([\d.]+)", speed, re.M)
+        if rsa:
+            floors.append(f"RSA-2048 verify {1e6 / float(rsa.group(1)):.1f} µs")
+        if ecdsa:
+            floors.append(f"P-256 verify {1e6 / float(ecdsa.group(1)):.1f} µs")
+        self.token_lines = ["one token check, in process, CPU µs (token-bench):"] + ["  " + line for line in out.strip().splitlines()]
+        if floors:
+            self.token_lines.append("  openssl speed: " + ", ".join(floors))
+        print("\n".join(self.token_lines), file=sys.stderr)
 
     def logins(self, upstream):
         """Logins per second at the configured Argon2 cost (m=64 MiB, t=3, p=4, two hashing
@@ -374,6 +401,13 @@ routes:
             parts = []
             if off and haproxy:
                 parts.append(f"cache off vs haproxy CPU/req {off['cpu_us'] / haproxy['cpu_us']:.2f}x")
+                # What the check itself costs each: the request minus the same request carried
+                # through unchecked by the same proxy.
+                same = by_name.get(f"portcullis none + {alg} header")
+                plain = by_name.get(f"haproxy {alg} header, no check")
+                if same and plain:
+                    parts.append(f"the check alone {off['cpu_us'] - same['cpu_us']:.1f} µs vs haproxy's "
+                                 f"{haproxy['cpu_us'] - plain['cpu_us']:.1f} µs")
             if on:
                 parts.append(f"cache on vs auth: none CPU/req {on['cpu_us'] / none['cpu_us']:.2f}x")
                 same = by_name.get(f"portcullis none + {alg} header")
@@ -384,6 +418,7 @@ routes:
         lines.append(f"portcullis RSS: idle {idle_rss / 1024:.1f} MiB, after load {loaded_rss / 1024:.1f} MiB")
         if getattr(self, "login_line", None):
             lines.append(self.login_line)
+        lines.extend(getattr(self, "token_lines", []))
         text = "\n".join(lines)
         print(text)
         results = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")

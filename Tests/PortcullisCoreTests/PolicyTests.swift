@@ -93,3 +93,19 @@ struct PolicyTests {
         #expect(bad.status == 400)
     }
 }
+
+@Suite("Scope claims")
+struct ScopeClaimTests {
+    @Test("a space-delimited claim splits into its words, empty ones dropped")
+    func spaceDelimited() {
+        #expect(BearerVerifier.spaceDelimited("") == [])
+        #expect(BearerVerifier.spaceDelimited("   ") == [])
+        #expect(BearerVerifier.spaceDelimited("me") == ["me"])
+        #expect(BearerVerifier.spaceDelimited("me items") == ["me", "items"])
+        #expect(BearerVerifier.spaceDelimited("  me   items ") == ["me", "items"])
+        #expect(BearerVerifier.spaceDelimited("é ü") == ["é", "ü"])
+        for text in ["a b", " a", "a  b  c ", "x\ty z"] {
+            #expect(BearerVerifier.spaceDelimited(text) == text.split(separator: " ").map(String.init))
+        }
+    }
+}

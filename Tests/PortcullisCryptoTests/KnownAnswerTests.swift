@@ -147,6 +147,21 @@ struct JOSETests {
         #expect(JSONValue.parse([0x7B, 0x22, 0x61, 0x22, 0x3A, 0x22, 0xFF, 0x22, 0x7D]) == nil)
     }
 
+    @Test("numbers read by the integer shortcut equal the general reading")
+    func jsonNumbers() {
+        let texts = [
+            "0", "-0", "7", "-7", "1700000000", "-1700000000", "999999999999999", "-999999999999999", "1000000000000000",
+            "12345678901234567890", "1.5", "-0.25", "1e3", "1E-3", "2.5e+2", "4102444800",
+        ]
+        for text in texts {
+            let parsed = JSONValue.parse(Array("{\"n\":\(text)}".utf8))?["n"]?.number
+            #expect(parsed == Double(text), "\(text)")
+        }
+        for text in ["-", "01", "-01", "1.", ".5", "1e", "+1", "--1", "1-"] {
+            #expect(JSONValue.parse(Array("{\"n\":\(text)}".utf8)) == nil, "\(text)")
+        }
+    }
+
     @Test("signing round-trips for every algorithm family")
     func signAndVerify() throws {
         let secret = JWSKey.secret(HMACKey(Array("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".utf8)))

@@ -48,7 +48,9 @@ package struct BearerVerifier: Sendable {
         if let cache = self.cache, let key, let cached = cache.lookup(key, now: now, leeway: self.leeway) {
             return self.checkLocalUser(cached)
         }
-        let result = self.verifyUncached(Array(token.utf8), now: now)
+        // A header value is a native string: its bytes are copied in one go, not one by one.
+        let bytes = token.utf8.withContiguousStorageIfAvailable { Array($0) } ?? Array(token.utf8)
+        let result = self.verifyUncached(bytes, now: now)
         if case .success(let verified) = result, let cache = self.cache, let key {
             cache.insert(key, verified)
         }
@@ -86,21 +88,23 @@ package struct BearerVerifier: Sendable {
         guard let algorithm = JWSAlgorithm(rawValue: algName), issuer.algorithms.contains(algorithm) else {
             return .failure(.algorithmNotAllowed(algName))
         }
-        // 4. Keys by kid, or every key that fits the algorithm.
-        let remote = self.remoteKeySets[issuerName]
-        let keys = remote.map { issuer.keys + $0.keys } ?? issuer.keys
-        let candidates: [IssuerKey]
-        if let kid {
-            candidates = keys.filter { $0.kid == kid }
-            if candidates.isEmpty { return .failure(.unknownKeyID(kid: kid, issuer: issuerName)) }
-        } else {
-            candidates = keys
+        // 4. Keys by kid, or every key that fits the algorithm; 5. the signature, with each of
+        // them in turn until one verifies.
+        var named = false
+        var fitting = false
+        func verifies(_ candidate: IssuerKey) -> Bool {
+            guard kid == nil || candidate.kid == kid else { return false }
+            named = true
+            guard candidate.algorithm == nil || candidate.algorithm == algorithm, algorithm.fits(candidate.key) else {
+                return false
+            }
+            fitting = true
+            return jws.verify(algorithm: algorithm, key: candidate.key)
         }
-        let fitting = candidates.filter { ($0.algorithm == nil || $0.algorithm == algorithm) && algorithm.fits($0.key) }
-        if fitting.isEmpty { return .failure(.noKeyFits) }
-        // 5. The signature.
-        guard let key = fitting.first(where: { jws.verify(algorithm: algorithm, key: $0.key) }) else {
-            return .failure(.badSignature)
+        guard let key = issuer.keys.first(where: verifies) ?? self.remoteKeySets[issuerName]?.keys.first(where: verifies)
+        else {
+            if let kid, !named { return .failure(.unknownKeyID(kid: kid, issuer: issuerName)) }
+            return .failure(fitting ? .badSignature : .noKeyFits)
         }
         // 6. The claims, trusted only now.
         let claims = jws.payload
@@ -134,7 +138,7 @@ package struct BearerVerifier: Sendable {
             guard let value = claims[claim] else { continue }
             switch value {
             case .string(let text):
-                scopes = text.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+                scopes = Self.spaceDelimited(text)
             case .array(let items):
                 var list: [String] = []
                 for item in items {
@@ -155,5 +159,17 @@ package struct BearerVerifier: Sendable {
             VerifiedToken(
                 issuer: issuerName, subject: subject, scopes: scopes, verifiedBy: key.kid ?? key.source, expiresAt: expiry,
                 algorithm: algorithm.rawValue))
+    }
+
+    /// The words of a space-delimited claim (RFC 6749 §3.3), empty ones dropped.
+    package static func spaceDelimited(_ text: String) -> [String] {
+        var words: [String] = []
+        var rest = Substring(text)
+        while let start = rest.utf8.firstIndex(where: { $0 != 0x20 }) {
+            let end = rest.utf8[start...].firstIndex(of: 0x20) ?? rest.endIndex
+            words.append(String(rest[start..<end]))
+            rest = rest[end...]
+        }
+        return words
     }
 }

@@ -288,6 +288,16 @@ private struct StrictJSONParser {
             }
             guard self.index > digits else { return nil }
         }
+        // Claims such as `exp` and `iat` are small integers: read those directly, exactly.
+        let length = self.index - start
+        if length <= 15, !self.bytes[start..<self.index].contains(where: { $0 == UInt8(ascii: ".") || $0 | 0x20 == UInt8(ascii: "e") }) {
+            var magnitude: Int64 = 0
+            for byte in self.bytes[start..<self.index] where byte != UInt8(ascii: "-") {
+                magnitude = magnitude * 10 + Int64(byte - UInt8(ascii: "0"))
+            }
+            let value = Double(magnitude)
+            return .number(self.bytes[start] == UInt8(ascii: "-") ? -value : value)
+        }
         guard let value = Double(String(decoding: self.bytes[start..<self.index], as: UTF8.self)), value.isFinite else {
             return nil
         }

@@ -1,15 +1,26 @@
 internal import CPortcullisOpenSSL
+import Synchronization
 
 /// An HMAC secret with an OpenSSL MAC context already keyed for each SHA-2 digest.
 ///
-/// A MAC then starts from a copy of the keyed context: no algorithm fetch, no context set-up and
-/// no key schedule per call, which is most of what a one-shot `HMAC()` costs on a short JWS.
-package final class HMACKey: @unchecked Sendable {  // immutable after init; the contexts are only copied
+/// A MAC then runs on a keyed context taken from a small pool (or copied from the template when
+/// the pool is empty) and re-initialised with the key it already holds: no algorithm fetch, no
+/// context set-up, no key schedule and no allocation per call, which is most of what a one-shot
+/// `HMAC()` costs on a short JWS.
+package final class HMACKey: @unchecked Sendable {  // the templates are immutable after init and only copied
     /// The raw secret.
     package let bytes: [UInt8]
     private let sha256: OpaquePointer?
     private let sha384: OpaquePointer?
     private let sha512: OpaquePointer?
+    /// Keyed contexts between uses, by digest; at most `poolLimit` each.
+    private let pool = Mutex<[DigestAlgorithm: [PooledContext]]>([:])
+    private static let poolLimit = 16
+
+    /// A context owned by the pool: only the thread that takes it out uses it.
+    private struct PooledContext: @unchecked Sendable {
+        let pointer: OpaquePointer
+    }
 
     /// OpenSSL's HMAC implementation, fetched once. A fetched EVP_MAC is immutable and may be
     /// shared between threads.
@@ -23,6 +34,9 @@ package final class HMACKey: @unchecked Sendable {  // immutable after init; the
     }
 
     deinit {
+        self.pool.withLock { pool in
+            for context in pool.values.joined() { EVP_MAC_CTX_free(context.pointer) }
+        }
         EVP_MAC_CTX_free(self.sha256)
         EVP_MAC_CTX_free(self.sha384)
         EVP_MAC_CTX_free(self.sha512)
@@ -72,16 +86,34 @@ package final class HMACKey: @unchecked Sendable {  // immutable after init; the
 
     /// Writes the MAC into `out` (at least 64 bytes) and returns its length.
     private func mac(_ digest: DigestAlgorithm, _ message: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) -> Int {
-        guard let template = self.template(digest), let context = EVP_MAC_CTX_dup(template) else {
+        guard let template = self.template(digest), let context = self.take(digest, template: template) else {
             let tag = self.bytes.withUnsafeBytes { digest.hmac(key: $0, message: message) }
             out.copyBytes(from: tag)
             return tag.count
         }
-        defer { EVP_MAC_CTX_free(context) }
         var length = 0
-        let ok = EVP_MAC_update(context, message.baseAddress?.assumingMemoryBound(to: UInt8.self), message.count) == 1
+        // A null key re-initialises the context with the key it was given (OpenSSL's HMAC keeps
+        // the keyed inner and outer states), so a pooled context starts each MAC afresh.
+        let ok = EVP_MAC_init(context, nil, 0, nil) == 1
+            && EVP_MAC_update(context, message.baseAddress?.assumingMemoryBound(to: UInt8.self), message.count) == 1
             && EVP_MAC_final(context, out.baseAddress?.assumingMemoryBound(to: UInt8.self), &length, out.count) == 1
         precondition(ok, "HMAC failed")
+        self.give(back: context, digest)
         return length
+    }
+
+    /// A keyed context for `digest`: a pooled one, or a fresh copy of the template.
+    private func take(_ digest: DigestAlgorithm, template: OpaquePointer) -> OpaquePointer? {
+        if let pooled = self.pool.withLock({ $0[digest]?.popLast() }) { return pooled.pointer }
+        return EVP_MAC_CTX_dup(template)
+    }
+
+    private func give(back context: OpaquePointer, _ digest: DigestAlgorithm) {
+        let kept = self.pool.withLock { pool -> Bool in
+            guard pool[digest, default: []].count < Self.poolLimit else { return false }
+            pool[digest, default: []].append(PooledContext(pointer: context))
+            return true
+        }
+        if !kept { EVP_MAC_CTX_free(context) }
     }
 }

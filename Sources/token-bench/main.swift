@@ -1,0 +1,112 @@
+// What one token check costs inside the gateway, without the network: for each algorithm, the
+// whole cache-off check (`BearerVerifier.verify`: split, base64url, strict JSON, key choice,
+// signature, claims, scopes) against the signature operation alone, in CPU time of this thread.
+// `make bench` runs it beside `openssl speed`, which gives the floor for the signature.
+//
+//   token-bench KEYDIR   (KEYDIR holds RS256.key/.pub and ES256.key/.pub as PEM; optional)
+import PortcullisCore
+import PortcullisCrypto
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let secret = "benchsecretbenchsecretbenchsecret12"
+let keyDirectory = CommandLine.arguments.dropFirst().first
+
+func threadCPUSeconds() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+}
+
+/// CPU microseconds per call of `body`, the best of five runs of `iterations` calls.
+func measure(_ iterations: Int, _ body: () -> Bool) -> Double {
+    var best = Double.infinity
+    for _ in 0..<5 {
+        let start = threadCPUSeconds()
+        for _ in 0..<iterations { precondition(body(), "a check that must pass failed") }
+        best = min(best, (threadCPUSeconds() - start) / Double(iterations) * 1e6)
+    }
+    return best
+}
+
+func readFile(_ path: String) -> [UInt8]? {
+    guard let file = fopen(path, "rb") else { return nil }
+    defer { fclose(file) }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let count = fread(&buffer, 1, buffer.count, file)
+        if count <= 0 { break }
+        bytes += buffer[..<count]
+    }
+    return bytes
+}
+
+func configuration(_ algorithm: String) -> (text: String, environment: FixedEnvironment)? {
+    let verifying: String
+    let signing: String
+    var files: [String: [UInt8]] = [:]
+    if algorithm.hasPrefix("HS") {
+        verifying = "{ kid: k1, secret_env: SECRET }"
+        signing = "{ alg: \(algorithm), kid: k1, secret_env: SECRET }"
+    } else {
+        guard let keyDirectory, let publicPEM = readFile("\(keyDirectory)/\(algorithm).pub"),
+            let privatePEM = readFile("\(keyDirectory)/\(algorithm).key")
+        else { return nil }
+        files["/keys/public.pem"] = publicPEM
+        files["/keys/private.pem"] = privatePEM
+        verifying = "{ kid: k1, public_key_file: /keys/public.pem }"
+        signing = "{ alg: \(algorithm), kid: k1, private_key_file: /keys/private.pem }"
+    }
+    let text = """
+        version: 1
+        jwt:
+          cache_size: 0
+          issuers:
+            - { issuer: "https://bench.local", audiences: [api], algorithms: [\(algorithm)], keys: [ \(verifying) ] }
+        token_endpoint: { issuer: "https://bench.local", audience: api, signing_key: \(signing), store: "memory:" }
+        upstreams: { echo: { url: "http://127.0.0.1:9" } }
+        routes:
+          - { name: items, match: { path: /items }, scopes: [items], upstream: echo }
+        """
+    return (text, FixedEnvironment(variables: ["SECRET": secret], files: files))
+}
+
+/// `value` with two decimals.
+func fixed(_ value: Double) -> String {
+    let hundredths = Int((value * 100).rounded())
+    let fraction = abs(hundredths) % 100
+    return "\(hundredths / 100).\(fraction < 10 ? "0" : "")\(fraction)"
+}
+
+/// `text` right-aligned in `width` characters (left-aligned for the first column).
+func column(_ text: String, _ width: Int) -> String {
+    let padding = String(repeating: " ", count: max(0, width - text.count))
+    return width == 9 && text.first?.isLetter == true ? text + padding : padding + text
+}
+
+print("algorithm  check µs  signature µs  the rest µs")
+for (algorithm, iterations) in [("HS256", 100_000), ("RS256", 10_000), ("ES256", 4_000)] {
+    guard let (text, environment) = configuration(algorithm) else {
+        print("\(algorithm): no keys in \(keyDirectory ?? "(no KEYDIR given)")")
+        continue
+    }
+    let loaded = ConfigLoader.load(text: text, file: "bench.yaml", environment: environment)
+    guard let config = loaded.config, let endpoint = config.tokenEndpoint, let key = config.jwt.issuers.first?.keys.first
+    else {
+        fatalError("the benchmark's configuration did not load: \(loaded.diagnostics)")
+    }
+    let now = Double(time(nil))
+    let token = try TokenMinter.mint(endpoint, subject: "bench", scopes: ["items"], ttlSeconds: 7200, now: now)
+    let verifier = BearerVerifier(config: config)
+    let jws = try CompactJWS(Array(token.utf8))
+    let jwsAlgorithm = JWSAlgorithm(rawValue: algorithm)!
+    let check = measure(iterations) {
+        if case .success = verifier.verify(Substring(token), now: now) { return true }
+        return false
+    }
+    let signature = measure(iterations) { jws.verify(algorithm: jwsAlgorithm, key: key.key) }
+    print(column(algorithm, 9) + column(fixed(check), 9) + column(fixed(signature), 14) + column(fixed(check - signature), 13))
+}
