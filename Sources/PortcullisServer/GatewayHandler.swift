@@ -201,16 +201,30 @@ final class GatewayHandler: ChannelDuplexHandler {
             }
             declaredLength = value
         }
-        let codings = hasTransferEncoding ? head.headers[canonicalForm: "transfer-encoding"] : []
-        let chunked = !codings.isEmpty
-        if chunked && codings.last?.lowercased() != "chunked" {
-            // RFC 9112 §6.3: a request whose final coding is not chunked has no knowable length.
-            return self.refuse(Refusal(status: 400, detail: "Transfer-Encoding must end with chunked", reason: "bad_framing"),
-                               requestID: requestID, keepAlive: false, context: context)
-        }
-        if chunked && declaredLength != nil {
-            return self.refuse(Refusal(status: 400, detail: "Both Content-Length and Transfer-Encoding", reason: "bad_framing"),
-                               requestID: requestID, keepAlive: false, context: context)
+        // A Transfer-Encoding field makes the body chunked whatever it holds, even nothing: an
+        // empty or odd value must not let Content-Length frame the request instead.
+        let chunked = hasTransferEncoding
+        if hasTransferEncoding {
+            if hasContentLength {
+                return self.refuse(Refusal(status: 400, detail: "Both Content-Length and Transfer-Encoding", reason: "bad_framing"),
+                                   requestID: requestID, keepAlive: false, context: context)
+            }
+            let codings = head.headers[canonicalForm: "transfer-encoding"]
+            guard let last = codings.last, last.utf8.elementsEqual("chunked".utf8, by: { $0 | 0x20 == $1 }) else {
+                // RFC 9112 §6.3: a request whose final coding is not chunked has no knowable length.
+                return self.refuse(Refusal(status: 400, detail: "Transfer-Encoding must end with chunked", reason: "bad_framing"),
+                                   requestID: requestID, keepAlive: false, context: context)
+            }
+            if codings.count > 1 {
+                // RFC 9112 §6.1: chunked at most once; any other coding is one the gateway does not
+                // decode, so it is refused (501) rather than dropped or passed on unframed.
+                let repeated = codings.dropLast().contains { $0.utf8.elementsEqual("chunked".utf8, by: { $0 | 0x20 == $1 }) }
+                return self.refuse(
+                    repeated
+                        ? Refusal(status: 400, detail: "chunked applied more than once", reason: "bad_framing")
+                        : Refusal(status: 501, detail: "Not Implemented", reason: "unsupported_transfer_coding"),
+                    requestID: requestID, keepAlive: false, context: context)
+            }
         }
         if let declaredLength, declaredLength > Int64(server.maxRequestBody) {
             return self.refuse(Refusal(status: 413, detail: "Request Entity Too Large", reason: "body_too_large"),

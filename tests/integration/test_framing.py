@@ -33,6 +33,15 @@ AMBIGUOUS = {
     "te-gzip-only": b"POST /public/x HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip\r\n\r\nabc",
     "te-repeated-last-unknown": b"POST /public/x HTTP/1.1\r\n" + H
     + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: x-custom\r\n\r\n0\r\n\r\n",
+    # An empty Transfer-Encoding still means "not Content-Length framed", in either order.
+    "empty-te-then-cl": b"POST /public/x HTTP/1.1\r\n" + H + b"Transfer-Encoding: \r\nContent-Length: 44\r\n\r\n"
+    + b"GET /public/smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+    "cl-then-empty-te": b"POST /public/x HTTP/1.1\r\n" + H + b"Content-Length: 3\r\nTransfer-Encoding: \r\n\r\nabc",
+    "empty-te-no-space": b"POST /public/x HTTP/1.1\r\n" + H + b"Transfer-Encoding:\r\nContent-Length: 3\r\n\r\nabc",
+    "tab-te-alone": b"POST /public/x HTTP/1.1\r\n" + H + b"Transfer-Encoding: \t\r\n\r\n0\r\n\r\n",
+    "two-empty-te-then-cl": b"POST /public/x HTTP/1.1\r\n" + H
+    + b"Transfer-Encoding: \r\nTransfer-Encoding: \r\nContent-Length: 3\r\n\r\nabc",
+    "chunked-twice": b"POST /public/x HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
     "obs-fold": b"GET /public/x HTTP/1.1\r\n" + H + b"X-Folded: a\r\n  b\r\n\r\n",
     "obs-fold-tab": b"GET /public/x HTTP/1.1\r\n" + H + b"X-Folded: a\r\n\tb\r\n\r\n",
     "space-before-colon": b"GET /public/x HTTP/1.1\r\n" + H + b"X-Spaced : bar\r\n\r\n",
@@ -56,6 +65,19 @@ def test_ambiguous_framing_is_400_and_closes(gw, rec, name):
         assert conn.wait_closed(1.0), f"{name}: connection left open after a framing error"
     time.sleep(0.05)
     assert rec.snapshot() == [], f"{name}: forwarded {rec.snapshot()}"
+
+
+@pytest.mark.parametrize("codings", [b"gzip, chunked", b"deflate,chunked", b"x-custom, chunked"])
+def test_a_coding_before_chunked_is_501_and_closes(gw, rec, codings):
+    """RFC 9112 §6.1: a coding the gateway cannot decode is refused, not dropped on the way up."""
+    with RawConn(gw.port) as conn:
+        conn.send(b"POST /public/x HTTP/1.1\r\n" + H + b"Transfer-Encoding: " + codings + b"\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+        resp = conn.read_response()
+        assert resp.status == 501, resp
+        assert resp.json() == {"detail": "Not Implemented"}
+        assert conn.wait_closed(1.0)
+    time.sleep(0.05)
+    assert rec.snapshot() == []
 
 
 @pytest.mark.parametrize(
