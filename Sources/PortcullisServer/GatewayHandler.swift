@@ -231,35 +231,19 @@ final class GatewayHandler: ChannelDuplexHandler {
                                requestID: requestID, keepAlive: false, context: context)
         }
 
-        if let endpoint = policy.config.tokenEndpoint, self.environment.tokenService != nil,
+        // The paths the gateway answers itself come before every route; the token endpoint is
+        // decided here, before its body arrives. The target is normalized a second time only
+        // when it could name one of these paths.
+        if let endpoint = policy.config.tokenEndpoint, Self.mayName(head.uri, endpoint.path, policy.publishedKeySet != nil),
             case .success(let target) = RequestTarget.normalize(head.uri, mergeSlashes: server.mergeSlashes),
-            target.path == endpoint.path
+            let answer = policy.gatewayDecision(method: head.method.rawValue, path: target.path, host: Self.authorityOrHost(head))
         {
-            self.current.route = "token_endpoint"
-            guard head.method == .POST else {
-                return self.refuse(
-                    Refusal(status: 405, headers: [("Allow", "POST")], detail: "Method Not Allowed", reason: "method_not_allowed"),
-                    requestID: requestID, keepAlive: head.isKeepAlive, context: context)
+            self.current.route = Policy.tokenEndpointRoute
+            if case .serve(.tokenEndpoint) = answer, self.environment.tokenService != nil {
+                self.state = .token(TokenExchange(head: head, requestID: requestID, policy: policy, endpoint: endpoint))
+                return
             }
-            self.state = .token(TokenExchange(head: head, requestID: requestID, policy: policy, endpoint: endpoint))
-            return
-        }
-        // The key set is rendered once per configuration (this runs before every request's
-        // routing), and the path is looked at only when there is one to publish.
-        if let keySet = policy.publishedKeySet, let endpoint = policy.config.tokenEndpoint,
-            head.method == .GET || head.method == .HEAD, Self.mayNameWellKnown(head.uri),
-            case .success(let target) = RequestTarget.normalize(head.uri, mergeSlashes: server.mergeSlashes),
-            target.path == TokenEndpointConfig.jwksPath || target.path == TokenEndpointConfig.metadataPath
-        {
-            // Published only for asymmetric signing keys: a shared secret is never published.
-            self.current.route = "token_endpoint"
-            let host = Self.authorityOrHost(head) ?? "\(server.listen)"
-            let document = target.path == TokenEndpointConfig.jwksPath ? keySet : endpoint.metadata(base: "http://\(host)")
-            return self.refuse(
-                Refusal(
-                    status: 200, headers: [("Cache-Control", "public, max-age=300")], body: Array(document.utf8),
-                    reason: "discovery"),
-                requestID: requestID, keepAlive: head.isKeepAlive, context: context)
+            return self.answer(answer, requestID: requestID, keepAlive: head.isKeepAlive, context: context)
         }
 
         var credentialHeaders: [(name: String, value: String)] = []
@@ -350,15 +334,22 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Whether `uri` could normalize to a `/.well-known/` path: only when it spells `well-known`
-    /// or has a percent-encoding that could. Spares the other requests a second normalization.
-    static func mayNameWellKnown(_ uri: String) -> Bool {
-        var utf8 = uri.utf8[...]
+    /// Whether `uri` could normalize to `path` (or, with `wellKnown`, to a `/.well-known/` path):
+    /// only when it spells the last segment of one, or has a percent-encoding that could.
+    /// Spares the other requests a second normalization.
+    static func mayName(_ uri: String, _ path: String, _ wellKnown: Bool) -> Bool {
+        let utf8 = uri.utf8[...]
         if utf8.contains(UInt8(ascii: "%")) { return true }
-        let needle = "well-known".utf8
-        while let start = utf8.firstIndex(of: UInt8(ascii: "w")) {
-            if utf8[start...].starts(with: needle) { return true }
-            utf8 = utf8[utf8.index(after: start)...]
+        let lastSegment = path.utf8.split(separator: UInt8(ascii: "/")).last ?? path.utf8[...]
+        return Self.contains(utf8, lastSegment) || (wellKnown && Self.contains(utf8, "well-known".utf8[...]))
+    }
+
+    private static func contains(_ haystack: Substring.UTF8View, _ needle: Substring.UTF8View) -> Bool {
+        guard let first = needle.first else { return true }
+        var rest = haystack
+        while let start = rest.firstIndex(of: first) {
+            if rest[start...].starts(with: needle) { return true }
+            rest = rest[rest.index(after: start)...]
         }
         return false
     }
@@ -407,6 +398,8 @@ final class GatewayHandler: ChannelDuplexHandler {
             self.refuse(
                 Refusal(status: 500, detail: "Internal Server Error", reason: "credential_loop"), requestID: pending.requestID,
                 keepAlive: false, context: context)
+        case .serve:
+            self.answer(decision, requestID: pending.requestID, keepAlive: pending.head.isKeepAlive, context: context)
         }
         self.replay(pending, context: context)
     }
@@ -692,6 +685,29 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     // MARK: refusals
+
+    /// Answers a request for one of the gateway's own paths that is not a token request it can
+    /// take: a published document, a 405, or a 503 when a reloaded configuration added a token
+    /// endpoint this process did not start with.
+    private func answer(_ decision: Decision, requestID: String, keepAlive: Bool, context: ChannelHandlerContext) {
+        switch decision {
+        case .serve(.document(let body, let headers)):
+            var document = Refusal(status: 200, headers: headers, body: body, reason: "discovery")
+            document.routeName = Policy.tokenEndpointRoute
+            self.refuse(document, requestID: requestID, keepAlive: keepAlive, context: context)
+        case .serve(.tokenEndpoint):
+            var unavailable = Refusal(
+                status: 503, detail: "The token endpoint starts with the gateway: restart to enable it",
+                reason: "token_endpoint_unavailable")
+            unavailable.routeName = Policy.tokenEndpointRoute
+            self.refuse(unavailable, requestID: requestID, keepAlive: keepAlive, context: context)
+        case .refuse(let refusal):
+            self.refuse(refusal, requestID: requestID, keepAlive: keepAlive, context: context)
+        case .forward, .verify:
+            self.refuse(Refusal(status: 500, detail: "Internal Server Error", reason: "not_an_answer"),
+                        requestID: requestID, keepAlive: false, context: context)
+        }
+    }
 
     private func refuse(_ refusal: Refusal, requestID: String, keepAlive: Bool, context: ChannelHandlerContext) {
         self.state = .discarding(keepAlive: keepAlive)

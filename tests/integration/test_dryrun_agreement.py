@@ -253,6 +253,11 @@ CASES = [
     Case("host-route-partner", "GET", "/hosted/a", 200, host="partner.example.com"),
     Case("host-route-case-and-port", "GET", "/hosted/a", 200, host="PARTNER.Example.com:8443"),
     Case("host-route-other", "GET", "/hosted/a", 401, host="api.example.com"),
+    # the token endpoint's path belongs to the gateway, ahead of every route
+    Case("token-endpoint-get-405", "GET", "/token", 405),
+    Case("token-endpoint-put-405", "PUT", "/token", 405),
+    # an HS256 signing key is never published: no document, no route
+    Case("jwks-not-published-hs256", "GET", "/.well-known/jwks.json", 404),
 ]
 
 

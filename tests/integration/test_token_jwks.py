@@ -115,3 +115,67 @@ def test_symmetric_signing_key_is_never_published(echo, tmp_path):
             assert resp.status_code == 404, describe(resp)
     finally:
         g.stop()
+
+
+def test_published_documents_answer_other_methods_with_405(asym):
+    from harness import raw_exchange
+
+    g, *_ = asym
+    for path in ("/.well-known/jwks.json", "/.well-known/oauth-authorization-server"):
+        for method in ("POST", "PUT", "DELETE"):
+            resp = raw_exchange(g.port, f"{method} {path} HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 0\r\n\r\n".encode())
+            assert resp.status == 405, (method, path, resp)
+            assert resp.header("allow") == "GET, HEAD", resp
+            assert resp.json() == {"detail": "Method Not Allowed"}, resp
+        head = g.http.head(g.url(path))
+        assert head.status_code == 200 and head.content == b"", describe(head)
+
+
+def test_check_and_test_see_the_gateways_own_paths(asym, tmp_path):
+    """`check` and `test` decide the token endpoint and the published documents as serve does,
+    even behind a catch-all route that would otherwise forward them (contract §7)."""
+    from ops_support import check_json, run
+
+    g, alg, *_ = asym
+    config = g.config_path
+    rc, data, proc = check_json(config, "GET", "/.well-known/jwks.json")
+    assert rc == 0 and data["status"] == 200 and data["decision"] == "gateway", proc.stdout
+    assert data["body"] == json_body(g.get("/.well-known/jwks.json")), data
+    rc, data, proc = check_json(config, "POST", "/.well-known/jwks.json")
+    assert rc == 1 and data["status"] == 405 and data["route"]["name"] == "token_endpoint", proc.stdout
+    rc, data, proc = check_json(config, "GET", "/token")
+    assert rc == 1 and data["status"] == 405, proc.stdout
+    live = g.get("/token")
+    assert live.status_code == 405 and live.headers.get("Allow") == "POST", describe(live)
+    rc, data, proc = check_json(config, "POST", "/token")
+    assert rc == 0 and data["decision"] == "gateway" and data.get("upstream_url") is None, proc.stdout
+
+    cases = tmp_path / "cases.yaml"
+    cases.write_text(
+        "cases:\n"
+        "  - { name: get token, request: { method: GET, path: /token }, expect: { status: 405, route: token_endpoint } }\n"
+        "  - { name: post token, request: { method: POST, path: /token }, expect: { route: token_endpoint } }\n"
+        "  - { name: jwks, request: { method: GET, path: /.well-known/jwks.json }, expect: { status: 200 } }\n")
+    proc = run(["test", "--config", str(config), str(cases)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "3 passed, 0 failed", proc.stdout
+
+
+def test_a_catch_all_route_does_not_take_the_token_endpoint(echo, tmp_path):
+    from ops_support import check_json
+
+    cfg = base_config(echo.url, extra_routes=[{"name": "all", "match": {"path": "/**"}, "auth": "none", "upstream": "u"}])
+    config = write_config(tmp_path / "gateway.yaml", cfg)
+    rc, data, proc = check_json(config, "POST", "/token")
+    assert rc == 0 and data["decision"] == "gateway" and data.get("upstream_url") is None, proc.stdout
+    rc, data, proc = check_json(config, "GET", "/token")
+    assert rc == 1 and data["status"] == 405, proc.stdout
+    rc, data, proc = check_json(config, "GET", "/anything")
+    assert rc == 0 and data["decision"] == "allow", proc.stdout
+    g = Portcullis(config)
+    try:
+        resp = g.http.post(g.url("/token"), data={"username": "johndoe", "password": "wrong"})
+        assert resp.status_code == 400 and json_body(resp).get("error") == "invalid_grant", describe(resp)
+        assert g.get("/token").status_code == 405
+    finally:
+        g.stop()

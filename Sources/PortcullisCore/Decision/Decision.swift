@@ -5,6 +5,16 @@ package enum Decision: Sendable {
     /// A password or API key must pass an Argon2 check first: run it off the event loops, put
     /// the verdict in ``RequestFacts/verdict``, and decide again.
     case verify(CredentialCheck)
+    /// A path the gateway answers itself, before any route: see ``Policy/gatewayDecision(method:path:host:)``.
+    case serve(GatewayAnswer)
+}
+
+/// What the gateway answers itself.
+package enum GatewayAnswer: Sendable {
+    /// `POST` to `token_endpoint.path`: the token endpoint reads the form and answers.
+    case tokenEndpoint
+    /// A document the gateway publishes (the JWKS, the RFC 8414 metadata): 200 with this body.
+    case document(body: [UInt8], headers: [(name: String, value: String)])
 }
 
 /// Who a request was authenticated as.

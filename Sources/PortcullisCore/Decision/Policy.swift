@@ -16,6 +16,9 @@ package final class Policy: Sendable {
     package let identityHeaderNames: Set<String>
     /// The token endpoint's JWKS document (asymmetric signing keys only), rendered once.
     package let publishedKeySet: String?
+    private let publishedKeySetBytes: [UInt8]?
+    /// The route name the token endpoint's requests are logged and traced under.
+    package static let tokenEndpointRoute = "token_endpoint"
 
     package struct CompiledRoute: Sendable {
         package let config: RouteConfig
@@ -46,6 +49,7 @@ package final class Policy: Sendable {
         self.credentialHeaderNames = names
         self.identityHeaderNames = Set(config.server.identityHeaders.all.map { $0.lowercased() })
         self.publishedKeySet = config.tokenEndpoint?.publishedKeySet
+        self.publishedKeySetBytes = self.publishedKeySet.map { Array($0.utf8) }
         let realm = config.server.realm
         self.routes = config.routes.compactMap { route in
             guard let upstream = config.upstreams[route.upstream] else { return nil }
@@ -99,6 +103,10 @@ package final class Policy: Sendable {
         }
         let host = Self.matchingHost(target.authority ?? request.host)
         recorder.record(.normalized(path: target.path, query: target.query, host: host.map(String.init)))
+        if let answer = self.gatewayDecision(method: request.method, path: target.path, host: target.authority ?? request.host) {
+            recorder.record(.matched(route: Self.tokenEndpointRoute, location: self.config.tokenEndpoint!.location))
+            return answer
+        }
         let path = target.path[...]
 
         var allowed: Set<String> = []
@@ -137,6 +145,41 @@ package final class Policy: Sendable {
             Refusal(
                 status: 405, headers: [("Allow", allowed.sorted().joined(separator: ", "))], detail: "Method Not Allowed",
                 reason: "method_not_allowed"))
+    }
+
+    /// The paths the gateway answers itself, ahead of every route: `token_endpoint.path` (POST
+    /// only) and, with an asymmetric signing key, `/.well-known/jwks.json` and
+    /// `/.well-known/oauth-authorization-server` (GET and HEAD). `nil` for any other path.
+    /// `serve` asks this before it reads a body, and ``decide(_:now:recorder:)`` asks it first,
+    /// so `check` and `test` see these paths exactly as `serve` does.
+    /// - Parameters:
+    ///   - path: the normalized path.
+    ///   - host: the authority the client named (absolute-form target, else `Host`), for the
+    ///     URLs in the metadata: they say where this client reached the gateway.
+    package func gatewayDecision(method: String, path: String, host: String?) -> Decision? {
+        guard let endpoint = self.config.tokenEndpoint else { return nil }
+        if path == endpoint.path {
+            guard method == "POST" else { return .refuse(Self.methodNotAllowed("POST")) }
+            return .serve(.tokenEndpoint)
+        }
+        guard let keySet = self.publishedKeySetBytes,
+            path == TokenEndpointConfig.jwksPath || path == TokenEndpointConfig.metadataPath
+        else { return nil }
+        guard method == "GET" || method == "HEAD" else { return .refuse(Self.methodNotAllowed("GET, HEAD")) }
+        let body: [UInt8]
+        if path == TokenEndpointConfig.jwksPath {
+            body = keySet
+        } else {
+            let scheme = self.config.server.tls == nil ? "http" : "https"
+            body = Array(endpoint.metadata(base: "\(scheme)://\(host ?? "\(self.config.server.listen)")").utf8)
+        }
+        return .serve(.document(body: body, headers: [("Cache-Control", "public, max-age=300"), ("Vary", "Host")]))
+    }
+
+    private static func methodNotAllowed(_ allow: String) -> Refusal {
+        var refusal = Refusal(status: 405, headers: [("Allow", allow)], detail: "Method Not Allowed", reason: "method_not_allowed")
+        refusal.routeName = Self.tokenEndpointRoute
+        return refusal
     }
 
     /// Decides, running any credential check in place. Only for callers off the event loops:

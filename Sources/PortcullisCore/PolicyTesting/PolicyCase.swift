@@ -100,6 +100,10 @@ extension PolicyCase {
             challenges = refusal.challenges
         case .verify:
             status = 500
+        case .serve:
+            // The gateway's own answer: a document, or the token endpoint (200 for a good form).
+            status = 200
+            route = Policy.tokenEndpointRoute
         }
         let why = Self.reason(trace, decision)
         if let expected = self.expect.status, expected != status {
@@ -135,6 +139,10 @@ extension PolicyCase {
             return refusal.reason
         case .verify:
             return "credential check left undone"
+        case .serve(.tokenEndpoint):
+            return "answered by the token endpoint"
+        case .serve(.document):
+            return "a document the gateway publishes"
         }
     }
 }

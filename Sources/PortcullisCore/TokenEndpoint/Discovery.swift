@@ -14,6 +14,8 @@ extension TokenEndpointConfig {
     }
 
     /// RFC 8414 metadata, with URLs on `base` (`http://host:port`, as the client reached us).
+    /// Clients authenticate with a secret or not at all (no `private_key_jwt`), so there is no
+    /// `token_endpoint_auth_signing_alg_values_supported`.
     package func metadata(base: String) -> String {
         var members: [String: JSONValue] = [
             "issuer": .string(self.issuer),
@@ -24,7 +26,6 @@ extension TokenEndpointConfig {
             "token_endpoint_auth_methods_supported": .array(
                 (self.requireClientAuth ? ["client_secret_basic", "client_secret_post"]
                     : ["client_secret_basic", "client_secret_post", "none"]).map(JSONValue.string)),
-            "token_endpoint_auth_signing_alg_values_supported": .array([.string(self.signingAlgorithm.rawValue)]),
         ]
         if !self.scopes.isEmpty { members["scopes_supported"] = .array(self.scopes.map { .string($0.name) }) }
         if self.publishedKeySet != nil { members["jwks_uri"] = .string(base + Self.jwksPath) }

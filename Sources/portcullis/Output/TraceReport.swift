@@ -57,6 +57,13 @@ struct TraceReport {
             }
         case .verify:
             lines.append(("decision", "undecided: a credential check was not run"))
+        case .serve(.tokenEndpoint):
+            lines.append(("decision", "answered by the gateway: the token endpoint reads the form"))
+            lines.append(("status", "200 with valid credentials (400/401/429 otherwise, see the token endpoint)"))
+        case .serve(.document(let body, _)):
+            lines.append(("decision", "answered by the gateway: a published document"))
+            lines.append(("status", "200"))
+            lines.append(("body", String(decoding: body, as: UTF8.self)))
         }
         return lines
     }
@@ -127,6 +134,15 @@ struct TraceReport {
             fields.append(("shadow_forward", refusal.shadowPlan.map { JSONText.string($0.upstreamURL) } ?? "null"))
         case .verify:
             fields.append(("decision", "\"undecided\""))
+        case .serve(let answer):
+            fields.append(("decision", "\"gateway\""))
+            fields.append(("status", "200"))
+            fields.append(("challenge", "null"))
+            if case .document(let body, _) = answer {
+                fields.append(("body", String(decoding: body, as: UTF8.self)))
+            } else {
+                fields.append(("answered_by", "\"token_endpoint\""))
+            }
         }
         return "{" + fields.map { "\(JSONText.string($0.0)):\($0.1)" }.joined(separator: ",") + "}"
     }
