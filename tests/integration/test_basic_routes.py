@@ -195,3 +195,30 @@ def test_reload_with_a_new_password_hash_or_disabled_user_beats_the_credential_c
         assert json_body(resp) == {"detail": "Inactive user"}, describe(resp)
     finally:
         g.stop()
+
+
+def test_basic_user_lacking_a_scope_gets_a_challenge_when_the_status_is_401(echo, tmp_path):
+    """insufficient_scope_status: 401 with Basic credentials: every 401 carries a challenge
+    (RFC 9110 §15.5.2), the route's own; with the default 403 there is none."""
+    extra = [{"name": "either-items", "match": {"path": "/either-items/**"}, "auth": ["bearer", "basic"],
+              "scopes": ["items"], "upstream": "u"},
+             {"name": "basic-items", "match": {"path": "/basic-items/**"}, "auth": "basic", "scopes": ["items"],
+              "upstream": "u"}]
+    users = [johndoe(), {"username": JOSE_NAME, "password_hash": hash_password(JOSE_PASSWORD), "scopes": ["me"]}]
+    for status in (401, 403):
+        cfg = base_config(echo.url, users=users, extra_routes=extra, server={"insufficient_scope_status": status})
+        g = Portcullis(write_config(tmp_path / f"gateway-{status}.yaml", cfg))
+        try:
+            resp = basic_get(g, "/basic-items/x", JOSE_NAME, JOSE_PASSWORD)
+            assert resp.status_code == status, describe(resp)
+            assert json_body(resp) == {"detail": "Not enough permissions"}, describe(resp)
+            if status == 401:
+                assert challenges(resp) == [BASIC_CHALLENGE], describe(resp)
+                either = basic_get(g, "/either-items/x", JOSE_NAME, JOSE_PASSWORD)
+                assert either.status_code == 401, describe(either)
+                lines = challenges(either)
+                assert sorted(lines) == sorted([f'{BEARER_CHALLENGE}, scope="items"', BASIC_CHALLENGE]), describe(either)
+            else:
+                assert challenges(resp) == [], describe(resp)
+        finally:
+            g.stop()

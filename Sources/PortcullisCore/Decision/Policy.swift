@@ -371,10 +371,15 @@ package final class Policy: Sendable {
                 missing: anyMissing ? missing + config.scopesAny : missing))
         if !missing.isEmpty || anyMissing {
             let server = self.config.server
-            let challenge: [(name: String, value: String)] =
-                identity.method == .bearer
-                ? [("WWW-Authenticate", "Bearer realm=\"\(server.realm)\", error=\"insufficient_scope\", scope=\"\(route.scopeAttribute)\", error_description=\"The access token lacks the required scope\"")]
-                : []
+            let challenge: [(name: String, value: String)]
+            if identity.method == .bearer {
+                challenge = [("WWW-Authenticate", "Bearer realm=\"\(server.realm)\", error=\"insufficient_scope\", scope=\"\(route.scopeAttribute)\", error_description=\"The access token lacks the required scope\"")]
+            } else if server.insufficientScopeStatus == 401 {
+                // Every 401 carries a challenge (RFC 9110 §15.5.2): the route's, as without credentials.
+                challenge = route.unauthenticated?.headers.filter { $0.name == "WWW-Authenticate" } ?? []
+            } else {
+                challenge = []
+            }
             var refusal = Refusal(
                 status: server.insufficientScopeStatus, headers: challenge, detail: "Not enough permissions",
                 reason: "insufficient_scope")
