@@ -191,6 +191,12 @@ final class GatewayHandler: ChannelDuplexHandler {
                 requestID: requestID, keepAlive: false, context: context)
         }
 
+        // Checked here as well as in the decision, so the gateway's own paths see it too.
+        if hosts == 1, let field = head.headers.first(name: "host"), !Policy.isValidHostField(field) {
+            return self.refuse(Refusal(status: 400, detail: "Invalid Host header", reason: "bad_host"),
+                               requestID: requestID, keepAlive: head.isKeepAlive, context: context)
+        }
+
         // Framing checks the HTTP decoder leaves to us.
         let lengths = hasContentLength ? head.headers[canonicalForm: "content-length"] : []
         var declaredLength: Int64?

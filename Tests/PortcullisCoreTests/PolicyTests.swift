@@ -109,3 +109,26 @@ struct ScopeClaimTests {
         }
     }
 }
+
+@Suite("Host field values (RFC 9112 §3.2)")
+struct HostFieldTests {
+    @Test("uri-host with an optional numeric port is valid")
+    func valid() {
+        for value in [
+            "", "example.com", "example.com:8443", "EXAMPLE.com", "a.example.com.", "x.example.com:", "127.0.0.1:80",
+            "[::1]", "[::1]:8080", "[2001:db8::7]", "my_host", "a..example.com", "%41.example.com", "host~1:1",
+        ] {
+            #expect(Policy.isValidHostField(value), "\(value)")
+        }
+    }
+
+    @Test("anything else is not")
+    func invalid() {
+        for value in [
+            "a.example.com:abc", "a.example.com/x", "a.example.com:80:80", "a b", "a@b", "[::1", "[]", "[::1]x",
+            "[::1]:8a", "%4", "%zz.example.com", "example.com:-1", "exa\u{E9}mple.com", "a\\b", "a?b", "a#b",
+        ] {
+            #expect(!Policy.isValidHostField(value), "\(value)")
+        }
+    }
+}

@@ -253,6 +253,10 @@ CASES = [
     Case("host-route-partner", "GET", "/hosted/a", 200, host="partner.example.com"),
     Case("host-route-case-and-port", "GET", "/hosted/a", 200, host="PARTNER.Example.com:8443"),
     Case("host-route-other", "GET", "/hosted/a", 401, host="api.example.com"),
+    # RFC 9112 §3.2: a Host field that is not uri-host [":" port] is 400
+    Case("host-port-not-digits-400", "GET", "/status", 400, host="a.example.com:abc"),
+    Case("host-with-path-400", "GET", "/status", 400, host="a.example.com/x"),
+    Case("host-empty-port-ok", "GET", "/status", 200, host="status.example.com:"),
     # the token endpoint's path belongs to the gateway, ahead of every route
     Case("token-endpoint-get-405", "GET", "/token", 405),
     Case("token-endpoint-put-405", "PUT", "/token", 405),

@@ -177,5 +177,8 @@ def test_a_catch_all_route_does_not_take_the_token_endpoint(echo, tmp_path):
         resp = g.http.post(g.url("/token"), data={"username": "johndoe", "password": "wrong"})
         assert resp.status_code == 400 and json_body(resp).get("error") == "invalid_grant", describe(resp)
         assert g.get("/token").status_code == 405
+        from harness import raw_exchange
+        bad_host = raw_exchange(g.port, b"POST /token HTTP/1.1\r\nHost: gw.test:abc\r\nContent-Length: 0\r\n\r\n")
+        assert bad_host.status == 400 and bad_host.json() == {"detail": "Invalid Host header"}, bad_host
     finally:
         g.stop()
