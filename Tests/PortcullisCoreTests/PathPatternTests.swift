@@ -39,6 +39,25 @@ struct PathPatternTests {
         #expect(throws: PathPattern.ParseError.dotSegment) { try PathPattern("/a/../b", mergeSlashes: true) }
         #expect(throws: PathPattern.ParseError.emptySegment) { try PathPattern("/a//b", mergeSlashes: true) }
         #expect(throws: PathPattern.ParseError.badName("{a-b}")) { try PathPattern("/{a-b}", mergeSlashes: true) }
+        for escape in ["/a/%2F", "/a/%2fb", "/%5C", "/a%00", "/a/%0A", "/a/%7F", "/a/%zz", "/a/%4"] {
+            #expect(throws: PathPattern.ParseError.self, "\(escape)") { try PathPattern(escape, mergeSlashes: true) }
+        }
+        #expect(throws: PathPattern.ParseError.dotSegment) { try PathPattern("/a/%2E/b", mergeSlashes: true) }
+        #expect(throws: PathPattern.ParseError.dotSegment) { try PathPattern("/a/%2e%2E", mergeSlashes: true) }
+    }
+
+    @Test("escapes in literals match the way normalized requests spell them")
+    func escapedLiterals() throws {
+        let pattern = try PathPattern("/enc/%3a/%7e/%41b", mergeSlashes: true)
+        #expect(pattern.segments == [.literal("enc"), .literal("%3A"), .literal("~"), .literal("Ab")])
+        for request in ["/enc/%3a/%7e/%41b", "/enc/%3A/~/Ab", "/enc/%3A/%7E/A%62"] {
+            guard case .success(let target) = RequestTarget.normalize(request, mergeSlashes: true) else {
+                Issue.record("\(request) was refused")
+                continue
+            }
+            #expect(pattern.matches(target.path[...]), "\(request)")
+        }
+        #expect(!pattern.matches("/enc/:/~/Ab"))
     }
 
     @Test("coverage finds shadowed patterns")

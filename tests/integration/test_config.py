@@ -254,3 +254,25 @@ def test_serve_exits_2_on_invalid_config(tmp_path, lineno, new):
     assert proc.returncode == 2, err
     assert diagnostics(err, "error"), err
     assert "portcullis listening" not in err
+
+
+@pytest.mark.parametrize("pattern", ["/public/%2F", "/public/a%5Cb", "/public/%00", "/public/%zz", "/public/%2E%2E"])
+def test_a_pattern_no_request_can_match_is_an_error_at_its_line(tmp_path, pattern):
+    """A percent-encoding every request is refused for (or that decodes to a dot-segment) would
+    make the route dead: validate says so at the pattern's line."""
+    path = write(tmp_path, replace_line(VALID, 13, f'    match: {{ path: "{pattern}", methods: [GET, POST] }}'))
+    res = run_portcullis(["validate", "--config", str(path)])
+    assert res.returncode == 2, res.stderr
+    errors = diagnostics(res.stderr, "error")
+    assert errors and errors[0].group("line") == "13", res.stderr
+
+
+def test_escapes_in_a_pattern_match_as_requests_are_normalized(tmp_path):
+    """`/enc/%3a/%7e` is stored as a normalized request would spell it (`/enc/%3A/~`)."""
+    text = VALID.replace('"/public/**"', '"/enc/%3a/%7e"')
+    path = write(tmp_path, text)
+    assert run_portcullis(["validate", "--config", str(path)]).returncode == 0
+    for target in ["/enc/%3a/%7e", "/enc/%3A/~", "/enc/%3a/%7E"]:
+        res = run_portcullis(["check", "--config", str(path), "--json", "GET", target])
+        assert res.returncode == 0, (target, res.stdout, res.stderr)
+        assert json.loads(res.stdout)["route"]["name"] == "public", (target, res.stdout)

@@ -501,6 +501,7 @@ package enum ConfigLoader {
         case .dotSegment: return "'.' and '..' segments can never match a normalized path"
         case .emptySegment: return "an empty segment ('//') can never match while merge_slashes is on"
         case .badCharacter(let character): return "the character '\(character)' cannot appear in a normalized path"
+        case .refusedEscape(let reason): return "it can never match: every request path with it is refused (\(reason))"
         }
     }
 

@@ -21,6 +21,27 @@ package struct PathPattern: Hashable, Sendable, CustomStringConvertible {
         case dotSegment
         case emptySegment
         case badCharacter(Character)
+        /// A percent-encoding every request path is refused for (`%2F`, `%5C`, `%00`, a control
+        /// character) or one that is malformed, with the reason.
+        case refusedEscape(String)
+    }
+
+    /// A literal segment as a normalized request path would spell it: percent-encoded
+    /// unreserved characters decoded, other escapes with upper-case hex (contract §3). Without
+    /// this, `/a/%7e` could never match, since every request for it arrives as `/a/~`.
+    private static func normalizedLiteral(_ part: Substring) throws(ParseError) -> String {
+        guard part.utf8.contains(UInt8(ascii: "%")) else { return String(part) }
+        // Under a first segment, so that `%2E%2E` cannot climb above the root.
+        switch RequestTarget.normalize("/x/" + part, mergeSlashes: false) {
+        case .failure(let refusal):
+            throw .refusedEscape(refusal.detail)
+        case .success(let target):
+            // `%2E` and `%2E%2E` decode to dot-segments, which normalization removes.
+            guard target.path.hasPrefix("/x/") else { throw .dotSegment }
+            let literal = target.path.dropFirst(3)
+            guard !literal.isEmpty, !literal.contains("/") else { throw .dotSegment }
+            return String(literal)
+        }
     }
 
     /// Parses a pattern. With `mergeSlashes`, an empty segment inside the pattern could never
@@ -52,7 +73,7 @@ package struct PathPattern: Hashable, Sendable, CustomStringConvertible {
                         throw .badCharacter(character)
                     }
                 }
-                segments.append(.literal(String(part)))
+                segments.append(.literal(try Self.normalizedLiteral(part)))
             }
         }
         self.segments = segments
