@@ -196,7 +196,7 @@ http {{
         wait_port(port)
         return port, proc
 
-    def haproxy(self, upstream, alg, key, verify=True):
+    def haproxy(self, upstream, alg, key, verify=True, same_headers=False):
         """HAProxy 2.6 with jwt_verify: the algorithm pinned, signature, exp, iss, aud, scope.
         With `verify=False`, the same proxy without the checks: what HAProxy pays to carry the
         token, so that what its checks cost can be told apart from what its proxying costs."""
@@ -213,7 +213,20 @@ http {{
     http-request deny status 401 unless {{ var(txn.bearer),jwt_payload_query('$.iss') -m str https://bench.local }}
     http-request deny status 401 unless {{ var(txn.bearer),jwt_payload_query('$.aud') -m str api }}
     http-request deny status 403 unless {{ var(txn.bearer),jwt_payload_query('$.scope') -m sub items }}""" if verify else ""
-        conf = self.write(f"haproxy-{alg}-{'verify' if verify else 'plain'}.cfg", f"""
+        if same_headers:
+            # What Portcullis adds on the way up (forwarding and identity headers) and back (the
+            # request id), so that both proxies and the upstream handle the same bytes.
+            checks += """
+    option forwardfor
+    unique-id-format %{+X}o%ci%cp%fi%fp%Ts%rt%pid
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    http-request set-header X-Request-Id %[unique-id]
+    http-request set-header X-Auth-Subject %[var(txn.bearer),jwt_payload_query('$.sub')]
+    http-request set-header X-Auth-Scopes %[var(txn.bearer),jwt_payload_query('$.scope')]
+    http-request set-header X-Auth-Method bearer
+    http-response set-header X-Request-Id %[unique-id]"""
+        conf = self.write(f"haproxy-{alg}-{'verify' if verify else 'plain'}{'-headers' if same_headers else ''}.cfg", f"""
 global
     nbthread 1
     maxconn 4096
@@ -337,6 +350,10 @@ routes:
                     self.measure(f"haproxy {alg} jwt_verify", hport, lambda: [hproc.pid], "/items",
                                  [f"Authorization: Bearer {token}"])
                     self.stop(hproc)
+                    hport, hproc = self.haproxy(upstream, alg, hkey, same_headers=True)
+                    self.measure(f"haproxy {alg} + same headers", hport, lambda: [hproc.pid], "/items",
+                                 [f"Authorization: Bearer {token}"])
+                    self.stop(hproc)
                     hport, hproc = self.haproxy(upstream, alg, hkey, verify=False)
                     self.measure(f"haproxy {alg} header, no check", hport, lambda: [hproc.pid], "/items",
                                  [f"Authorization: Bearer {token}"])
@@ -408,6 +425,9 @@ routes:
                 if same and plain:
                     parts.append(f"the check alone {off['cpu_us'] - same['cpu_us']:.1f} µs vs haproxy's "
                                  f"{haproxy['cpu_us'] - plain['cpu_us']:.1f} µs")
+                equal = by_name.get(f"haproxy {alg} + same headers")
+                if equal:
+                    parts.append(f"vs haproxy adding the same headers {off['cpu_us'] / equal['cpu_us']:.2f}x")
             if on:
                 parts.append(f"cache on vs auth: none CPU/req {on['cpu_us'] / none['cpu_us']:.2f}x")
                 same = by_name.get(f"portcullis none + {alg} header")
