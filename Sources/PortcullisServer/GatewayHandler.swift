@@ -192,7 +192,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
 
         // Checked here as well as in the decision, so the gateway's own paths see it too.
-        if hosts == 1, let field = head.headers.first(name: "host"), !Policy.isValidHostField(field) {
+        if hosts == 1, let field = head.headers.first(name: "host"), !RequestTarget.isValidHost(field) {
             return self.refuse(Refusal(status: 400, detail: "Invalid Host header", reason: "bad_host"),
                                requestID: requestID, keepAlive: head.isKeepAlive, context: context)
         }

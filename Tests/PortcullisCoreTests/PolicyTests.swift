@@ -116,9 +116,10 @@ struct HostFieldTests {
     func valid() {
         for value in [
             "", "example.com", "example.com:8443", "EXAMPLE.com", "a.example.com.", "x.example.com:", "127.0.0.1:80",
-            "[::1]", "[::1]:8080", "[2001:db8::7]", "my_host", "a..example.com", "%41.example.com", "host~1:1",
+            "[::1]", "[::1]:8080", "[2001:db8::7]", "[::ffff:192.0.2.1]:80", "[v1.fe80::a+en1]", "my_host", "a..example.com",
+            "host~1:1",
         ] {
-            #expect(Policy.isValidHostField(value), "\(value)")
+            #expect(RequestTarget.isValidHost(value), "\(value)")
         }
     }
 
@@ -126,9 +127,9 @@ struct HostFieldTests {
     func invalid() {
         for value in [
             "a.example.com:abc", "a.example.com/x", "a.example.com:80:80", "a b", "a@b", "[::1", "[]", "[::1]x",
-            "[::1]:8a", "%4", "%zz.example.com", "example.com:-1", "exa\u{E9}mple.com", "a\\b", "a?b", "a#b",
+            "[::1]:8a", "a,b", "%41.example.com", "[zz]", "[v1.]", "[1.2.3.4]", "%4", "%zz.example.com", "example.com:-1", "exa\u{E9}mple.com", "a\\b", "a?b", "a#b",
         ] {
-            #expect(!Policy.isValidHostField(value), "\(value)")
+            #expect(!RequestTarget.isValidHost(value), "\(value)")
         }
     }
 }

@@ -53,6 +53,13 @@ struct RequestTargetTests {
     }
 
     static let refused: [(String, RequestTarget.Refusal)] = [
+        ("http://a,b/public/a", .badAuthority),
+        ("http://:80/public/a", .badAuthority),
+        ("http://a:80:80/x", .badAuthority),
+        ("http://host:abc/x", .badAuthority),
+        ("http://[::1/x", .badAuthority),
+        ("http://[zz]/x", .badAuthority),
+        ("http://a%0d%0ab/x", .badAuthority),
         ("/public/%2F..", .encodedSlash),
         ("/a%2fb", .encodedSlash),
         ("/a%5cb", .encodedBackslash),

@@ -257,6 +257,8 @@ CASES = [
     Case("host-port-not-digits-400", "GET", "/status", 400, host="a.example.com:abc"),
     Case("host-with-path-400", "GET", "/status", 400, host="a.example.com/x"),
     Case("host-empty-port-ok", "GET", "/status", 200, host="status.example.com:"),
+    Case("absolute-form-bad-port-400", "GET", "http://status.example.com:abc/status", 400),
+    Case("absolute-form-comma-400", "GET", "http://a,b/status", 400),
     # the token endpoint's path belongs to the gateway, ahead of every route
     Case("token-endpoint-get-405", "GET", "/token", 405),
     Case("token-endpoint-put-405", "PUT", "/token", 405),

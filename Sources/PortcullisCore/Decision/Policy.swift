@@ -101,7 +101,7 @@ package final class Policy: Sendable {
             recorder.record(.targetRefused("method \(request.method) is not supported"))
             return .refuse(Refusal(status: 400, detail: "Bad Request", reason: "unsupported_method"))
         }
-        if let field = request.host, !Self.isValidHostField(field) {
+        if let field = request.host, !RequestTarget.isValidHost(field) {
             recorder.record(.targetRefused("invalid Host header"))
             return .refuse(Refusal(status: 400, detail: "Invalid Host header", reason: "bad_host"))
         }
@@ -433,57 +433,6 @@ package final class Policy: Sendable {
         "CHECKOUT", "MERGE", "M-SEARCH", "NOTIFY", "SUBSCRIBE", "UNSUBSCRIBE", "PATCH", "PURGE", "MKCALENDAR", "LINK",
         "UNLINK", "SOURCE", "QUERY",
     ]
-
-    /// Whether a `Host` field value is `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2):
-    /// a reg-name of unreserved, sub-delims and percent-encodings, or an IP literal in brackets,
-    /// then digits only after the colon. Anything else is answered 400 (RFC 9112 §3.2).
-    package static func isValidHostField(_ value: String) -> Bool {
-        var bytes = value.utf8[...]
-        if bytes.first == UInt8(ascii: "[") {
-            guard let close = bytes.firstIndex(of: UInt8(ascii: "]")) else { return false }
-            let literal = bytes[bytes.index(after: bytes.startIndex)..<close]
-            guard !literal.isEmpty,
-                literal.allSatisfy({ Self.isHexDigit($0) || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ".") || Self.isRegNameByte($0) })
-            else { return false }
-            bytes = bytes[bytes.index(after: close)...]
-        } else {
-            let end = bytes.firstIndex(of: UInt8(ascii: ":")) ?? bytes.endIndex
-            var index = bytes.startIndex
-            while index < end {
-                let byte = bytes[index]
-                if byte == UInt8(ascii: "%") {
-                    // pct-encoded: "%" HEXDIG HEXDIG
-                    guard bytes.distance(from: index, to: end) >= 3,
-                        Self.isHexDigit(bytes[bytes.index(index, offsetBy: 1)]), Self.isHexDigit(bytes[bytes.index(index, offsetBy: 2)])
-                    else { return false }
-                    index = bytes.index(index, offsetBy: 3)
-                    continue
-                }
-                guard Self.isRegNameByte(byte) else { return false }
-                index = bytes.index(after: index)
-            }
-            bytes = bytes[end...]
-        }
-        guard let colon = bytes.first else { return true }
-        guard colon == UInt8(ascii: ":") else { return false }
-        return bytes.dropFirst().allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
-    }
-
-    private static func isHexDigit(_ byte: UInt8) -> Bool {
-        (byte >= 0x30 && byte <= 0x39) || (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x66)
-    }
-
-    /// unreserved / sub-delims (RFC 3986 §2.2, §2.3).
-    private static func isRegNameByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case 0x30...0x39, 0x41...0x5A, 0x61...0x7A: return true
-        case UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"): return true
-        case UInt8(ascii: "!"), UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("), UInt8(ascii: ")"),
-            UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="):
-            return true
-        default: return false
-        }
-    }
 
     /// The host a route's `hosts` are compared with: lower-case, without port or trailing dot.
     static func matchingHost(_ raw: String?) -> Substring? {

@@ -19,6 +19,7 @@ package struct RequestTarget: Hashable, Sendable {
         case nonASCII
         case climbsAboveRoot
         case fragment
+        case badAuthority
 
         /// The JSON `detail` of the 400 answer.
         package var detail: String {
@@ -32,7 +33,60 @@ package struct RequestTarget: Hashable, Sendable {
             case .nonASCII: return "Non-ASCII byte in request target"
             case .climbsAboveRoot: return "Path climbs above the root"
             case .fragment: return "Fragment in request target"
+            case .badAuthority: return "Invalid authority in request target"
             }
+        }
+    }
+
+    /// Whether a `Host` field value is `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2):
+    /// a name of unreserved and sub-delim characters, or an IPv6 (or IPvFuture) literal in
+    /// brackets, then digits only after the colon. Stricter than RFC 3986 in two ways: no
+    /// percent-encodings and no `,` (no DNS name has either, and a comma would make the value
+    /// read as a list of hosts wherever it is forwarded). Anything else is answered 400 (RFC 9112
+    /// §3.2), in a `Host` field and in the authority of an absolute-form target alike.
+    package static func isValidHost(_ value: String) -> Bool {
+        var bytes = value.utf8[...]
+        if bytes.first == UInt8(ascii: "[") {
+            guard let close = bytes.firstIndex(of: UInt8(ascii: "]")) else { return false }
+            let literal = bytes[bytes.index(after: bytes.startIndex)..<close]
+            if let first = literal.first, first | 0x20 == UInt8(ascii: "v") {
+                // IPvFuture: "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )
+                let rest = literal.dropFirst()
+                guard let dot = rest.firstIndex(of: UInt8(ascii: ".")), dot > rest.startIndex,
+                    rest[..<dot].allSatisfy(Self.isHexDigit), rest.index(after: dot) < rest.endIndex,
+                    rest[rest.index(after: dot)...].allSatisfy({ Self.isRegNameByte($0) || $0 == UInt8(ascii: ":") })
+                else { return false }
+            } else {
+                // IPv6address (an embedded IPv4 part has dots): the shape, not every rule of it.
+                guard literal.contains(UInt8(ascii: ":")),
+                    literal.allSatisfy({ Self.isHexDigit($0) || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ".") })
+                else { return false }
+            }
+            bytes = bytes[bytes.index(after: close)...]
+        } else {
+            let end = bytes.firstIndex(of: UInt8(ascii: ":")) ?? bytes.endIndex
+            guard bytes[..<end].allSatisfy(Self.isRegNameByte) else { return false }
+            bytes = bytes[end...]
+        }
+        guard let colon = bytes.first else { return true }
+        guard colon == UInt8(ascii: ":") else { return false }
+        return bytes.dropFirst().allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
+    }
+
+    private static func isHexDigit(_ byte: UInt8) -> Bool {
+        (byte >= 0x30 && byte <= 0x39) || (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x66)
+    }
+
+    /// unreserved / sub-delims (RFC 3986 §2.2, §2.3), except `,`: a comma would make the value
+    /// read as a list of hosts wherever it is forwarded.
+    private static func isRegNameByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case 0x30...0x39, 0x41...0x5A, 0x61...0x7A: return true
+        case UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"): return true
+        case UInt8(ascii: "!"), UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("), UInt8(ascii: ")"),
+            UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: ";"), UInt8(ascii: "="):
+            return true
+        default: return false
         }
     }
 
@@ -63,7 +117,10 @@ package struct RequestTarget: Hashable, Sendable {
             guard !authorityBytes.isEmpty, !authorityBytes.contains(UInt8(ascii: "@")),
                 authorityBytes.allSatisfy({ $0 > 0x20 && $0 < 0x7F })
             else { return .failure(.notOriginOrAbsoluteForm) }
-            authority = String(decoding: authorityBytes, as: UTF8.self)
+            let text = String(decoding: authorityBytes, as: UTF8.self)
+            // It stands in for Host, so it is held to the same rule (and cannot be `:80`).
+            guard authorityBytes.first != UInt8(ascii: ":"), Self.isValidHost(text) else { return .failure(.badAuthority) }
+            authority = text
             utf8 = afterScheme[end...]
         } else {
             return .failure(.notOriginOrAbsoluteForm)
