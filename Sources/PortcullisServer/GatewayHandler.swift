@@ -21,18 +21,22 @@ final class GatewayHandler: ChannelDuplexHandler {
     private final class Exchange {
         let generation: Int
         var transfer: UpstreamTransfer?
-        let keepAlive: Bool
+        /// Cleared when the response can only end with the connection (HTTP/1.0, no length).
+        var keepAlive: Bool
         var requestEnded = false
         var responseHeadSent = false
         var requestBodyBytes = 0
         let requestID: String
         let isHead: Bool
+        /// An HTTP/1.0 client: no chunked coding can be sent to it (RFC 9112 §6.1).
+        let clientIsHTTP10: Bool
 
-        init(generation: Int, keepAlive: Bool, requestID: String, isHead: Bool) {
+        init(generation: Int, keepAlive: Bool, requestID: String, isHead: Bool, clientIsHTTP10: Bool) {
             self.generation = generation
             self.keepAlive = keepAlive
             self.requestID = requestID
             self.isHead = isHead
+            self.clientIsHTTP10 = clientIsHTTP10
         }
     }
 
@@ -109,10 +113,15 @@ final class GatewayHandler: ChannelDuplexHandler {
     /// 400 when no response is under way, and the connection closes either way: the bytes that
     /// follow cannot be trusted to start a request.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        guard error is HTTPParserError else {
+        guard let parserError = error as? HTTPParserError else {
             context.close(promise: nil)
             return
         }
+        // NIO's decoder stops at 80 KiB of header section: that is 431 (RFC 6585 §5).
+        let refusal =
+            parserError == .headerOverflow
+            ? Refusal(status: 431, detail: "Request Header Fields Too Large", reason: "headers_too_large")
+            : Refusal(status: 400, detail: "Bad Request", reason: "bad_framing")
         switch self.state {
         case .forwarding(let exchange) where exchange.responseHeadSent:
             exchange.transfer?.cancel()
@@ -121,15 +130,11 @@ final class GatewayHandler: ChannelDuplexHandler {
         case .forwarding(let exchange):
             exchange.transfer?.cancel()
             self.state = .idle
-            self.writeRefusal(
-                Refusal(status: 400, detail: "Bad Request", reason: "bad_framing"), requestID: exchange.requestID,
-                keepAlive: false, decision: "deny", context: context)
+            self.writeRefusal(refusal, requestID: exchange.requestID, keepAlive: false, decision: "deny", context: context)
         case .idle, .discarding, .awaiting, .token:
             if case .idle = self.state { self.current = RequestLogContext(requestID: RequestIDs.next(), start: MonotonicClock.nanoseconds(), logged: false) }
             self.state = .idle
-            self.writeRefusal(
-                Refusal(status: 400, detail: "Bad Request", reason: "bad_framing"), requestID: self.current.requestID,
-                keepAlive: false, decision: "deny", context: context)
+            self.writeRefusal(refusal, requestID: self.current.requestID, keepAlive: false, decision: "deny", context: context)
         }
     }
 
@@ -429,7 +434,8 @@ final class GatewayHandler: ChannelDuplexHandler {
     ) {
         let server = policy.config.server
         let exchange = Exchange(
-            generation: self.generation, keepAlive: head.isKeepAlive, requestID: requestID, isHead: head.method == .HEAD)
+            generation: self.generation, keepAlive: head.isKeepAlive, requestID: requestID, isHead: head.method == .HEAD,
+            clientIsHTTP10: head.version.major == 1 && head.version.minor == 0)
         self.state = .forwarding(exchange)
         self.current.route = plan.routeName
         self.current.subject = plan.identity?.subject
@@ -447,6 +453,11 @@ final class GatewayHandler: ChannelDuplexHandler {
             // Names are compared without lower-case copies where the list is fixed; only the
             // Connection-listed names and API key headers need one.
             if HopByHopHeaders.isAlways(name) || stripped.contains(where: { name.equalsIgnoringASCIICase($0) }) { continue }
+            if name.utf8.contains(UInt8(ascii: "_")),
+                HopByHopHeaders.posesAs(name, stripped) || HopByHopHeaders.posesAs(name, HopByHopHeaders.gatewaySet)
+            {
+                continue
+            }
             var lower: String?
             if !listed.isEmpty {
                 let lowered = name.lowercased()
@@ -505,7 +516,10 @@ final class GatewayHandler: ChannelDuplexHandler {
             connectTimeoutMilliseconds: upstream.connectTimeout, timeoutMilliseconds: upstream.timeout,
             caFile: upstream.tls?.caFile, clientCertFile: upstream.tls?.clientCertFile,
             clientKeyFile: upstream.tls?.clientKeyFile)
-        if body != .none, head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
+        // HTTP/1.0 clients never get a 1xx (RFC 9110 §10.1.1): they send the body regardless.
+        if body != .none, head.version.minor >= 1,
+            head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" })
+        {
             context.writeAndFlush(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
         }
         let bridge = UpstreamBridge(handler: self, eventLoop: context.eventLoop, generation: exchange.generation)
@@ -609,12 +623,19 @@ final class GatewayHandler: ChannelDuplexHandler {
             headers.add(name: name, value: value)
         }
         headers.add(name: "X-Request-Id", value: exchange.requestID)
-        if !exchange.keepAlive { headers.add(name: "Connection", value: "close") }
         let status = HTTPResponseStatus(statusCode: head.status, reasonPhrase: head.reason)
+        var version = HTTPVersion.http1_1
+        if exchange.clientIsHTTP10, status.mayHaveResponseBody, !exchange.isHead, !headers.contains(name: "content-length") {
+            // No chunked coding for HTTP/1.0 (RFC 9112 §6.1): the body ends with the connection.
+            // NIO frames by the head's version, so the head says 1.0.
+            version = .http1_0
+            exchange.keepAlive = false
+        }
+        if !exchange.keepAlive { headers.add(name: "Connection", value: "close") }
         exchange.responseHeadSent = true
         self.current.status = head.status
         self.current.upstreamMilliseconds = MonotonicClock.milliseconds(since: self.current.upstreamStart)
-        context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
         if exchange.isHead || !status.mayHaveResponseBody { context.flush() }
     }
 

@@ -16,6 +16,23 @@ enum HopByHopHeaders {
         }
     }
 
+    /// The names the gateway sets itself on the way upstream, besides the identity headers.
+    static let gatewaySet = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id"]
+
+    /// Whether `name`, which has an underscore, would read as one of `names` (lower-case, with
+    /// dashes) to an upstream that treats `_` as `-` (CGI's `HTTP_X_AUTH_SUBJECT`, and
+    /// frameworks built on it): such a header could pose as one the gateway sets, so it is
+    /// dropped.
+    static func posesAs(_ name: String, _ names: some Sequence<String>) -> Bool {
+        names.contains { candidate in
+            name.utf8.count == candidate.utf8.count
+                && zip(name.utf8, candidate.utf8).allSatisfy { byte, expected in
+                    let folded = byte == UInt8(ascii: "_") ? UInt8(ascii: "-") : (byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte)
+                    return folded == expected
+                }
+        }
+    }
+
     /// The lower-case names the `Connection` fields list: they are hop-by-hop too. Works on a
     /// request's `HTTPHeaders` and on an upstream response's header list alike.
     static func listedInConnection(_ headers: some Sequence<(name: String, value: String)>) -> Set<String> {

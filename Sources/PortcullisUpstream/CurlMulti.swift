@@ -250,7 +250,9 @@ package final class CurlMulti: @unchecked Sendable {  // everything but `inbox`,
             if code == CURLE_OK {
                 self.finish(transfer, error: nil)
             } else {
-                self.finish(transfer, error: UpstreamError(curlCode: code, cancelled: transfer.isCancelled))
+                var error = UpstreamError(curlCode: code, cancelled: transfer.isCancelled)
+                if let reason = transfer.rejectedHead { error.message = "refused the upstream's response: \(reason)" }
+                self.finish(transfer, error: error)
             }
         }
     }
@@ -447,8 +449,8 @@ private let curlTimerThunk: curl_multi_timer_callback = { _, milliseconds, userp
 
 private let curlHeaderThunk: curl_write_callback = { data, size, count, userdata in
     let transfer = Unmanaged<UpstreamTransfer>.fromOpaque(userdata!).takeUnretainedValue()
-    transfer.receiveHeaderLine(UnsafeRawBufferPointer(start: data, count: size * count))
-    return size * count
+    // Anything but the line's length makes curl stop the transfer (CURLE_WRITE_ERROR).
+    return transfer.receiveHeaderLine(UnsafeRawBufferPointer(start: data, count: size * count)) ? size * count : 0
 }
 
 private let curlWriteThunk: curl_write_callback = { data, size, count, userdata in

@@ -141,45 +141,124 @@ package final class UpstreamTransfer: @unchecked Sendable {  // see the confinem
 
     // MARK: curl callbacks (curl thread)
 
-    func receiveHeaderLine(_ line: UnsafeRawBufferPointer) {
+    /// Why the upstream's response head was refused, when it was: the transfer then fails
+    /// (curl stops at the header callback's refusal) and the client gets a 502.
+    private(set) var rejectedHead: String?
+
+    /// Takes one line of the upstream's response head. Returns `false` to refuse the response:
+    /// the gateway frames what it sends the client from these headers, so anything that could
+    /// frame it two ways, or that a client could read differently, never gets through.
+    func receiveHeaderLine(_ line: UnsafeRawBufferPointer) -> Bool {
         var bytes = line[...]
-        while let last = bytes.last, last == UInt8(ascii: "\r") || last == UInt8(ascii: "\n") { bytes = bytes.dropLast() }
+        if bytes.last == UInt8(ascii: "\n") { bytes = bytes.dropLast() }
+        if bytes.last == UInt8(ascii: "\r") { bytes = bytes.dropLast() }
         if bytes.isEmpty {
             // End of a head. 1xx heads (100 Continue) are followed by the real one.
             if self.status >= 200 && !self.headDelivered {
+                guard let headers = self.framedHeaders() else { return false }
                 self.headDelivered = true
-                self.handler.upstreamResponseHead(
-                    UpstreamResponseHead(status: self.status, reason: self.reason, headers: self.headers))
+                self.handler.upstreamResponseHead(UpstreamResponseHead(status: self.status, reason: self.reason, headers: headers))
                 self.headers = []
             }
-            return
+            return true
         }
+        if self.headDelivered { return true }  // trailers: not forwarded
         if bytes.starts(with: "HTTP/".utf8) {
             // A new status line: "HTTP/1.1 200 OK".
             self.headers.removeAll(keepingCapacity: true)
             // The code is the second space-separated word, the reason whatever follows it.
-            guard var start = bytes.firstIndex(of: UInt8(ascii: " ")) else { return }
+            guard var start = bytes.firstIndex(of: UInt8(ascii: " ")) else { return self.reject("a status line without a code") }
             while start < bytes.endIndex, bytes[start] == UInt8(ascii: " ") { start += 1 }
             var end = start
             var code = 0
             while end < bytes.endIndex, bytes[end] != UInt8(ascii: " ") {
                 let digit = bytes[end] &- UInt8(ascii: "0")
-                guard digit < 10, end - start < 3 else { return }
+                guard digit < 10, end - start < 3 else { return self.reject("a malformed status code") }
                 code = code * 10 + Int(digit)
                 end += 1
             }
-            guard end > start else { return }
+            // RFC 9110 §15: three digits, 100-599. A 101 answers an upgrade the gateway never
+            // asks for (it removes Upgrade): what follows it would not be HTTP.
+            guard end - start == 3, (100...599).contains(code) else { return self.reject("status code out of range") }
+            guard code != 101 else { return self.reject("101 Switching Protocols without an upgrade request") }
             while end < bytes.endIndex, bytes[end] == UInt8(ascii: " ") { end += 1 }
+            guard bytes[end...].allSatisfy(Self.isFieldValueByte) else { return self.reject("a control character in the reason phrase") }
             self.status = code
             self.reason = String(decoding: bytes[end...], as: UTF8.self)
-            return
+            return true
         }
-        guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")) else { return }
-        let name = String(decoding: bytes[bytes.startIndex..<colon], as: UTF8.self)
+        // RFC 9112 §5: `token ":" OWS value OWS`; no obs-fold (a proxy must not pass it on), no
+        // white space before the colon, and no control characters (a bare CR among them).
+        guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")), colon > bytes.startIndex,
+            bytes[..<colon].allSatisfy(Self.isTokenByte)
+        else { return self.reject("a malformed header line") }
         var value = bytes[bytes.index(after: colon)...]
         while let first = value.first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") { value = value.dropFirst() }
         while let last = value.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") { value = value.dropLast() }
-        self.headers.append((name, String(decoding: value, as: UTF8.self)))
+        guard value.allSatisfy(Self.isFieldValueByte) else { return self.reject("a control character in a header value") }
+        self.headers.append((String(decoding: bytes[..<colon], as: UTF8.self), String(decoding: value, as: UTF8.self)))
+        return true
+    }
+
+    private func reject(_ reason: String) -> Bool {
+        self.rejectedHead = reason
+        return false
+    }
+
+    /// The final head's headers with one canonical `Content-Length`, or `nil` (and the response
+    /// refused) when the framing is ambiguous: differing or malformed lengths, or a length beside
+    /// a transfer coding (RFC 9112 §6.3: a sign of response splitting).
+    private func framedHeaders() -> [(name: String, value: String)]? {
+        var length: UInt64?
+        var hasLength = false
+        var hasTransferCoding = false
+        for (name, value) in self.headers {
+            if name.equalsIgnoringASCIICase("transfer-encoding") {
+                hasTransferCoding = true
+            } else if name.equalsIgnoringASCIICase("content-length") {
+                hasLength = true
+                for element in value.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
+                    var digits = element[...]
+                    while digits.first == UInt8(ascii: " ") || digits.first == UInt8(ascii: "\t") { digits = digits.dropFirst() }
+                    while digits.last == UInt8(ascii: " ") || digits.last == UInt8(ascii: "\t") { digits = digits.dropLast() }
+                    guard !digits.isEmpty, digits.count <= 18, digits.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
+                        _ = self.reject("a malformed Content-Length")
+                        return nil
+                    }
+                    let parsed = digits.reduce(UInt64(0)) { $0 * 10 + UInt64($1 - 0x30) }
+                    guard length == nil || length == parsed else {
+                        _ = self.reject("differing Content-Length values")
+                        return nil
+                    }
+                    length = parsed
+                }
+            }
+        }
+        guard hasLength else { return self.headers }
+        guard !hasTransferCoding else {
+            _ = self.reject("both Content-Length and Transfer-Encoding")
+            return nil
+        }
+        var headers = self.headers.filter { !$0.name.equalsIgnoringASCIICase("content-length") }
+        headers.append(("Content-Length", String(length!)))
+        return headers
+    }
+
+    /// tchar (RFC 9110 §5.6.2).
+    private static func isTokenByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case 0x30...0x39, 0x41...0x5A, 0x61...0x7A: return true
+        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"), UInt8(ascii: "'"),
+            UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "^"), UInt8(ascii: "_"),
+            UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
+            return true
+        default: return false
+        }
+    }
+
+    /// field-vchar, SP or HTAB (RFC 9110 §5.5): no CR, LF, NUL or other control character.
+    private static func isFieldValueByte(_ byte: UInt8) -> Bool {
+        byte == 0x09 || (byte >= 0x20 && byte != 0x7F)
     }
 
     /// - Returns: the bytes accepted, or curl's pause marker when the client is behind.
