@@ -65,6 +65,11 @@ def test_header_key_is_accepted_and_not_forwarded(gw):
     assert HEADER_KEY not in resp.text
 
 
+def test_white_space_around_a_header_key_is_not_part_of_it(gw):
+    """RFC 9110 §5.5: a field value excludes leading and trailing white space."""
+    assert_identity(gw.get("/keys/report", headers={"X-API-Key": HEADER_KEY + "  \t"}), "ci-bot", "items")
+
+
 def test_header_name_is_case_insensitive(gw):
     assert_identity(gw.get("/keys/ci", headers={"x-api-key": HEADER_KEY}), "ci-bot", "items")
 

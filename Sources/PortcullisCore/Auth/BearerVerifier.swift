@@ -130,7 +130,11 @@ package struct BearerVerifier: Sendable {
         }
         guard let subject = claims["sub"]?.string, !subject.isEmpty else { return .failure(.missingSubject) }
         // The subject travels upstream in a header: visible ASCII, UTF-8 and spaces only.
-        guard subject.utf8.count <= 512, !subject.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) else {
+        // No leading or trailing space either: the upstream would read the header value trimmed,
+        // so " admin" would arrive as "admin".
+        guard subject.utf8.count <= 512, !subject.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }),
+            subject.utf8.first != 0x20, subject.utf8.last != 0x20
+        else {
             return .failure(.malformed("sub cannot be carried in a header"))
         }
         var scopes: [String] = []

@@ -303,7 +303,13 @@ package final class Policy: Sendable {
         switch key.location {
         case .header:
             let name = key.param.lowercased()
-            return request.credentialHeaders.first(where: { $0.name.lowercased() == name }).map { Array($0.value.utf8) }
+            // A field value has no leading or trailing white space (RFC 9110 §5.5).
+            return request.credentialHeaders.first(where: { $0.name.lowercased() == name }).map { header in
+                var value = header.value.utf8[...]
+                while let first = value.first, first == 0x20 || first == 0x09 { value = value.dropFirst() }
+                while let last = value.last, last == 0x20 || last == 0x09 { value = value.dropLast() }
+                return Array(value)
+            }
         case .query:
             return QueryParameters.value(of: key.param, in: target.query)
         case .cookie:
