@@ -57,6 +57,9 @@ package final class GatewayServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 4)
+            // A client that half-closes after its request still gets the answer (see
+            // ConnectionDeadlines); NIOSSL has its own idea of a closing peer, so not with TLS.
+            .childChannelOption(.allowRemoteHalfClosure, value: tlsContext == nil)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let deadlines = ConnectionDeadlines(idleTimeout: idle, headerTimeout: header)
