@@ -202,6 +202,7 @@ CASES = [
     Case("auth-two-headers-400", "GET", "/users/me", 400,
          headers=[("Authorization", "Bearer " + T(scope="me")), ("Authorization", "Bearer " + T(scope="me"))]),
     Case("other-scheme-on-bearer", "GET", "/users/me", 401, headers=[("Authorization", "Token abc")]),
+    Case("bearer-tab-separated-400", "GET", "/users/me", 400, headers=[("Authorization", "Bearer\t" + T(scope="me"))]),
     Case("items-good", "GET", "/users/me/items/", 200, token=T(scope="me items")),
     Case("items-missing-scope", "GET", "/users/me/items/", 403, token=T(scope="me")),
     Case("mint-items-good", "GET", "/users/me/items/x", 200, mint=("johndoe", "me items")),

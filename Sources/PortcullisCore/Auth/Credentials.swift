@@ -43,6 +43,11 @@ package enum PresentedCredentials: Sendable, Equatable {
             return valid ? .bearer(rest) : .malformed("The Bearer token has invalid characters")
         }
         if scheme.lowercased() == "basic" { return .basic(rest) }
+        // `Bearer<TAB>token`: meant as Bearer, but only a space separates scheme and credentials
+        // (RFC 9110 §11.4), so it is malformed rather than some other scheme.
+        if let tab = scheme.firstIndex(of: "\t"), scheme[..<tab].lowercased() == "bearer" {
+            return .malformed("The Bearer scheme and its token must be separated by a space")
+        }
         return .otherScheme
     }
 }
