@@ -14,6 +14,8 @@ struct RequestTargetTests {
         Case(raw: "/", path: "/", query: nil),
         Case(raw: "/users/me", path: "/users/me", query: nil),
         Case(raw: "/users/me/", path: "/users/me/", query: nil),
+        Case(raw: "/a;v=1/b;x", path: "/a;v=1/b;x", query: nil),
+        Case(raw: "/a/...;x", path: "/a/...;x", query: nil),
         Case(raw: "/a/./b", path: "/a/b", query: nil),
         Case(raw: "/a/b/..", path: "/a/", query: nil),
         Case(raw: "/a/b/.", path: "/a/b/", query: nil),
@@ -54,6 +56,9 @@ struct RequestTargetTests {
 
     static let refused: [(String, RequestTarget.Refusal)] = [
         ("http://a,b/public/a", .badAuthority),
+        ("/public/..;/admin/x", .dotSegmentParameter),
+        ("/public/.;x/admin", .dotSegmentParameter),
+        ("/public/%2e%2E;jsessionid=1/admin", .dotSegmentParameter),
         ("http://:80/public/a", .badAuthority),
         ("http://a:80:80/x", .badAuthority),
         ("http://host:abc/x", .badAuthority),
@@ -94,7 +99,7 @@ struct RequestTargetTests {
     /// modes: the shortcut for paths already in normal form must agree with the full steps.
     @Test("the normal-form shortcut agrees with the full steps")
     func shortcutAgrees() {
-        let pieces = ["/", ".", "..", "a", "%2e", "%41", "%2F", "\\", " ", "#", "~", "é"]
+        let pieces = ["/", ".", "..", "a", "%2e", "%41", "%2F", "\\", " ", "#", "~", "é", ";"]
         var paths = [""]
         var checked = 0
         for _ in 0..<5 {

@@ -180,6 +180,8 @@ CASES = [
     Case("encoded-slash-400", "GET", "/users%2Fme", 400),
     Case("encoded-backslash-400", "GET", "/users/me/items/%5Cx", 400),
     Case("climb-above-root-400", "GET", "/../status", 400),
+    Case("dot-segment-parameter-400", "GET", "/maybe/..;/users/me", 400),
+    Case("path-parameter-kept", "GET", "/maybe/a;v=1", 200),
     Case("query-not-matched", "GET", "/status?next=%2F..%2F&x=1", 200),
     Case("normalized-forwarded", "GET", "/users/me/items/a/./b/../c?q=1", 200, token=T(scope="me items")),
     # bearer

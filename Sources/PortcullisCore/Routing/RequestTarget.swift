@@ -20,6 +20,7 @@ package struct RequestTarget: Hashable, Sendable {
         case climbsAboveRoot
         case fragment
         case badAuthority
+        case dotSegmentParameter
 
         /// The JSON `detail` of the 400 answer.
         package var detail: String {
@@ -34,6 +35,7 @@ package struct RequestTarget: Hashable, Sendable {
             case .climbsAboveRoot: return "Path climbs above the root"
             case .fragment: return "Fragment in request target"
             case .badAuthority: return "Invalid authority in request target"
+            case .dotSegmentParameter: return "Path parameter on a dot-segment"
             }
         }
     }
@@ -201,6 +203,13 @@ package struct RequestTarget: Hashable, Sendable {
         var trailingSlash = false
         for (position, segment) in segments.enumerated() {
             let isLast = position == segments.count - 1
+            // `..;x` is `..` to upstreams that strip path parameters (Tomcat, Jetty, Spring), so
+            // `/public/..;/admin` would reach what `/admin` guards: refused, like climbing out.
+            if let semicolon = segment.firstIndex(of: UInt8(ascii: ";")),
+                segment[..<semicolon].allSatisfy({ $0 == UInt8(ascii: ".") }), (1...2).contains(semicolon - segment.startIndex)
+            {
+                return .failure(.dotSegmentParameter)
+            }
             if segment.elementsEqual([UInt8(ascii: ".")]) {
                 if isLast { trailingSlash = true }
                 continue
@@ -230,8 +239,8 @@ package struct RequestTarget: Hashable, Sendable {
     }
 
     /// Whether the steps of ``normalize(_:mergeSlashes:)`` would leave a path as it is: it starts
-    /// with "/", has nothing to decode or refuse, no dot-segment, and (when slashes merge) no
-    /// empty segment but a trailing one.
+    /// with "/", has nothing to decode or refuse, no dot-segment, no `;` (left to the full steps,
+    /// which look for `..;`), and (when slashes merge) no empty segment but a trailing one.
     private static func isAlreadyNormal(_ path: Substring.UTF8View.SubSequence, mergeSlashes: Bool) -> Bool {
         guard path.first == UInt8(ascii: "/") else { return false }
         var length = 0
@@ -246,7 +255,7 @@ package struct RequestTarget: Hashable, Sendable {
             case UInt8(ascii: "."):
                 length += 1
                 dots += 1
-            case UInt8(ascii: "%"), UInt8(ascii: "\\"), UInt8(ascii: "#"), 0x00...0x20, 0x7F...0xFF:
+            case UInt8(ascii: "%"), UInt8(ascii: "\\"), UInt8(ascii: "#"), UInt8(ascii: ";"), 0x00...0x20, 0x7F...0xFF:
                 return false
             default:
                 length += 1
