@@ -160,7 +160,7 @@ package final class GatewayServer: Sendable {
             // verification do not wait for a new fetch.
             for (issuer, set) in next.verifier.remoteKeySets {
                 if let old = previous.verifier.remoteKeySets[issuer], old.url == set.url, let document = old.lastDocument {
-                    try? set.install(document)
+                    _ = try? set.install(document)
                 }
             }
             self.environment.policies.replace(with: next)

@@ -89,22 +89,27 @@ final class JWKSFetcher: Sendable {
             switch result {
             case .success(let document):
                 do {
-                    try set.install(document)
+                    let skipped = try set.install(document)
                     metrics.keySetFetch(issuer: set.issuer, succeeded: true)
                     logger.info("key set fetched", metadata: ["issuer": "\(set.issuer)", "keys": "\(set.keys.count)", "reason": "\(reason)"])
+                    if !skipped.isEmpty {
+                        logger.warning(
+                            "key set has keys the gateway cannot use; they are left out",
+                            metadata: ["issuer": "\(set.issuer)", "url": "\(set.displayURL)", "skipped": "\(skipped.joined(separator: "; "))"])
+                    }
                     completion(true)
                 } catch {
                     metrics.keySetFetch(issuer: set.issuer, succeeded: false)
                     logger.warning(
                         "key set rejected; keeping the previous one",
-                        metadata: ["issuer": "\(set.issuer)", "url": "\(set.url)", "error": "\(error)"])
+                        metadata: ["issuer": "\(set.issuer)", "url": "\(set.displayURL)", "error": "\(error)"])
                     completion(false)
                 }
             case .failure(let message):
                 metrics.keySetFetch(issuer: set.issuer, succeeded: false)
                 logger.warning(
                     "key set fetch failed; keeping the previous one",
-                    metadata: ["issuer": "\(set.issuer)", "url": "\(set.url)", "error": "\(message)"])
+                    metadata: ["issuer": "\(set.issuer)", "url": "\(set.displayURL)", "error": "\(message)"])
                 completion(false)
             }
         }

@@ -147,6 +147,32 @@ struct JOSETests {
         #expect(JSONValue.parse([0x7B, 0x22, 0x61, 0x22, 0x3A, 0x22, 0xFF, 0x22, 0x7D]) == nil)
     }
 
+    @Test("RSA keys that are no RSA keys are refused (e = 1 would let anyone sign)")
+    func rsaParameters() throws {
+        // A real 2048-bit modulus (odd), from a key made for this test.
+        let key = try EVPKey.rsa(modulus: Self.modulus, exponent: [0x01, 0x00, 0x01])
+        #expect(key.kind == .rsa(bits: 2048))
+        for exponent: [UInt8] in [[0x01], [0x02], [0x00, 0x01], [0x01, 0x00, 0x00]] {
+            #expect(throws: OpenSSLError.self, "\(exponent)") { try EVPKey.rsa(modulus: Self.modulus, exponent: exponent) }
+        }
+        var even = Self.modulus
+        even[even.count - 1] &= 0xFE
+        #expect(throws: OpenSSLError.self) { try EVPKey.rsa(modulus: even, exponent: [0x01, 0x00, 0x01]) }
+        #expect(throws: OpenSSLError.self) { try EVPKey.rsa(modulus: [0x00], exponent: [0x01, 0x00, 0x01]) }
+        let set = #"{"keys":[{"kty":"RSA","kid":"e1","n":"\#(Base64URL.encode(Self.modulus))","e":"AQ"},{"kty":"AKP","kid":"x"}]}"#
+        #expect(throws: JWK.ParseError.self) { try JWK.parseSet(Array(set.utf8), allowSecrets: false) }
+        let published = try JWK.parsePublishedSet(Array(set.utf8))
+        #expect(published.keys.isEmpty && published.skipped.count == 2)
+        let leaking = #"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#
+        #expect(throws: JWK.ParseError.self) { try JWK.parsePublishedSet(Array(leaking.utf8)) }
+    }
+
+    static let modulus: [UInt8] = {
+        // RFC 7515 Appendix A.2's RSA modulus.
+        let n = "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ"
+        return Base64URL.decode(n.utf8)!
+    }()
+
     @Test("numbers read by the integer shortcut equal the general reading")
     func jsonNumbers() {
         let texts = [

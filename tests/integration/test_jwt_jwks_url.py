@@ -93,7 +93,7 @@ def env(tmp_path):
     idp = JWKSServer()
     gateways = []
 
-    def start(refresh="10m", cache_size=10000):
+    def start(refresh="10m", cache_size=10000, algorithms="ES256", url=None):
         config = write(tmp_path / f"jwks{len(gateways)}.yaml", f"""version: 1
 server: {{ admin_listen: "", realm: "api" }}
 jwt:
@@ -101,8 +101,8 @@ jwt:
   issuers:
     - issuer: "{ISSUER}"
       audiences: ["api"]
-      algorithms: [ES256]
-      jwks_url: "{idp.url}"
+      algorithms: [{algorithms}]
+      jwks_url: "{url or idp.url}"
       jwks_refresh: {refresh}
 upstreams: {{ u: {{ url: "{rec.url}" }} }}
 routes:
@@ -289,3 +289,62 @@ def test_token_arriving_during_the_start_up_fetch_waits_for_it(env):
     assert resp.status_code == 200, describe(resp)
     assert time.monotonic() - started < 3
     assert env.idp.count == 1, env.idp.fetches
+
+
+def _rsa_exponent_one_forgery(rsa_key, kid: str) -> tuple[dict, str]:
+    """A JWK with a real modulus and e = 1, and a token 'signed' for it with no private key:
+    with e = 1 the signature is the PKCS#1 v1.5 encoding of the digest itself."""
+    import base64
+    import hashlib
+
+    numbers = rsa_key.crypto_key.public_key().public_numbers()
+    size = (numbers.n.bit_length() + 7) // 8
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    jwk = {"kty": "RSA", "kid": kid, "n": b64(numbers.n.to_bytes(size, "big")), "e": "AQ", "use": "sig"}
+    header = b64(json.dumps({"alg": "RS256", "kid": kid, "typ": "JWT"}).encode())
+    payload = b64(json.dumps(claims(iss=ISSUER, sub="forged", scope="read")).encode())
+    digest_info = bytes.fromhex("3031300d060960864801650304020105000420") + hashlib.sha256(
+        f"{header}.{payload}".encode()).digest()
+    encoded = b"\x00\x01" + b"\xff" * (size - len(digest_info) - 3) + b"\x00" + digest_info
+    return jwk, f"{header}.{payload}.{b64(encoded)}"
+
+
+def test_keys_it_cannot_use_are_left_out_not_the_whole_set(env):
+    """RFC 7517 §5: unusable keys (an exotic kty, another curve, a short RSA key, RSA with e = 1)
+    are ignored; the usable ones work, /readyz-style verification succeeds, and the e = 1 key can
+    never verify a forged token."""
+    rsa = keypair("rsa", "jwks-e1")
+    jwk, forged = _rsa_exponent_one_forgery(rsa, "e1")
+    env.idp.serve("k1")
+    env.idp.extra = [
+        jwk,
+        {"kty": "AKP", "kid": "pq1", "alg": "ML-DSA-44", "pub": "AAAA"},
+        {"kty": "EC", "kid": "k256", "crv": "secp256k1", "x": "AAAA", "y": "AAAA"},
+        {"kty": "RSA", "kid": "zero", "n": "AAAA", "e": "AQAB"},
+        rsa.jwk("good-rsa", "RS256"),
+    ]
+    gw = env.start(algorithms="ES256, RS256")
+    wait_ready(gw)
+    resp = gw.get(f"/r/x?{marker()}", token=forged)
+    assert_invalid_token(resp)
+    good = mint(rsa, "RS256", "good-rsa", claims(iss=ISSUER, sub="svc-rsa", scope="read"))
+    assert gw.get(f"/r/x?{marker()}", token=good).status_code == 200
+    log = gw.log()
+    assert "left out" in log and "e1" in log, log
+
+
+def test_credentials_in_the_jwks_url_never_reach_the_log(env):
+    env.idp.serve("k1")
+    env.idp.extra = [{"kty": "AKP", "kid": "pq1"}]  # a warning that names the URL
+    url = env.idp.url.replace("http://", "http://svc:s3cretPW@") + "?token=abc123secret"
+    gw = env.start(url=url)
+    wait_ready(gw)
+    env.idp.set_mode("500")
+    gw.get(f"/r/x?{marker()}", token=token("k9"))  # an unknown kid: a refetch that fails
+    wait_until(lambda: "keeping the previous one" in gw.log(), timeout=5, what="the failed refetch to be logged")
+    log = gw.log()
+    assert "s3cretPW" not in log and "abc123secret" not in log, log
+    assert "***@127.0.0.1" in log, log

@@ -37,10 +37,36 @@ package final class RemoteKeySet: Sendable {
     /// Whether a fetch has ever succeeded.
     package var isLoaded: Bool { self.state.withLock { $0.loaded } }
 
-    /// Parses a fetched JWKS document and, if it is good, makes it the current set.
-    package func install(_ document: [UInt8]) throws(JWK.ParseError) {
-        let parsed = try JWK.parseSet(document, allowSecrets: false)
-        let keys = parsed.map { IssuerKey(kid: $0.kid, algorithm: $0.algorithm, key: $0.key, source: "jwks_url \(self.url)") }
+    /// The URL as logs and traces show it: without user information or query, which may hold
+    /// credentials (`https://user:secret@idp/jwks?token=…` → `https://***@idp/jwks?…`).
+    package var displayURL: String { Self.redacted(self.url) }
+
+    package static func redacted(_ url: String) -> String {
+        var text = Substring(url)
+        var prefix = ""
+        if let colon = text.firstIndex(of: ":"), text[colon...].hasPrefix("://") {
+            let rest = text.index(colon, offsetBy: 3)
+            prefix = String(text[..<rest])
+            text = text[rest...]
+        }
+        let authorityEnd = text.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? text.endIndex
+        if let at = text[..<authorityEnd].lastIndex(of: "@") {
+            prefix += "***@"
+            text = text[text.index(after: at)...]
+        }
+        if let query = text.firstIndex(where: { $0 == "?" || $0 == "#" }) {
+            return prefix + text[..<query] + String(text[query]) + "…"
+        }
+        return prefix + text
+    }
+
+    /// Parses a fetched JWKS document and, if it is good, makes it the current set. Keys the
+    /// gateway cannot use are left out (RFC 7517 §5); the returned list says which and why.
+    @discardableResult
+    package func install(_ document: [UInt8]) throws(JWK.ParseError) -> [String] {
+        let (parsed, skipped) = try JWK.parsePublishedSet(document)
+        let source = "jwks_url \(self.displayURL)"
+        let keys = parsed.map { IssuerKey(kid: $0.kid, algorithm: $0.algorithm, key: $0.key, source: source) }
         self.state.withLock {
             $0.keys = keys
             $0.loaded = true
@@ -49,6 +75,7 @@ package final class RemoteKeySet: Sendable {
         }
         // Tokens verified with a key that is no longer published must be checked again.
         self.onChange()
+        return skipped
     }
 
     /// The last good document, so a reloaded configuration can start with the same keys.

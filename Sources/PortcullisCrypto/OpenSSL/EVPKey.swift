@@ -76,7 +76,7 @@ package final class EVPKey: @unchecked Sendable {  // immutable after init; see 
             return PEM_read_bio_PUBKEY(bio, nil, nil, nil)  // +1 for us on success
         }
         guard let parsed else { throw OpenSSLError.capture("reading a PEM public key") }
-        return EVPKey(takingOwnershipOf: parsed, isPrivate: false)
+        return try EVPKey(takingOwnershipOf: parsed, isPrivate: false).checked()
     }
 
     /// A PEM private key (PKCS#8, or the traditional RSA/EC forms).
@@ -87,7 +87,27 @@ package final class EVPKey: @unchecked Sendable {  // immutable after init; see 
             return PEM_read_bio_PrivateKey(bio, nil, nil, nil)  // +1 for us on success
         }
         guard let parsed else { throw OpenSSLError.capture("reading a PEM private key") }
-        return EVPKey(takingOwnershipOf: parsed, isPrivate: true)
+        return try EVPKey(takingOwnershipOf: parsed, isPrivate: true).checked()
+    }
+
+    /// Refuses RSA keys whose public part is not a real RSA key (RFC 8017 §3.1): with `e = 1`
+    /// a "signature" is the padded message itself, so anyone could sign; an even `e` or `n`,
+    /// or `e ≥ n`, is no RSA key either. Other kinds are checked when they are built.
+    private func checked() throws -> EVPKey {
+        guard case .rsa = self.kind else { return self }
+        var e: OpaquePointer?
+        var n: OpaquePointer?
+        defer {
+            BN_free(e)
+            BN_free(n)
+        }
+        guard EVP_PKEY_get_bn_param(self.pointer, ParameterName.rsaE, &e) == 1, let e,
+            EVP_PKEY_get_bn_param(self.pointer, ParameterName.rsaN, &n) == 1, let n
+        else { throw OpenSSLError.capture("reading RSA parameters") }
+        guard BN_is_odd(e) == 1, BN_num_bits(e) >= 2, BN_is_odd(n) == 1, BN_cmp(e, n) < 0 else {
+            throw OpenSSLError(operation: "an RSA key needs an odd public exponent of at least 3, below an odd modulus", code: 0)
+        }
+        return self
     }
 
     /// An RSA public key from its modulus and exponent (JWK `n`, `e`), big-endian.
@@ -105,7 +125,7 @@ package final class EVPKey: @unchecked Sendable {  // immutable after init; see 
                 OSSL_PARAM_BLD_push_BN(builder, ParameterName.rsaE, e) == 1
             else { return nil }
             return OSSL_PARAM_BLD_to_param(builder)
-        }
+        }.checked()
     }
 
     /// An EC public key from its curve (`P-256`…) and affine coordinates (JWK `x`, `y`).

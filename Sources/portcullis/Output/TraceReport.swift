@@ -28,7 +28,7 @@ struct TraceReport {
                 var text = "rejected: \(rejection.errorDescription)"
                 if let field = rejection.failedField { text += " (claim \(field))" }
                 if case .refuse(let refusal) = self.decision, let set = refusal.keySetToRefresh, !set.isLoaded {
-                    text += "; the key set at \(set.url) is unavailable offline"
+                    text += "; the key set at \(set.displayURL) is unavailable offline"
                 }
                 lines.append(("token", text))
             case .schemeNotAvailable(let scheme):
