@@ -276,3 +276,26 @@ def test_escapes_in_a_pattern_match_as_requests_are_normalized(tmp_path):
         res = run_portcullis(["check", "--config", str(path), "--json", "GET", target])
         assert res.returncode == 0, (target, res.stdout, res.stderr)
         assert json.loads(res.stdout)["route"]["name"] == "public", (target, res.stdout)
+
+
+def test_an_alias_repeating_a_long_value_gives_a_small_report(tmp_path):
+    """A 100 KB value repeated by 1,500 aliases once made a 150 MB report (and a reload logged it
+    all): messages are capped in length and number."""
+    lines = ["version: 1", "server:", '  realm: &b "' + "x" * 100_000 + '"',
+             'upstreams: { u: { url: "http://127.0.0.1:9" } }', "routes:", "  - name: r",
+             "    match: { path: /r, methods: [" + ", ".join(["*b"] * 1500) + "] }", "    upstream: u"]
+    path = write(tmp_path, "\n".join(lines) + "\n")
+    res = run_portcullis(["validate", "--config", str(path)], timeout=60)
+    assert res.returncode == 2, res.stderr[-500:]
+    assert len(res.stderr) < 200_000, len(res.stderr)
+    errors = diagnostics(res.stderr, "error")
+    assert 1 < len(errors) <= 201, len(errors)
+    assert any("only the first 200" in e.group("msg") for e in errors), res.stderr[-500:]
+
+
+def test_a_byte_order_mark_is_allowed(tmp_path):
+    """YAML allows a leading BOM, and Windows editors write one."""
+    path = tmp_path / "bom.yaml"
+    path.write_bytes(b"\xef\xbb\xbf" + VALID.encode())
+    res = run_portcullis(["validate", "--config", str(path)])
+    assert res.returncode == 0, res.stderr

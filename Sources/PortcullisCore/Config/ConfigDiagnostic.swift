@@ -52,7 +52,30 @@ package struct ConfigDiagnostics: Error, Sendable, CustomStringConvertible {
     package var warnings: [ConfigDiagnostic] { self.all.filter { $0.severity == .warning } }
     package var hasErrors: Bool { self.all.contains { $0.severity == .error } }
 
-    package mutating func append(_ diagnostic: ConfigDiagnostic) { self.all.append(diagnostic) }
+    /// At most this many findings are kept, and each message at most ``messageLimit``
+    /// characters: a small file with YAML aliases can repeat a long value thousands of times,
+    /// and its report must stay small (it is also what a failed reload logs).
+    package static let limit = 200
+    package static let messageLimit = 300
+    private var overflowed = false
+
+    package mutating func append(_ diagnostic: ConfigDiagnostic) {
+        var diagnostic = diagnostic
+        if diagnostic.message.count > Self.messageLimit {
+            diagnostic.message = String(diagnostic.message.prefix(Self.messageLimit)) + "…"
+        }
+        guard self.all.count < Self.limit else {
+            if !self.overflowed {
+                self.overflowed = true
+                diagnostic.message = "more problems follow; only the first \(Self.limit) are reported"
+                self.all.append(diagnostic)
+            } else if diagnostic.severity == .error, let last = self.all.indices.last {
+                self.all[last].severity = .error  // the file is invalid whatever was shown
+            }
+            return
+        }
+        self.all.append(diagnostic)
+    }
 
     package var sorted: [ConfigDiagnostic] {
         self.all.sorted {

@@ -29,11 +29,17 @@ package enum ConfigLoader {
         "name", "match", "auth", "scopes", "scopes_any", "upstream", "strip_prefix", "forward_authorization", "mode",
     ]
 
+    /// The text without a leading UTF-8 byte-order mark, which YAML allows and Windows editors
+    /// write; the parser would take it for content.
+    static func withoutByteOrderMark(_ text: String) -> String {
+        text.unicodeScalars.first == "\u{FEFF}" ? String(text.unicodeScalars.dropFirst()) : text
+    }
+
     package static func load(text: String, file: String, environment: any ConfigEnvironment = FixedEnvironment()) -> Result {
         let reader = ConfigReader(file: file)
         let root: Node
         do {
-            guard let composed = try Yams.compose(yaml: text, .basic) else {
+            guard let composed = try Yams.compose(yaml: ConfigLoader.withoutByteOrderMark(text), .basic) else {
                 reader.add(ConfigDiagnostic(.error, .syntax, at: SourceLocation(file: file, line: 1, column: 1), "the file is empty"))
                 return Result(config: nil, diagnostics: reader.diagnostics)
             }
@@ -112,7 +118,7 @@ package enum ConfigLoader {
         let fileReader = ConfigReader(file: resolved)
         defer { for diagnostic in fileReader.diagnostics.all { reader.add(diagnostic) } }
         do {
-            guard let root = try Yams.compose(yaml: text, .basic) else {
+            guard let root = try Yams.compose(yaml: ConfigLoader.withoutByteOrderMark(text), .basic) else {
                 fileReader.add(ConfigDiagnostic(.error, .syntax, at: SourceLocation(file: resolved, line: 1, column: 1), "the file is empty"))
                 return []
             }

@@ -14,7 +14,7 @@ package enum PolicyCaseLoader {
         let reader = ConfigReader(file: file)
         let root: Node
         do {
-            guard let composed = try Yams.compose(yaml: text, .basic) else {
+            guard let composed = try Yams.compose(yaml: ConfigLoader.withoutByteOrderMark(text), .basic) else {
                 reader.add(ConfigDiagnostic(.error, .syntax, at: SourceLocation(file: file, line: 1, column: 1), "the file is empty"))
                 return Result(cases: [], diagnostics: reader.diagnostics)
             }
