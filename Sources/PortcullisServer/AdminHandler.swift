@@ -9,13 +9,21 @@ final class AdminHandler: ChannelInboundHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     private let environment: GatewayEnvironment
+    /// The same header and idle deadlines as the public listener: an admin port is no place to
+    /// hold connections open for free.
+    private let deadlines: ConnectionDeadlines
     private var head: HTTPRequestHead?
 
-    init(environment: GatewayEnvironment) { self.environment = environment }
+    init(environment: GatewayEnvironment, deadlines: ConnectionDeadlines) {
+        self.environment = environment
+        self.deadlines = deadlines
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch self.unwrapInboundIn(data) {
-        case .head(let head): self.head = head
+        case .head(let head):
+            self.head = head
+            self.deadlines.headReceived()
         case .body: break
         case .end:
             guard let head = self.head else { return }
@@ -68,8 +76,8 @@ final class AdminHandler: ChannelInboundHandler {
         }
         let keepAlive = request.isKeepAlive
         let channel = context.channel
-        context.writeAndFlush(self.wrapOutboundOut(.end(nil))).whenComplete { _ in
-            if !keepAlive { channel.close(promise: nil) }
+        context.writeAndFlush(self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { [deadlines] _ in
+            if keepAlive { deadlines.becameIdle() } else { channel.close(promise: nil) }
         }
     }
 }

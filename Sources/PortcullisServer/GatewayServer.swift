@@ -85,8 +85,10 @@ package final class GatewayServer: Sendable {
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        let deadlines = ConnectionDeadlines(idleTimeout: idle, headerTimeout: header)
+                        try channel.pipeline.syncOperations.addHandler(deadlines)
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                        try channel.pipeline.syncOperations.addHandler(AdminHandler(environment: environment))
+                        try channel.pipeline.syncOperations.addHandler(AdminHandler(environment: environment, deadlines: deadlines))
                     }
                 }
             let adminChannel = try await adminBootstrap.bind(host: adminAddress.host, port: adminAddress.port).get()

@@ -79,3 +79,34 @@ def test_a_running_exchange_outlasts_both_timeouts(gw):
         assert answer.status == 200
         # The idle deadline starts again once the response is out.
         assert conn.request(b"GET /after HTTP/1.1\r\n" + H + b"\r\n").status == 200
+
+
+def test_the_admin_listener_has_the_same_deadlines(module_spawner):
+    """A partial head or a silent connection on the admin port closes like on the public one."""
+    import socket
+
+    from harness import free_port
+
+    echo = module_spawner.echo()
+    admin_port = free_port()
+    module_spawner.gateway(make_config(
+        {"main": upstream(echo.url)},
+        """
+        - { name: all, match: { path: "/**" }, auth: none, upstream: main }
+        """,
+        server={"idle_timeout": "1200ms", "request_header_timeout": "800ms", "admin_listen": f"127.0.0.1:{admin_port}"},
+    ))
+    for opening in (b"GET /healthz HTTP/1.1\r\nHost: x\r\n", b""):
+        with socket.create_connection(("127.0.0.1", admin_port), timeout=5) as s:
+            started = time.monotonic()
+            s.sendall(opening)
+            assert s.recv(100) == b"", "the admin listener answered a partial head"
+            waited = time.monotonic() - started
+        assert waited <= 2.5, waited
+    # a served request keeps the connection until idle_timeout
+    with socket.create_connection(("127.0.0.1", admin_port), timeout=5) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(1000).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        assert s.recv(100) == b""
+        assert 0.8 <= time.monotonic() - started <= 3.0
