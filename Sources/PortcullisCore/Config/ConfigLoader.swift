@@ -45,7 +45,7 @@ package enum ConfigLoader {
             }
             root = composed
         } catch let error as YamlError {
-            reader.add(syntaxDiagnostic(error, file: file))
+            reader.add(syntaxDiagnostic(error, file: file, text: text))
             return Result(config: nil, diagnostics: reader.diagnostics)
         } catch {
             reader.add(ConfigDiagnostic(.error, .syntax, at: SourceLocation(file: file, line: 1, column: 1), "\(error)"))
@@ -130,7 +130,7 @@ package enum ConfigLoader {
             }
             return self.readUsers(root, fileReader)
         } catch let error as YamlError {
-            fileReader.add(syntaxDiagnostic(error, file: resolved))
+            fileReader.add(syntaxDiagnostic(error, file: resolved, text: text))
         } catch {
             fileReader.add(ConfigDiagnostic(.error, .syntax, at: SourceLocation(file: resolved, line: 1, column: 1), "\(error)"))
         }
@@ -511,15 +511,37 @@ package enum ConfigLoader {
         }
     }
 
-    private static func syntaxDiagnostic(_ error: YamlError, file: String) -> ConfigDiagnostic {
+    /// Where `key` appears again after `first` at the same indentation: the repeat is what the
+    /// operator wants to see (the parser reports the first occurrence).
+    private static func repeatedKey(_ key: String, after first: Mark, in text: String) -> (line: Int, column: Int)? {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        guard first.line >= 1, first.line <= lines.count else { return nil }
+        let column = first.column
+        for index in first.line..<lines.count {
+            let line = lines[index].utf8
+            guard line.count >= column + key.utf8.count, column >= 1 else { continue }
+            let start = line.index(line.startIndex, offsetBy: column - 1)
+            let rest = line[start...]
+            guard rest.starts(with: key.utf8) else { continue }
+            let after = rest.dropFirst(key.utf8.count).drop { $0 == UInt8(ascii: " ") }
+            if after.first == UInt8(ascii: ":") { return (index + 1, column) }
+        }
+        return nil
+    }
+
+    private static func syntaxDiagnostic(_ error: YamlError, file: String, text: String) -> ConfigDiagnostic {
         func at(_ mark: Mark) -> SourceLocation { SourceLocation(file: file, line: mark.line, column: mark.column) }
         switch error {
         case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
             .composer(_, let problem, let mark, _):
             return ConfigDiagnostic(.error, .syntax, at: at(mark), "YAML syntax: \(problem)")
         case .duplicatedKeysInMapping(let duplicates, let context):
-            return ConfigDiagnostic(
-                .error, .syntax, at: at(context.mark), "duplicate key '\(duplicates.first ?? "?")' in a mapping")
+            let key = duplicates.first ?? "?"
+            let others = duplicates.dropFirst().map { "'\($0)'" }
+            var message = "duplicate key '\(key)' in a mapping (first at line \(context.mark.line))"
+            if !others.isEmpty { message += "; this mapping also repeats \(others.joined(separator: ", "))" }
+            let place = Self.repeatedKey(key, after: context.mark, in: text) ?? (context.mark.line, context.mark.column)
+            return ConfigDiagnostic(.error, .syntax, at: SourceLocation(file: file, line: place.line, column: place.column), message)
         case .reader(let problem, _, _, _):
             return ConfigDiagnostic(.error, .syntax, at: SourceLocation(file: file, line: 1, column: 1), "unreadable YAML: \(problem)")
         default:
