@@ -77,3 +77,34 @@ routes:
     result = subprocess.run([BIN, "validate", "--config", str(tmp_path / "routes.yaml")], capture_output=True, text=True)
     assert result.returncode == 2
     assert re.search(r"routes\.yaml:2:\d+: error: cannot read server\.tls\.cert_file", result.stderr), result.stderr
+
+
+def _pair(folder, name):
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(folder / f"{name}.key"), "-out", str(folder / f"{name}.crt"), "-days", "1",
+         "-subj", f"/CN={name}"], check=True, capture_output=True)
+
+
+@pytest.mark.parametrize("cert,key,problem", [
+    ("a.crt", "b.key", r"routes\.yaml:2:\d+: error: server\.tls key: the key does not belong to the certificate"),
+    ("notpem.crt", "a.key", r"routes\.yaml:2:\d+: error: server\.tls certificate: no PEM certificate in it"),
+    ("a.crt", "random.key", r"routes\.yaml:2:\d+: error: server\.tls key: not a PEM private key"),
+])
+def test_a_certificate_and_key_that_do_not_make_a_pair_are_a_config_error(tmp_path, cert, key, problem):
+    """Once a start-up failure without a position (exit 1), and `validate` said valid."""
+    _pair(tmp_path, "a")
+    _pair(tmp_path, "b")
+    (tmp_path / "notpem.crt").write_text("not a certificate\n")
+    (tmp_path / "random.key").write_bytes(os.urandom(300))
+    (tmp_path / "routes.yaml").write_text(f"""version: 1
+server: {{ admin_listen: "", tls: {{ cert_file: {cert}, key_file: {key} }} }}
+upstreams: {{ u: {{ url: "http://127.0.0.1:9" }} }}
+routes:
+  - {{ name: open, match: {{ path: "/**" }}, auth: none, upstream: u }}
+""")
+    for command in (["validate"], ["serve", "--listen", "127.0.0.1:0"]):
+        result = subprocess.run([BIN, *command, "--config", str(tmp_path / "routes.yaml")],
+                                capture_output=True, text=True, timeout=20)
+        assert result.returncode == 2, (command, result.stderr)
+        assert re.search(problem, result.stderr), (command, result.stderr)

@@ -1,4 +1,5 @@
 internal import Yams
+import PortcullisCrypto
 
 /// Turns the text of a `routes.yaml` into a validated ``GatewayConfig``.
 ///
@@ -223,6 +224,9 @@ package enum ConfigLoader {
                         reader.error(.unreadableFile, node, "cannot read server.tls.\(key) \(path)")
                     }
                 }
+                Self.checkTLSPair(
+                    certificate: environment.readFile(environment.resolve(cert)), key: environment.readFile(environment.resolve(key)),
+                    certificateNode: tls["cert_file"], keyNode: tls["key_file"], what: "server.tls", reader)
                 server.tls = TLSFiles(certFile: environment.resolve(cert), keyFile: environment.resolve(key))
             }
         }
@@ -298,6 +302,17 @@ package enum ConfigLoader {
                     if let file, environment.readFile(environment.resolve(file)) == nil, let node = tls[key] {
                         reader.error(.unreadableFile, node, "cannot read \(what) tls.\(key) \(environment.resolve(file))")
                     }
+                }
+                if let caFile = files.caFile, let bytes = environment.readFile(environment.resolve(caFile)),
+                    let problem = TLSMaterial.certificateProblem(bytes), let node = tls["ca_file"]
+                {
+                    reader.error(.badValue, node, "\(what) tls.ca_file \(caFile): \(problem)")
+                }
+                if let certificate = files.clientCertFile, let key = files.clientKeyFile {
+                    Self.checkTLSPair(
+                        certificate: environment.readFile(environment.resolve(certificate)),
+                        key: environment.readFile(environment.resolve(key)), certificateNode: tls["client_cert_file"],
+                        keyNode: tls["client_key_file"], what: "\(what) tls", reader)
                 }
                 // TLS options on a plain-text upstream would silently not apply.
                 if !url.lowercased().hasPrefix("https://") {
@@ -508,6 +523,20 @@ package enum ConfigLoader {
         case .emptySegment: return "an empty segment ('//') can never match while merge_slashes is on"
         case .badCharacter(let character): return "the character '\(character)' cannot appear in a normalized path"
         case .refusedEscape(let reason): return "it can never match: every request path with it is refused (\(reason))"
+        }
+    }
+
+    /// A certificate and its key, both read: the certificate must be PEM and the key its own.
+    private static func checkTLSPair(
+        certificate: [UInt8]?, key: [UInt8]?, certificateNode: Node?, keyNode: Node?, what: String, _ reader: ConfigReader
+    ) {
+        guard let certificate, let key else { return }  // unreadable: reported already
+        if let problem = TLSMaterial.certificateProblem(certificate) {
+            if let node = certificateNode { reader.error(.badValue, node, "\(what) certificate: \(problem)") }
+            return
+        }
+        if let problem = TLSMaterial.keyProblem(certificate: certificate, key: key), let node = keyNode {
+            reader.error(.badValue, node, "\(what) key: \(problem)")
         }
     }
 
