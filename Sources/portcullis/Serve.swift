@@ -47,7 +47,16 @@ struct Serve: AsyncParsableCommand {
                 "SHADOW MODE (dry run) is on: refusals are only logged as would_deny and the requests are FORWARDED",
                 metadata: ["routes": "\(shadowed.joined(separator: ","))"])
         }
-        let server = try GatewayServer(policy: Policy(config: config), logger: logger)
+        let server: GatewayServer
+        do {
+            server = try GatewayServer(policy: Policy(config: config), logger: logger)
+        } catch {
+            // A file the configuration names could not be opened (the refresh-token store, the
+            // access log): a configuration problem, so exit 2 like one.
+            let place = config.tokenEndpoint.map { "\($0.location)" } ?? self.options.path
+            printError("\(place): error: cannot start: \(error)")
+            throw ExitCode(2)
+        }
         let options = self.options
         let dryRun = self.dryRun
         try await server.serve(listen: address ?? config.server.listen) {

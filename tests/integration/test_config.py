@@ -299,3 +299,23 @@ def test_a_byte_order_mark_is_allowed(tmp_path):
     path.write_bytes(b"\xef\xbb\xbf" + VALID.encode())
     res = run_portcullis(["validate", "--config", str(path)])
     assert res.returncode == 0, res.stderr
+
+
+def test_a_refresh_token_store_that_cannot_be_opened_stops_serve_with_exit_2(tmp_path):
+    (tmp_path / "file").write_text("x")
+    text = f"""version: 1
+server: {{ admin_listen: "" }}
+jwt:
+  issuers:
+    - {{ issuer: "https://gw", algorithms: [HS256], keys: [ {{ kid: k1, secret_env: S }} ] }}
+token_endpoint: {{ issuer: "https://gw", signing_key: {{ alg: HS256, kid: k1, secret_env: S }}, store: "sqlite:file/db.sqlite" }}
+upstreams: {{ u: {{ url: "http://127.0.0.1:9" }} }}
+routes:
+  - {{ name: r, match: {{ path: /r }}, auth: none, upstream: u }}
+"""
+    path = write(tmp_path, text)
+    res = run_portcullis(["serve", "--config", str(path), "--listen", "127.0.0.1:0"],
+                         env={"S": "secretsecretsecretsecretsecretsecret"})
+    assert res.returncode == 2, res.stderr
+    errors = diagnostics(res.stderr, "error")
+    assert errors and errors[0].group("line") == "6" and "cannot start" in errors[0].group("msg"), res.stderr

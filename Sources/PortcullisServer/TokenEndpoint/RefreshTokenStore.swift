@@ -49,6 +49,9 @@ final class SQLiteRefreshTokenStore: RefreshTokenStore {
         let folder = (path as NSString).deletingLastPathComponent
         if !folder.isEmpty { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
         var configuration = Configuration()
+        // Another process on the same file (a second gateway, a backup) holds the write lock for
+        // moments: wait for it rather than fail the refresh with "database is locked".
+        configuration.busyMode = .timeout(5)
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
