@@ -415,6 +415,18 @@ def get_bytes(path: bytes | str, host: bytes = b"gw.test", extra: bytes = b"") -
     return b"GET " + path + b" HTTP/1.1\r\nHost: " + host + b"\r\n" + extra + b"\r\n"
 
 
+def read_until_closed(sock: socket.socket, timeout: float = 5.0) -> bytes:
+    """Everything the peer sends until it closes; fails if it is still open after `timeout`."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    raise AssertionError(f"the connection stayed open: {data!r}")
+
+
 def free_port() -> int:
     """A loopback port on which nothing listens (bound then closed)."""
     s = socket.socket()

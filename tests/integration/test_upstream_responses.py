@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from harness import PUBLIC_AND_ADMIN_ROUTES, RawConn, get_bytes, make_config, upstream
+from harness import PUBLIC_AND_ADMIN_ROUTES, RawConn, get_bytes, make_config, read_until_closed, upstream
 
 
 class ScriptedUpstream:
@@ -143,15 +143,7 @@ def test_http10_client_gets_no_chunked_body_and_a_close(spawner):
         for extra in (b"", b"Connection: keep-alive\r\n"):
             with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
                 s.sendall(b"GET /public/x HTTP/1.0\r\nHost: gw.test\r\n" + extra + b"\r\n")
-                data = b""
-                deadline = time.monotonic() + 5
-                while time.monotonic() < deadline:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-                else:
-                    raise AssertionError(f"the connection stayed open: {data!r}")
+                data = read_until_closed(s)
             head, _, payload = data.partition(b"\r\n\r\n")
             assert b"transfer-encoding" not in head.lower(), head
             assert payload == b"hello world", data
@@ -166,12 +158,7 @@ def test_http10_client_is_not_sent_100_continue(spawner, echo):
         s.sendall(b"POST /public/x HTTP/1.0\r\nHost: gw.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
         time.sleep(0.3)
         s.sendall(b"hello")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = read_until_closed(s)
     assert b" 100 " not in data.split(b"\r\n", 1)[0], data
     assert data.startswith(b"HTTP/1.1 200") or data.startswith(b"HTTP/1.0 200"), data
 
