@@ -196,12 +196,6 @@ final class GatewayHandler: ChannelDuplexHandler {
                 requestID: requestID, keepAlive: false, context: context)
         }
 
-        // Checked here as well as in the decision, so the gateway's own paths see it too.
-        if hosts == 1, let field = head.headers.first(name: "host"), !RequestTarget.isValidHost(field) {
-            return self.refuse(Refusal(status: 400, detail: "Invalid Host header", reason: "bad_host"),
-                               requestID: requestID, keepAlive: head.isKeepAlive, context: context)
-        }
-
         // Framing checks the HTTP decoder leaves to us.
         let lengths = hasContentLength ? head.headers[canonicalForm: "content-length"] : []
         var declaredLength: Int64?
@@ -249,6 +243,11 @@ final class GatewayHandler: ChannelDuplexHandler {
             case .success(let target) = RequestTarget.normalize(head.uri, mergeSlashes: server.mergeSlashes),
             let answer = policy.gatewayDecision(method: head.method.rawValue, path: target.path, host: Self.authorityOrHost(head))
         {
+            // The decision checks Host for every other request; these are answered before it.
+            if let field = head.headers.first(name: "host"), !RequestTarget.isValidHost(field) {
+                return self.refuse(Refusal(status: 400, detail: "Invalid Host header", reason: "bad_host"),
+                                   requestID: requestID, keepAlive: head.isKeepAlive, context: context)
+            }
             self.current.route = Policy.tokenEndpointRoute
             if case .serve(.tokenEndpoint) = answer, self.environment.tokenService != nil {
                 self.state = .token(TokenExchange(head: head, requestID: requestID, policy: policy, endpoint: endpoint))
