@@ -210,13 +210,15 @@ package final class UpstreamTransfer: @unchecked Sendable {  // see the confinem
     /// a transfer coding (RFC 9112 §6.3: a sign of response splitting).
     private func framedHeaders() -> [(name: String, value: String)]? {
         var length: UInt64?
-        var hasLength = false
+        var lengthFields = 0
+        var canonical = true
         var hasTransferCoding = false
         for (name, value) in self.headers {
             if name.equalsIgnoringASCIICase("transfer-encoding") {
                 hasTransferCoding = true
             } else if name.equalsIgnoringASCIICase("content-length") {
-                hasLength = true
+                lengthFields += 1
+                canonical = canonical && value.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
                 for element in value.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
                     var digits = element[...]
                     while digits.first == UInt8(ascii: " ") || digits.first == UInt8(ascii: "\t") { digits = digits.dropFirst() }
@@ -234,11 +236,14 @@ package final class UpstreamTransfer: @unchecked Sendable {  // see the confinem
                 }
             }
         }
-        guard hasLength else { return self.headers }
+        guard lengthFields > 0 else { return self.headers }
         guard !hasTransferCoding else {
             _ = self.reject("both Content-Length and Transfer-Encoding")
             return nil
         }
+        // The usual case, one field of plain digits, goes on as it came; repeats and lists are
+        // rewritten as one field.
+        if lengthFields == 1 && canonical { return self.headers }
         var headers = self.headers.filter { !$0.name.equalsIgnoringASCIICase("content-length") }
         headers.append(("Content-Length", String(length!)))
         return headers
