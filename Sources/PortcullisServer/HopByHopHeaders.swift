@@ -24,13 +24,7 @@ enum HopByHopHeaders {
     /// frameworks built on it): such a header could pose as one the gateway sets, so it is
     /// dropped.
     static func posesAs(_ name: String, _ names: some Sequence<String>) -> Bool {
-        names.contains { candidate in
-            name.utf8.count == candidate.utf8.count
-                && zip(name.utf8, candidate.utf8).allSatisfy { byte, expected in
-                    let folded = byte == UInt8(ascii: "_") ? UInt8(ascii: "-") : (byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte)
-                    return folded == expected
-                }
-        }
+        names.contains { name.equalsIgnoringASCIICase($0, underscoreAsDash: true) }
     }
 
     /// The lower-case names the `Connection` fields list: they are hop-by-hop too. Works on a

@@ -84,11 +84,13 @@ package struct UpstreamResponseHead: Sendable {
 }
 
 extension String {
-    /// Equality with `lowercase` (ASCII, already lower-case), ignoring the case of ASCII letters.
-    package func equalsIgnoringASCIICase(_ lowercase: String) -> Bool {
+    /// Equality with `lowercase` (ASCII, already lower-case), ignoring the case of ASCII letters,
+    /// and with `underscoreAsDash`, reading `_` as `-` (as CGI-style header names do).
+    package func equalsIgnoringASCIICase(_ lowercase: String, underscoreAsDash: Bool = false) -> Bool {
         guard self.utf8.count == lowercase.utf8.count else { return false }
         return zip(self.utf8, lowercase.utf8).allSatisfy { byte, expected in
-            (byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte) == expected
+            if underscoreAsDash && byte == UInt8(ascii: "_") { return expected == UInt8(ascii: "-") }
+            return (byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte) == expected
         }
     }
 }
