@@ -1,5 +1,5 @@
 import Foundation
-import PortcullisCore
+package import PortcullisCore
 
 /// Secrets from the process environment and key files from disk, relative paths resolved
 /// against the configuration file's folder.
@@ -12,7 +12,7 @@ package struct ProcessConfigEnvironment: ConfigEnvironment {
 
     package func variable(_ name: String) -> String? { ProcessInfo.processInfo.environment[name] }
 
-    package func readFile(_ path: String) -> [UInt8]? { FileManager.default.contents(atPath: path).map { Array($0) } }
+    package func readFile(_ path: String) throws(FileReadError) -> [UInt8] { try BoundedFile.read(path) }
 
     package func resolve(_ path: String) -> String {
         path.hasPrefix("/") ? path : (self.folder as NSString).appendingPathComponent(path)

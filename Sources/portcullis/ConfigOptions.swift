@@ -19,12 +19,14 @@ struct ConfigOptions: ParsableArguments {
     /// Reads and checks the file. Every diagnostic is in the result; the caller prints them.
     func load() -> ConfigLoader.Result {
         let path = self.path
-        guard let data = FileManager.default.contents(atPath: path) else {
-            let reason = FileManager.default.fileExists(atPath: path) ? "cannot read the file" : "no such file"
+        let data: [UInt8]
+        do {
+            data = try BoundedFile.read(path)
+        } catch {
             return ConfigLoader.Result(
                 config: nil,
                 diagnostics: ConfigDiagnostics([
-                    ConfigDiagnostic(.error, .unreadableFile, at: SourceLocation(file: path, line: 1, column: 1), reason)
+                    ConfigDiagnostic(.error, .unreadableFile, at: SourceLocation(file: path, line: 1, column: 1), "cannot read the file: \(error)")
                 ]))
         }
         guard let text = String(validating: data, as: UTF8.self) else {

@@ -28,8 +28,16 @@ struct TestCommand: ParsableCommand {
         var results: [(file: String, results: [PolicyCaseResult])] = []
         var errors = false
         for file in self.files {
-            guard let data = FileManager.default.contents(atPath: file), let text = String(validating: data, as: UTF8.self) else {
-                printError("\(file):1:1: error: cannot read the case file")
+            let text: String
+            do {
+                guard let valid = String(validating: try BoundedFile.read(file), as: UTF8.self) else {
+                    printError("\(file):1:1: error: the case file is not valid UTF-8")
+                    errors = true
+                    continue
+                }
+                text = valid
+            } catch {
+                printError("\(file):1:1: error: cannot read the case file: \(error)")
                 errors = true
                 continue
             }

@@ -1,6 +1,7 @@
 """Area 9: `portcullis validate` and `serve` on valid, invalid and suspicious configurations."""
 
 import json
+import os
 import re
 import subprocess
 
@@ -319,3 +320,40 @@ routes:
     assert res.returncode == 2, res.stderr
     errors = diagnostics(res.stderr, "error")
     assert errors and errors[0].group("line") == "6" and "cannot start" in errors[0].group("msg"), res.stderr
+
+
+def test_files_that_are_not_regular_files_are_errors_at_their_line(tmp_path):
+    # /dev/zero as a secret and a FIFO without a writer as a JWKS file would make start-up read
+    # forever or wait forever; a directory as users_file cannot be read at all.
+    fifo = tmp_path / "jwks.fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "users.d").mkdir()
+    text = VALID.replace(
+        "upstreams:\n",
+        "jwt:\n"
+        "  issuers:\n"
+        '    - issuer: "https://a"\n'
+        "      algorithms: [HS256]\n"
+        "      keys: [ { kid: k1, secret_file: /dev/zero } ]\n"
+        "      jwks_file: jwks.fifo\n"
+        "users_file: users.d\n"
+        "upstreams:\n",
+    )
+    path = write(tmp_path, text)
+    res = run_portcullis(["validate", "--config", str(path)], timeout=20)
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    errors = {int(e.group("line")): e.group("msg") for e in diagnostics(res.stderr, "error")}
+    base = text.split("\n").index("jwt:") + 1
+    assert "not a regular file" in errors.get(base + 4, ""), res.stderr
+    assert "not a regular file" in errors.get(base + 5, ""), res.stderr
+    assert "directory" in errors.get(base + 6, ""), res.stderr
+
+
+def test_a_config_path_that_is_a_device_or_too_large_is_refused(tmp_path):
+    res = run_portcullis(["validate", "--config", "/dev/zero"], timeout=20)
+    assert res.returncode == 2 and "not a regular file" in res.stderr, res.stderr
+    big = tmp_path / "big.yaml"
+    with open(big, "wb") as f:
+        f.truncate(65 << 20)  # sparse: costs no disk
+    res = run_portcullis(["validate", "--config", str(big)], timeout=20)
+    assert res.returncode == 2 and "larger than 64 MiB" in res.stderr, res.stderr

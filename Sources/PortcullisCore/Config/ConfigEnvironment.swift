@@ -3,8 +3,8 @@
 package protocol ConfigEnvironment: Sendable {
     /// The value of an environment variable, or `nil` when unset.
     func variable(_ name: String) -> String?
-    /// The bytes of a file, or `nil` when it cannot be read. `path` is already resolved.
-    func readFile(_ path: String) -> [UInt8]?
+    /// The bytes of a file. `path` is already resolved.
+    func readFile(_ path: String) throws(FileReadError) -> [UInt8]
     /// `path` resolved against the configuration file's folder when relative.
     func resolve(_ path: String) -> String
 }
@@ -20,6 +20,16 @@ package struct FixedEnvironment: ConfigEnvironment {
     }
 
     package func variable(_ name: String) -> String? { self.variables[name] }
-    package func readFile(_ path: String) -> [UInt8]? { self.files[path] }
+    package func readFile(_ path: String) throws(FileReadError) -> [UInt8] {
+        guard let bytes = self.files[path] else { throw FileReadError("no such file") }
+        return bytes
+    }
     package func resolve(_ path: String) -> String { path }
+}
+
+/// Why a file named by the configuration could not be read: "no such file", "not a regular
+/// file", "larger than 64 MiB".
+package struct FileReadError: Error, CustomStringConvertible, Sendable {
+    package var description: String
+    package init(_ description: String) { self.description = description }
 }

@@ -90,7 +90,8 @@ extension ConfigLoader {
         }
         if let node = fields["jwks_file"], let path = reader.string(node, "\(what) jwks_file") {
             let resolved = environment.resolve(path)
-            if let bytes = environment.readFile(resolved) {
+            do {
+                let bytes = try environment.readFile(resolved)
                 do {
                     for jwk in try JWK.parseSet(bytes, allowSecrets: true) {
                         keys.append(IssuerKey(kid: jwk.kid, algorithm: jwk.algorithm, key: jwk.key, source: "jwks_file \(path)"))
@@ -98,8 +99,8 @@ extension ConfigLoader {
                 } catch {
                     reader.error(.badValue, node, "\(what) jwks_file \(path): \(error)")
                 }
-            } else {
-                reader.error(.unreadableFile, node, "\(what): cannot read jwks_file \(resolved)")
+            } catch {
+                reader.error(.unreadableFile, node, "\(what): cannot read jwks_file \(resolved): \(error)")
             }
         }
         var jwksURL: String?
@@ -156,8 +157,11 @@ extension ConfigLoader {
             return .secret(HMACKey(Array(secret.utf8)))
         case "secret_file":
             let path = environment.resolve(value)
-            guard var bytes = environment.readFile(path) else {
-                reader.error(.unreadableFile, node, "cannot read the secret file \(path)")
+            var bytes: [UInt8]
+            do {
+                bytes = try environment.readFile(path)
+            } catch {
+                reader.error(.unreadableFile, node, "cannot read the secret file \(path): \(error)")
                 return nil
             }
             if bytes.last == UInt8(ascii: "\n") { bytes.removeLast() }  // one trailing newline is ignored
@@ -168,8 +172,11 @@ extension ConfigLoader {
             return .secret(HMACKey(bytes))
         default:
             let path = environment.resolve(value)
-            guard let bytes = environment.readFile(path) else {
-                reader.error(.unreadableFile, node, "cannot read the key file \(path)")
+            let bytes: [UInt8]
+            do {
+                bytes = try environment.readFile(path)
+            } catch {
+                reader.error(.unreadableFile, node, "cannot read the key file \(path): \(error)")
                 return nil
             }
             do {

@@ -112,8 +112,15 @@ package enum ConfigLoader {
         _ path: String, _ node: Node, _ reader: ConfigReader, _ environment: any ConfigEnvironment
     ) -> [UserConfig] {
         let resolved = environment.resolve(path)
-        guard let bytes = environment.readFile(resolved), let text = String(validating: bytes, as: UTF8.self) else {
-            reader.error(.unreadableFile, node, "cannot read users_file \(resolved)")
+        let text: String
+        do {
+            guard let valid = String(validating: try environment.readFile(resolved), as: UTF8.self) else {
+                reader.error(.unreadableFile, node, "users_file \(resolved) is not valid UTF-8")
+                return []
+            }
+            text = valid
+        } catch {
+            reader.error(.unreadableFile, node, "cannot read users_file \(resolved): \(error)")
             return []
         }
         let fileReader = ConfigReader(file: resolved)
@@ -218,14 +225,17 @@ package enum ConfigLoader {
             let cert = tls.required("cert_file", reader, "server.tls").flatMap { reader.string($0, "server.tls.cert_file") }
             let key = tls.required("key_file", reader, "server.tls").flatMap { reader.string($0, "server.tls.key_file") }
             if let cert, let key {
+                var contents: [String: [UInt8]] = [:]
                 for (file, key) in [(cert, "cert_file"), (key, "key_file")] {
                     let path = environment.resolve(file)
-                    if environment.readFile(path) == nil, let node = tls[key] {
-                        reader.error(.unreadableFile, node, "cannot read server.tls.\(key) \(path)")
+                    do {
+                        contents[key] = try environment.readFile(path)
+                    } catch {
+                        if let node = tls[key] { reader.error(.unreadableFile, node, "cannot read server.tls.\(key) \(path): \(error)") }
                     }
                 }
                 Self.checkTLSPair(
-                    certificate: environment.readFile(environment.resolve(cert)), key: environment.readFile(environment.resolve(key)),
+                    certificate: contents["cert_file"], key: contents["key_file"],
                     certificateNode: tls["cert_file"], keyNode: tls["key_file"], what: "server.tls", reader)
                 server.tls = TLSFiles(certFile: environment.resolve(cert), keyFile: environment.resolve(key))
             }
@@ -298,20 +308,25 @@ package enum ConfigLoader {
                     reader.error(.badValue, node, "\(what) tls needs both client_cert_file and client_key_file, or neither")
                 }
                 // Files the gateway cannot read would fail every request with 502; say so now.
+                var contents: [String: [UInt8]] = [:]
                 for (key, file) in [("ca_file", files.caFile), ("client_cert_file", files.clientCertFile), ("client_key_file", files.clientKeyFile)] {
-                    if let file, environment.readFile(environment.resolve(file)) == nil, let node = tls[key] {
-                        reader.error(.unreadableFile, node, "cannot read \(what) tls.\(key) \(environment.resolve(file))")
+                    guard let file else { continue }
+                    let path = environment.resolve(file)
+                    do {
+                        contents[key] = try environment.readFile(path)
+                    } catch {
+                        if let node = tls[key] { reader.error(.unreadableFile, node, "cannot read \(what) tls.\(key) \(path): \(error)") }
                     }
                 }
-                if let caFile = files.caFile, let bytes = environment.readFile(environment.resolve(caFile)),
+                if let caFile = files.caFile, let bytes = contents["ca_file"],
                     let problem = TLSMaterial.certificateProblem(bytes), let node = tls["ca_file"]
                 {
                     reader.error(.badValue, node, "\(what) tls.ca_file \(caFile): \(problem)")
                 }
-                if let certificate = files.clientCertFile, let key = files.clientKeyFile {
+                if files.clientCertFile != nil, files.clientKeyFile != nil {
                     Self.checkTLSPair(
-                        certificate: environment.readFile(environment.resolve(certificate)),
-                        key: environment.readFile(environment.resolve(key)), certificateNode: tls["client_cert_file"],
+                        certificate: contents["client_cert_file"],
+                        key: contents["client_key_file"], certificateNode: tls["client_cert_file"],
                         keyNode: tls["client_key_file"], what: "\(what) tls", reader)
                 }
                 // TLS options on a plain-text upstream would silently not apply.
