@@ -57,14 +57,6 @@ final class ConnectionDeadlines: ChannelInboundHandler, RemovableChannelHandler 
         self.context = nil
     }
 
-    /// The client shut down its sending side (`shutdown(SHUT_WR)`, as `nc` does at the end of
-    /// its input): what it sent is answered, then the connection closes. Only plain-TCP
-    /// listeners allow half-closure (``GatewayServer``); with TLS a close ends the connection.
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let event = event as? ChannelEvent, event == .inputClosed { self.closeIfIdle() }
-        context.fireUserInboundEventTriggered(event)
-    }
-
     func channelInactive(context: ChannelHandlerContext) {
         self.timer?.cancel()
         self.timer = nil

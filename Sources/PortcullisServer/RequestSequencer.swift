@@ -30,6 +30,8 @@ final class RequestSequencer: ChannelDuplexHandler {
     private var waiting = CircularBuffer<Event>()
     private var waitingBytes = 0
     private var readPending = false
+    /// The client shut down its sending side.
+    private var inputClosed = false
 
     static let waitingLimit = 16
     static let waitingByteLimit = 64 << 10
@@ -64,17 +66,36 @@ final class RequestSequencer: ChannelDuplexHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let isEnd: Bool
-        if case .end = self.unwrapOutboundIn(data) { isEnd = true } else { isEnd = false }
-        context.write(data, promise: promise)
-        if isEnd {
-            self.responseOpen = false
-            // Later, not from inside whatever wrote the response: the next request must find
-            // the handler after it has finished with this one.
-            if !self.waiting.isEmpty {
-                context.eventLoop.assumeIsolated().execute { self.deliverWaiting(context: context) }
-            }
+        guard case .end = self.unwrapOutboundIn(data) else {
+            context.write(data, promise: promise)
+            return
         }
+        self.responseOpen = false
+        if self.inputClosed && self.waiting.isEmpty {
+            // The last answer the client can ask for: close once it is written.
+            let written = promise ?? context.eventLoop.makePromise()
+            context.write(data, promise: written)
+            written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            return
+        }
+        context.write(data, promise: promise)
+        // Later, not from inside whatever wrote the response: the next request must find the
+        // handler after it has finished with this one.
+        if !self.waiting.isEmpty {
+            context.eventLoop.assumeIsolated().execute { self.deliverWaiting(context: context) }
+        }
+    }
+
+    /// The client shut down its sending side (`shutdown(SHUT_WR)`, as `nc` does at the end of
+    /// its input): every request it sent is answered in turn, then the connection closes.
+    /// Only plain-TCP listeners allow half-closure (``GatewayServer``); with TLS a close ends
+    /// the connection.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            self.inputClosed = true
+            if !self.responseOpen && self.waiting.isEmpty { context.close(promise: nil) }
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -85,17 +85,21 @@ def test_the_admin_listener_has_the_same_deadlines(module_spawner):
     """A partial head or a silent connection on the admin port closes like on the public one."""
     import socket
 
-    from harness import free_port
+    from harness import free_port, wait_until
 
     echo = module_spawner.echo()
     admin_port = free_port()
-    module_spawner.gateway(make_config(
+    gateway = module_spawner.gateway(make_config(
         {"main": upstream(echo.url)},
         """
         - { name: all, match: { path: "/**" }, auth: none, upstream: main }
         """,
         server={"idle_timeout": "1200ms", "request_header_timeout": "800ms", "admin_listen": f"127.0.0.1:{admin_port}"},
     ))
+    # The admin port is bound just after the public one, whose log line the spawner waits for.
+    wait_until(lambda: any(
+        "admin listening" in line for line in gateway.stderr_lines + gateway.stdout_lines
+    ), message="the admin listener")
     for opening in (b"GET /healthz HTTP/1.1\r\nHost: x\r\n", b""):
         with socket.create_connection(("127.0.0.1", admin_port), timeout=5) as s:
             started = time.monotonic()

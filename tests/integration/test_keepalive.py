@@ -185,3 +185,28 @@ def test_a_client_that_half_closes_after_its_request_gets_the_answer(echo, spawn
     with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
         s.shutdown(socket.SHUT_WR)
         assert s.recv(100) == b""
+
+
+def test_pipelined_requests_before_a_half_close_are_all_answered_in_order(echo, spawner):
+    """A client may pipeline several requests and then shut down its sending side: each one is
+    answered, in order, and only then does the gateway close (RFC 9112 §9.6)."""
+    import socket
+
+    from harness import read_until_closed
+
+    gw = spawner.gateway(make_config({"main": upstream(echo.url)}, ROUTES))
+    paths = [f"/public/p{i}" for i in range(4)]
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        s.sendall(b"".join(get_bytes(p) for p in paths))
+        s.shutdown(socket.SHUT_WR)
+        data = read_until_closed(s)
+    assert data.count(b"HTTP/1.1 200 ") == len(paths), data
+    positions = [data.find(f'"path":"{p}"'.encode()) for p in paths]
+    assert -1 not in positions and positions == sorted(positions), data
+    # a request cut short by the half-close is refused after the complete ones are answered
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        s.sendall(get_bytes("/public/whole") + b"GET /public/cut HTTP/1.1\r\nHo")
+        s.shutdown(socket.SHUT_WR)
+        data = read_until_closed(s)
+    assert data.startswith(b"HTTP/1.1 200 ") and b'"path":"/public/whole"' in data, data
+    assert b"HTTP/1.1 400 " in data and b"/public/cut" not in data, data
