@@ -197,3 +197,41 @@ def test_access_log_has_one_line_per_token_request_and_no_secrets(gw):
     for what, value in forbidden.items():
         assert value not in text, f"the {what} appears in the gateway's output"
     assert base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode() not in text
+
+
+def test_a_client_id_without_a_secret_is_invalid_client(gw):
+    for client_id in (CLIENT_ID, "no-such-app"):
+        resp = gw.token(data=password_form(client_id=client_id))
+        assert_oauth_error(resp, 401, "invalid_client")
+        assert "access_token" not in resp.text
+
+
+def test_basic_client_credentials_with_another_client_id_in_the_form_are_refused(gw):
+    resp = gw.token(data=password_form(client_id=OTHER_CLIENT), headers={"Authorization": basic_header(CLIENT_ID, CLIENT_SECRET)})
+    assert_oauth_error(resp, 400, "invalid_request")
+    same = gw.token(data=password_form(client_id=CLIENT_ID), headers={"Authorization": basic_header(CLIENT_ID, CLIENT_SECRET)})
+    assert_token_response(same, "me items")
+
+
+def test_a_refresh_token_issued_without_a_client_is_refused_to_a_client(gw):
+    # it was not issued to that client (RFC 6749 §6), and taking it would mint a token claiming it
+    first = assert_token_response(gw.token(data=password_form()), "me items")
+    auth = {"Authorization": basic_header(CLIENT_ID, CLIENT_SECRET)}
+    resp = gw.token(data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}, headers=auth)
+    assert_oauth_error(resp, 400, "invalid_grant")
+
+
+def test_error_descriptions_never_echo_characters_rfc_6749_forbids(gw):
+    # RFC 6749 §5.2: error_description is %x20-21 / %x23-5B / %x5D-7E only
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    answers = [
+        gw.token(data=password_form(scope='me"\\\u00e9\x01')),  # an undefined scope, quoted back
+        gw.token(data=b"username=x&password=y&a%22%0A=1&a%22%0A=2", headers=form),  # a repeated parameter
+    ]
+    for resp in answers:
+        body = resp.json()
+        assert resp.status_code == 400 and body.get("error") in ("invalid_scope", "invalid_request"), describe(resp)
+        description = body["error_description"]
+        assert description and all(c in " !" or "#" <= c <= "[" or "]" <= c <= "~" for c in description), description
+    long = gw.token(data=password_form(scope="x" * 3000))
+    assert long.status_code == 400 and len(long.json()["error_description"]) < 400, describe(long)

@@ -151,3 +151,34 @@ def test_refresh_ttl_zero_disables_refresh_tokens_and_access_ttl_is_honoured(ech
         assert resp.json().get("error") in ("invalid_grant", "unsupported_grant_type"), describe(resp)
     finally:
         g.stop()
+
+
+def test_a_narrowed_refresh_keeps_the_whole_grant_on_the_new_refresh_token(gw):
+    # RFC 6749 §6: the new refresh token has the scope of the one presented; `scope` narrows
+    # only the access token.
+    body = login(gw)
+    narrowed = assert_token_response(gw.refresh(body["refresh_token"], scope="me"), "me")
+    again = assert_token_response(gw.refresh(narrowed["refresh_token"]), "me items")
+    assert_token_response(gw.refresh(again["refresh_token"], scope="me items"), "me items")
+
+
+def test_a_scope_taken_from_the_user_is_not_issued_again_on_refresh(echo, tmp_path):
+    cfg = base_config(echo.url)
+    path = write_config(tmp_path / "gateway.yaml", cfg)
+    g = Portcullis(path)
+    try:
+        body = login(g)
+        reduced = copy.deepcopy(cfg)
+        reduced["users"] = [johndoe(scopes=["me"]), alice()]
+        reduced["routes"].insert(0, {"name": "reloaded", "match": {"path": "/reloaded"}, "auth": "none",
+                                     "upstream": "u"})
+        write_config(path, reduced)
+        g.reload("/reloaded")
+        refreshed = assert_token_response(g.refresh(body["refresh_token"]), "me")
+        check_access_claims(verify_hs256(refreshed["access_token"]), sub="johndoe", scope="me")
+        resp = g.get("/users/me/items/", headers={"Authorization": f"Bearer {refreshed['access_token']}"})
+        assert resp.status_code == 403, describe(resp)
+        # asking for it by name is refused like at a login
+        assert_oauth_error(g.refresh(refreshed["refresh_token"], scope="me items"), 400, "invalid_scope")
+    finally:
+        g.stop()

@@ -129,3 +129,32 @@ def test_a_full_hashing_queue_answers_503_with_retry_after(echo, tmp_path):
         for c in conns:
             c.close()
         g.stop()
+
+
+def test_client_secret_guesses_are_throttled_and_the_429_reveals_nothing(echo, tmp_path):
+    from token_support import CLIENT_ID, CLIENT_SECRET, basic_header, hash_password
+
+    cfg = base_config(echo.url, token_endpoint={
+        "login_throttle": {"max_failures": MAX_FAILURES, "window": "5m"},
+        "clients": [{"client_id": CLIENT_ID, "secret_hash": hash_password(CLIENT_SECRET)}],
+    })
+    g = Portcullis(write_config(tmp_path / "gateway.yaml", cfg))
+    try:
+        # wrong client secrets from different addresses: the client's count reaches the limit
+        for i in range(MAX_FAILURES):
+            resp = attempt(g, f"127.0.0.{50 + i}", "johndoe", JOHNDOE_PASSWORD,
+                           headers={"Authorization": basic_header(CLIENT_ID, f"guess-{i}")})
+            assert_oauth_error(resp, 401, "invalid_client")
+        # now even the right secret, from a fresh address, is 429: a guess learns nothing
+        right = {"Authorization": basic_header(CLIENT_ID, CLIENT_SECRET)}
+        assert_throttled(attempt(g, "127.0.0.60", "johndoe", JOHNDOE_PASSWORD, headers=right))
+        assert_throttled(attempt(g, "127.0.0.60", "johndoe", JOHNDOE_PASSWORD,
+                                 headers={"Authorization": basic_header(CLIENT_ID, "guess-x")}))
+        # an address throttled by failed logins gets 429 for a right and a wrong secret alike
+        for i in range(MAX_FAILURES):
+            attempt(g, "127.0.0.70", f"ghost-{i}", "whatever")
+        assert_throttled(attempt(g, "127.0.0.70", "johndoe", JOHNDOE_PASSWORD, headers=right))
+        # without client credentials, the password grant from a fresh address still works
+        assert_token_response(attempt(g, "127.0.0.71", "johndoe", JOHNDOE_PASSWORD), "me")
+    finally:
+        g.stop()

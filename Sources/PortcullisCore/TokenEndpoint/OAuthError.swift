@@ -46,6 +46,23 @@ package struct OAuthError: Error, Sendable {
 
     /// `{"detail", "error", "error_description"}`.
     package var body: [UInt8] {
-        Array(JSONText.object([("detail", self.detail), ("error", self.error), ("error_description", self.description)]).utf8)
+        let description = Self.describable(self.description)
+        let detail = self.detail == self.description ? description : Self.describable(self.detail)
+        return Array(JSONText.object([("detail", detail), ("error", self.error), ("error_description", description)]).utf8)
+    }
+
+    /// `text` with only the characters RFC 6749 §5.2 allows in `error_description`
+    /// (`%x20-21 / %x23-5B / %x5D-7E`), each other character replaced by `?`, and at most
+    /// 200 of them. Descriptions may quote the request (a scope, a parameter name); what the
+    /// client sent must not come back as quotes, backslashes, control characters or a flood.
+    package static func describable(_ text: String) -> String {
+        let allowed = { (c: Unicode.Scalar) in
+            c.value == 0x20 || c.value == 0x21 || (0x23...0x5B).contains(c.value) || (0x5D...0x7E).contains(c.value)
+        }
+        guard text.unicodeScalars.count > 200 || !text.unicodeScalars.allSatisfy(allowed) else { return text }
+        var result = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars.prefix(200) { result.append(allowed(scalar) ? scalar : "?") }
+        if text.unicodeScalars.count > 200 { result.append(contentsOf: "...".unicodeScalars) }
+        return String(result)
     }
 }

@@ -53,9 +53,21 @@ final class TokenService: Sendable {
         do {
             let fields = try FormFields.parse(contentType: contentType, body: body)
             request = try TokenRequest.read(fields, requireGrantType: endpoint.requireGrantType)
-            clientCredentials = try Self.clientCredentials(fields, authorization)
+            clientCredentials = try Self.clientCredentials(fields, authorization, realm: policy.config.server.realm)
         } catch {
             return eventLoop.makeSucceededFuture(Self.failure(error))
+        }
+        // Every key the request could fail under is looked at before any Argon2 work, so a
+        // throttled address or client learns nothing from the answer, not even that a guessed
+        // client secret was right. A refresh without client credentials guesses nothing (the
+        // token is 256 random bits) and is not held up by its address's failed logins.
+        var throttleKeys: [String] = []
+        if let credentials = clientCredentials { throttleKeys.append("client:" + credentials.id) }
+        if case .password(let username, _, _) = request { throttleKeys.append("user:" + username) }
+        if !throttleKeys.isEmpty { throttleKeys.append("addr:" + address) }
+        if let wait = self.throttle.retryAfter(throttleKeys, now: now) {
+            self.metrics.loginFailure(reason: "throttled")
+            return eventLoop.makeSucceededFuture(Self.failure(.tooManyAttempts(retryAfter: wait)))
         }
         // Client authentication (RFC 6749 §2.3.1), when clients are configured or required.
         var clientCheck: EventLoopFuture<String?> = eventLoop.makeSucceededFuture(nil)
@@ -72,6 +84,8 @@ final class TokenService: Sendable {
                 }
                 clientCheck = verification.flatMapThrowing { verdict in
                     guard verdict.matched != nil, client != nil else {
+                        self.throttle.recordFailure(["addr:" + address, "client:" + credentials.id], now: now)
+                        self.metrics.loginFailure(reason: "invalid_client")
                         throw OAuthError.invalidClient(realm: policy.config.server.realm, basic: credentials.viaBasic)
                     }
                     policy.credentials.insert(check.cacheKey, .user(credentials.id), now: now)
@@ -106,11 +120,7 @@ final class TokenService: Sendable {
         policy: Policy, endpoint: TokenEndpointConfig, username: String, password: String, scopes: [String]?, clientID: String?,
         address: String, now: Double, eventLoop: any EventLoop
     ) -> EventLoopFuture<Answer> {
-        let throttleKeys = ["user:" + username, "addr:" + address]
-        if let wait = self.throttle.retryAfter(throttleKeys, now: now) {
-            self.metrics.loginFailure(reason: "throttled")
-            return eventLoop.makeSucceededFuture(Self.failure(.tooManyAttempts(retryAfter: wait)))
-        }
+        let throttleKeys = ["user:" + username, "addr:" + address]  // checked in `answer`
         let user = policy.config.users.first { $0.username == username }
         // Unknown users are checked against a dummy hash, so the answer takes as long.
         let check = CredentialCheck(
@@ -150,32 +160,39 @@ final class TokenService: Sendable {
         let digest = DigestAlgorithm.sha256.hash(Array(token.utf8))
         let replacement = Self.newRefreshToken()
         let users = policy.config.users
+        let declared = Set(endpoint.scopes.map(\.name))
         let ttl = Double(endpoint.refreshTokenTTL) / 1000
         return self.storeThread.runIfActive(eventLoop: eventLoop) { () throws -> RefreshRedemption in
             try self.store.redeem(digest: digest, replacementDigest: replacement.digest, now: now) { record in
                 guard let user = users.first(where: { $0.username == record.subject }), !user.disabled else {
                     return .failure(.inactiveUser)
                 }
-                guard record.clientID == nil || record.clientID == clientID else {
+                // Issued to this client, or to no client and presented by none (RFC 6749 §6).
+                guard record.clientID == clientID else {
                     return .failure(.invalidGrant("The refresh token was issued to another client"))
                 }
-                var narrowed = record.scopes
-                if let scopes, !scopes.isEmpty {
-                    // A refresh may narrow the scopes, never widen them (RFC 6749 §6).
-                    guard scopes.allSatisfy(record.scopes.contains) else {
-                        return .failure(.invalidScope("The requested scope exceeds the original grant"))
-                    }
-                    narrowed = scopes.filter { user.scopes.contains($0) }
+                if case .failure(let error) = Self.refreshedScopes(record.scopes, requested: scopes, user: user, declared: declared) {
+                    return .failure(error)
                 }
+                // The new refresh token carries the grant of the one it replaces (RFC 6749 §6);
+                // only the access token is narrowed.
                 return .success(
-                    RefreshRecord(family: record.family, subject: record.subject, scopes: narrowed, clientID: record.clientID, expiresAt: now + ttl))
+                    RefreshRecord(family: record.family, subject: record.subject, scopes: record.scopes, clientID: record.clientID, expiresAt: now + ttl))
             }
         }.flatMap { redemption in
             switch redemption {
             case .rotated(_, let next):
-                return self.answerWithTokens(
-                    endpoint: endpoint, subject: next.subject, scopes: next.scopes, clientID: next.clientID,
-                    refreshToken: replacement.token, now: now, eventLoop: eventLoop)
+                guard let user = users.first(where: { $0.username == next.subject }) else {
+                    return eventLoop.makeSucceededFuture(Self.failure(.inactiveUser))
+                }
+                switch Self.refreshedScopes(next.scopes, requested: scopes, user: user, declared: declared) {
+                case .failure(let error):
+                    return eventLoop.makeSucceededFuture(Self.failure(error))
+                case .success(let granted):
+                    return self.answerWithTokens(
+                        endpoint: endpoint, subject: next.subject, scopes: granted, clientID: next.clientID,
+                        refreshToken: replacement.token, now: now, eventLoop: eventLoop)
+                }
             case .reused:
                 self.logger.warning("a retired refresh token was presented; its family is revoked")
                 self.metrics.loginFailure(reason: "refresh_reuse")
@@ -186,6 +203,24 @@ final class TokenService: Sendable {
                 return eventLoop.makeSucceededFuture(Self.failure(error))
             }
         }
+    }
+
+    /// The access token's scopes on a refresh: those asked for, which must lie within the
+    /// family's grant (a refresh may narrow, never widen: RFC 6749 §6), or the whole grant; in
+    /// either case only scopes the user still holds and the endpoint still declares. A scope
+    /// taken from the user after the login is not issued again.
+    private static func refreshedScopes(
+        _ grant: [String], requested: [String]?, user: UserConfig, declared: Set<String>
+    ) -> Result<[String], OAuthError> {
+        let holds = { (scope: String) in user.scopes.contains(scope) && (declared.isEmpty || declared.contains(scope)) }
+        guard let requested, !requested.isEmpty else { return .success(grant.filter(holds)) }
+        var granted: [String] = []
+        for scope in requested where !granted.contains(scope) {
+            guard grant.contains(scope) else { return .failure(.invalidScope("The requested scope exceeds the original grant")) }
+            guard holds(scope) else { return .failure(.invalidScope("The scope \(scope) is not available to this user")) }
+            granted.append(scope)
+        }
+        return .success(granted)
     }
 
     /// Mints the access token and, when refresh tokens are on, stores a new family.
@@ -252,7 +287,9 @@ final class TokenService: Sendable {
     }
 
     /// Client credentials from HTTP Basic (form-urlencoded inside, RFC 6749 §2.3.1) or the form.
-    private static func clientCredentials(_ fields: FormFields, _ authorization: [String]) throws(OAuthError)
+    /// A `client_id` without a secret is refused: every configured client has a secret, so it
+    /// names either a client that did not authenticate or one that does not exist (§5.2).
+    private static func clientCredentials(_ fields: FormFields, _ authorization: [String], realm: String) throws(OAuthError)
         -> (id: String, secret: String, viaBasic: Bool)?
     {
         if let header = authorization.first, header.lowercased().hasPrefix("basic ") {
@@ -262,10 +299,15 @@ final class TokenService: Sendable {
                 let secret = String(text[text.index(after: colon)...]).removingPercentEncoding
             else { throw .invalidRequest("Malformed client credentials") }
             if fields["client_secret"] != nil { throw .invalidRequest("Client credentials given twice") }
+            if let named = fields["client_id"], named != id { throw .invalidRequest("The client_id does not match the client credentials") }
             return (id, secret, true)
         }
-        if let id = fields["client_id"], let secret = fields["client_secret"] { return (id, secret, false) }
-        return nil
+        guard let id = fields["client_id"], !id.isEmpty else {
+            if fields["client_secret"] != nil { throw .invalidRequest("Missing client_id") }
+            return nil
+        }
+        guard let secret = fields["client_secret"] else { throw .invalidClient(realm: realm, basic: false) }
+        return (id, secret, false)
     }
 }
 
