@@ -357,3 +357,18 @@ def test_a_config_path_that_is_a_device_or_too_large_is_refused(tmp_path):
         f.truncate(65 << 20)  # sparse: costs no disk
     res = run_portcullis(["validate", "--config", str(big)], timeout=20)
     assert res.returncode == 2 and "larger than 64 MiB" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("method,words", [
+    ("DELET", ("never match", "DELETE")),
+    ("FOO", ("never match",)),
+    ("CONNECT", ("never match",)),
+    ("M-SEARCH", ("never match",)),
+    ("get", ("upper-case",)),
+])
+def test_a_method_the_gateway_refuses_is_an_error_at_its_line(tmp_path, method, words):
+    # A misspelt method must not leave the requests it meant to the next, weaker route.
+    text = VALID.replace('match: { path: "/public/**", methods: [GET, POST] }',
+                         f'match: {{ path: "/public/**", methods: [GET, {method}] }}')
+    line = text.split("\n").index('    match: { path: "/public/**", methods: [GET, %s] }' % method) + 1
+    assert_error_at(tmp_path, text, line, words)

@@ -226,6 +226,7 @@ CASES = [
     Case("connect-origin-form", "CONNECT", "/maybe/x", None),
     # authority-form is neither origin- nor absolute-form: 400 (§3.1)
     Case("connect-authority-form", "CONNECT", "admin.example.com:443", 400),
+    Case("m-search", "M-SEARCH", "/status", 400),
     # optional
     Case("optional-anonymous", "GET", "/maybe/x", 200),
     Case("optional-good-token", "GET", "/maybe/x", 200, token=T(scope="me")),

@@ -405,10 +405,17 @@ package enum ConfigLoader {
                 if let methodsNode = match["methods"], let list = reader.stringList(methodsNode, "\(what) match.methods") {
                     var set = Set<String>()
                     for (method, methodNode) in list {
-                        if MethodSet.isToken(method) {
+                        if Policy.servedMethods.contains(method) {
                             set.insert(method)
-                        } else if MethodSet.isToken(method.uppercased()) {
+                        } else if Policy.servedMethods.contains(method.uppercased()) {
                             reader.error(.badValue, methodNode, "method '\(method)' must be upper-case: '\(method.uppercased())'")
+                        } else if MethodSet.isToken(method) {
+                            // A misspelt method would leave the requests it meant to the next route.
+                            var message = "the gateway refuses method '\(method)' (400) before routing, so this would never match"
+                            if let suggestion = closestMatch(method, in: Policy.servedMethods.sorted().map { $0.lowercased() })?.uppercased() {
+                                message += "; did you mean '\(suggestion)'?"
+                            }
+                            reader.error(.badValue, methodNode, message)
                         } else {
                             reader.error(.badValue, methodNode, "'\(method)' is not an HTTP method")
                         }

@@ -97,7 +97,7 @@ package final class Policy: Sendable {
         // Only methods the server's HTTP parser (llhttp) accepts can reach serve; refusing the
         // rest here keeps check and test in agreement with it. CONNECT asks for a tunnel, which a
         // gateway that authorizes requests one by one does not open.
-        guard Self.parsableMethods.contains(request.method), request.method != "CONNECT" else {
+        guard Self.servedMethods.contains(request.method) else {
             recorder.record(.targetRefused("method \(request.method) is not supported"))
             return .refuse(Refusal(status: 400, detail: "Bad Request", reason: "unsupported_method"))
         }
@@ -432,11 +432,14 @@ package final class Policy: Sendable {
             stripAPIKeyHeaders: route.schemes.contains(.apiKey) && !(route.config.forwardAuthorization ?? false))
     }
 
-    /// The request methods llhttp, the server's HTTP/1.1 parser, knows (upper-case, exactly).
-    static let parsableMethods: Set<String> = [
-        "DELETE", "GET", "HEAD", "POST", "PUT", "CONNECT", "OPTIONS", "TRACE", "COPY", "LOCK", "MKCOL", "MOVE",
+    /// The request methods a route can ever see: those llhttp, the server's HTTP/1.1 parser,
+    /// knows (upper-case, exactly), less CONNECT (a tunnel) and M-SEARCH (SSDP, which the
+    /// parser hands over under another name and no HTTP service behind a gateway answers).
+    /// Anything else is 400 before routing, and a route that lists it is a configuration error.
+    package static let servedMethods: Set<String> = [
+        "DELETE", "GET", "HEAD", "POST", "PUT", "OPTIONS", "TRACE", "COPY", "LOCK", "MKCOL", "MOVE",
         "PROPFIND", "PROPPATCH", "SEARCH", "UNLOCK", "BIND", "REBIND", "UNBIND", "ACL", "REPORT", "MKACTIVITY",
-        "CHECKOUT", "MERGE", "M-SEARCH", "NOTIFY", "SUBSCRIBE", "UNSUBSCRIBE", "PATCH", "PURGE", "MKCALENDAR", "LINK",
+        "CHECKOUT", "MERGE", "NOTIFY", "SUBSCRIBE", "UNSUBSCRIBE", "PATCH", "PURGE", "MKCALENDAR", "LINK",
         "UNLINK", "SOURCE", "QUERY",
     ]
 
