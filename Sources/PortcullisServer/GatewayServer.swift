@@ -47,6 +47,9 @@ package final class GatewayServer: Sendable {
     package func run(
         listen address: ListenAddress, reload: @escaping @Sendable () -> Result<Policy, ConfigDiagnostics>
     ) async throws {
+        // SIGHUP is trapped before anything listens: a reload asked for as soon as the gateway
+        // says it is listening must not meet the default action, which ends the process.
+        let hangupSignals = await UnixSignalsSequence(trapping: .sighup)
         let server = self.environment.policies.current.config.server
         let idle = TimeAmount.milliseconds(server.idleTimeout)
         let header = TimeAmount.milliseconds(server.requestHeaderTimeout)
@@ -104,7 +107,7 @@ package final class GatewayServer: Sendable {
         // Reloads run one at a time on their own queue: reading files and parsing keys may block.
         let reloadQueue = DispatchQueue(label: "portcullis.reload")
         let hangups = Task { [self] in
-            for await _ in await UnixSignalsSequence(trapping: .sighup) {
+            for await _ in hangupSignals {
                 await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
                     reloadQueue.async {
                         self.reload(reload, listening: address)

@@ -41,12 +41,7 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode(2)
         }
         if self.dryRun { config.server.dryRun = true }
-        let shadowed = config.routes.filter { config.server.dryRun || $0.mode == .dryRun }.map(\.name)
-        if !shadowed.isEmpty {
-            logger.warning(
-                "SHADOW MODE (dry run) is on: refusals are only logged as would_deny and the requests are FORWARDED",
-                metadata: ["routes": "\(shadowed.joined(separator: ","))"])
-        }
+        Self.warnAboutShadowMode(config, logger)
         let server: GatewayServer
         do {
             server = try GatewayServer(policy: Policy(config: config), logger: logger)
@@ -64,7 +59,17 @@ struct Serve: AsyncParsableCommand {
             for diagnostic in result.diagnostics.warnings { logger.warning("\(diagnostic)") }
             guard var reloaded = result.config else { return .failure(result.diagnostics) }
             if dryRun { reloaded.server.dryRun = true }
+            // A reload can open routes as surely as a restart can: it warns the same way.
+            Self.warnAboutShadowMode(reloaded, logger)
             return .success(Policy(config: reloaded))
         }
+    }
+
+    private static func warnAboutShadowMode(_ config: GatewayConfig, _ logger: Logger) {
+        let shadowed = config.routes.filter { config.server.dryRun || $0.mode == .dryRun }.map(\.name)
+        guard !shadowed.isEmpty else { return }
+        logger.warning(
+            "SHADOW MODE (dry run) is on: refusals are only logged as would_deny and the requests are FORWARDED",
+            metadata: ["routes": "\(shadowed.joined(separator: ","))"])
     }
 }

@@ -288,3 +288,18 @@ def test_global_shadow_never_forwards_unmatched_or_bad_targets(global_shadow):
     assert send(gw.port, "GET", f"/nowhere/{m}").status == 404
     assert send(gw.port, "GET", f"/shadow/{m}%2Fx").status == 400
     assert [r for r in rec.snapshot() if m in r.target] == []
+
+
+def test_a_reload_that_turns_shadow_mode_on_warns_like_a_start(spawner):
+    """A reload can open every route as surely as a restart with --dry-run: it must not do so
+    silently. (The SIGHUP follows the start at once: it must be a reload, not the end.)"""
+    from ops_support import sighup
+
+    rec = spawner.recorder()
+    aport = free_port()
+    gw = spawner.gateway(config(rec.url, admin_port=aport, per_route_modes=False), env=ENV, name="reload-shadow.yaml")
+    assert not warned(gw), gw.stderr_lines
+    gw.config_path.write_text(config(rec.url, admin_port=aport, per_route_modes=False, server_dry_run=True))
+    sighup(gw)
+    wait_until(lambda: any("reloaded" in line for line in gw.stderr_lines), timeout=10, message="the reload")
+    assert warned(gw), "no shadow-mode warning after the reload:\n" + "\n".join(gw.stderr_lines)
