@@ -810,9 +810,21 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     /// The path of a request target for the log: never the query, which may carry credentials.
-    private static func pathForLog(_ uri: String) -> String {
-        guard let mark = uri.firstIndex(of: "?") else { return uri }
-        return String(uri[..<mark])
+    /// The target as the access log shows it: without query or fragment, which may carry keys,
+    /// and, in absolute form, without the userinfo (`user:password@`) of its authority.
+    static func pathForLog(_ uri: String) -> String {
+        var text = Substring(uri)
+        if let mark = text.utf8.firstIndex(where: { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }) {
+            text = text[..<mark]
+        }
+        // scheme "://" authority: only absolute-form targets have one.
+        guard text.utf8.first != UInt8(ascii: "/"), let colon = text.firstIndex(of: ":"),
+            text[colon...].hasPrefix("://")
+        else { return String(text) }
+        let authorityStart = text.index(colon, offsetBy: 3)
+        let authorityEnd = text[authorityStart...].firstIndex(of: "/") ?? text.endIndex
+        guard let at = text[authorityStart..<authorityEnd].lastIndex(of: "@") else { return String(text) }
+        return String(text[..<authorityStart]) + String(text[text.index(after: at)...])
     }
 
     private static func usuallyWithoutBody(_ method: HTTPMethod) -> Bool {

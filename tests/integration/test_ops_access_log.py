@@ -7,6 +7,7 @@ import hashlib
 import re
 import secrets
 import subprocess
+import uuid
 from urllib.parse import urlencode
 
 import pytest
@@ -206,3 +207,17 @@ def test_access_log_lines_and_no_secrets(gw):
     assert not leaks, "secrets logged: " + ", ".join(leaks)
     assert not re.search(r"(?i)authorization\"?\s*[:=]\s*\"?(bearer|basic)\s", stdout + stderr), \
         "an Authorization value appears in the logs"
+
+
+def test_userinfo_and_fragments_of_a_target_never_reach_the_log(gw):
+    secret_user, secret_fragment = "pw-" + uuid.uuid4().hex, "frag-" + uuid.uuid4().hex
+    for target in (f"http://johndoe:{secret_user}@gw.test/open/userinfo", f"/open/fragment#api_key={secret_fragment}"):
+        resp = send(gw.port, "GET", target, headers=[("Host", "gw.test")])
+        assert resp.status in (200, 400), resp
+    marker = "/open/after-" + uuid.uuid4().hex
+    assert send(gw.port, "GET", marker).status == 200
+    wait_until(lambda: any(marker in l for l in list(gw.stdout_lines)), timeout=5, message="the marker's log line")
+    text = "\n".join(gw.stdout_lines)
+    assert secret_user not in text and secret_fragment not in text, text
+    paths = [e.get("path") for e in access_log(gw)]
+    assert "http://gw.test/open/userinfo" in paths and "/open/fragment" in paths, paths
