@@ -37,8 +37,10 @@ final class AdminHandler: ChannelInboundHandler {
         var status = HTTPResponseStatus.ok
         var contentType = "text/plain; charset=utf-8"
         var body: [UInt8]
-        guard head.method == .GET || head.method == .HEAD else {
-            return self.write(.methodNotAllowed, contentType, Array("method not allowed\n".utf8), head, context)
+        let known = ["/healthz", "/readyz", "/metrics"].contains(path)
+        guard !known || head.method == .GET || head.method == .HEAD else {
+            return self.write(
+                .methodNotAllowed, contentType, Array("method not allowed\n".utf8), head, context, extra: [("Allow", "GET, HEAD")])
         }
         switch path {
         case "/healthz":
@@ -63,9 +65,9 @@ final class AdminHandler: ChannelInboundHandler {
 
     private func write(
         _ status: HTTPResponseStatus, _ contentType: String, _ body: [UInt8], _ request: HTTPRequestHead,
-        _ context: ChannelHandlerContext
+        _ context: ChannelHandlerContext, extra: [(String, String)] = []
     ) {
-        var headers = HTTPHeaders()
+        var headers = HTTPHeaders(extra)
         headers.add(name: "Content-Type", value: contentType)
         headers.add(name: "Content-Length", value: String(body.count))
         headers.add(name: "Cache-Control", value: "no-store")

@@ -214,3 +214,12 @@ routes:
     assert 2 in logins.values(), f"no login-failures series grew by 2: {logins}"
     assert 3 in upstream.values(), f"no upstream-errors series grew by 3: {upstream}"
     assert metric_value(after, "portcullis_requests_total", route="dead", status="502") == 3
+
+
+def test_admin_405_names_allow_and_unknown_paths_are_404_for_any_method(plain):
+    _, aport = plain
+    for path in ("/metrics", "/healthz", "/readyz"):
+        resp = send(aport, "POST", path)
+        assert resp.status == 405 and resp.header("Allow") == "GET, HEAD", resp
+    for method in ("GET", "POST", "DELETE"):
+        assert send(aport, method, "/nope").status == 404
