@@ -11,9 +11,11 @@ import Glibc
 /// Never logged: the query string (it may carry an API key or a misplaced token), header
 /// values, `Authorization`, cookies, passwords.
 package final class AccessLog: Sendable {
-    private let descriptor: Int32
+    /// Held while writing, so that ``reopen()`` never closes a descriptor in use.
+    private let descriptor: Mutex<Int32>
     private let buffer = Mutex<[UInt8]>([])
-    private let closesDescriptor: Bool
+    /// The file, for ``reopen()``; nil for standard output.
+    private let path: String?
 
     /// `nil` for `access_log: off`.
     package init?(_ target: AccessLogTarget) throws {
@@ -21,13 +23,11 @@ package final class AccessLog: Sendable {
         case .off:
             return nil
         case .stdout:
-            self.descriptor = 1
-            self.closesDescriptor = false
+            self.descriptor = Mutex(1)
+            self.path = nil
         case .file(let path):
-            let descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
-            guard descriptor >= 0 else { throw AccessLogError(path: path, errno: errno) }
-            self.descriptor = descriptor
-            self.closesDescriptor = true
+            self.descriptor = Mutex(try Self.open(path))
+            self.path = path
         }
         let thread = Thread { [weak self] in
             while true {
@@ -41,10 +41,31 @@ package final class AccessLog: Sendable {
         thread.start()
     }
 
-    struct AccessLogError: Error, CustomStringConvertible {
+    private static func open(_ path: String) throws(AccessLogError) -> Int32 {
+        let descriptor = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        guard descriptor >= 0 else { throw AccessLogError(path: path, errno: errno) }
+        return descriptor
+    }
+
+    /// Opens the file again by its name (after logrotate moved it away: SIGUSR1 or SIGHUP).
+    /// Lines buffered meanwhile go to the new file; if it cannot be opened, the old one stays.
+    /// - Returns: the file's path, or nil when logging to standard output.
+    @discardableResult
+    package func reopen() throws(AccessLogError) -> String? {
+        guard let path = self.path else { return nil }
+        let fresh = try Self.open(path)
+        let old = self.descriptor.withLock { descriptor in
+            defer { descriptor = fresh }
+            return descriptor
+        }
+        close(old)
+        return path
+    }
+
+    package struct AccessLogError: Error, CustomStringConvertible {
         var path: String
         var errno: Int32
-        var description: String { "cannot open the access log \(self.path): \(String(cString: strerror(self.errno)))" }
+        package var description: String { "cannot open the access log \(self.path): \(String(cString: strerror(self.errno)))" }
     }
 
     package struct Entry {
@@ -84,19 +105,22 @@ package final class AccessLog: Sendable {
             defer { buffer.removeAll(keepingCapacity: true) }
             return buffer
         }
-        var offset = 0
-        while offset < pending.count {
-            let written = pending.withUnsafeBytes { write(self.descriptor, $0.baseAddress! + offset, $0.count - offset) }
-            if written <= 0 {
-                if written < 0 && errno == EINTR { continue }
-                return
+        guard !pending.isEmpty else { return }
+        self.descriptor.withLock { descriptor in
+            var offset = 0
+            while offset < pending.count {
+                let written = pending.withUnsafeBytes { write(descriptor, $0.baseAddress! + offset, $0.count - offset) }
+                if written <= 0 {
+                    if written < 0 && errno == EINTR { continue }
+                    return
+                }
+                offset += written
             }
-            offset += written
         }
     }
 
     deinit {
-        if self.closesDescriptor { close(self.descriptor) }
+        if self.path != nil { close(self.descriptor.withLock { $0 }) }
     }
 
     private static func round(_ value: Double) -> String {

@@ -50,6 +50,7 @@ package final class GatewayServer: Sendable {
         // SIGHUP is trapped before anything listens: a reload asked for as soon as the gateway
         // says it is listening must not meet the default action, which ends the process.
         let hangupSignals = await UnixSignalsSequence(trapping: .sighup)
+        let rotateSignals = await UnixSignalsSequence(trapping: .sigusr1)
         let server = self.environment.policies.current.config.server
         let idle = TimeAmount.milliseconds(server.idleTimeout)
         let header = TimeAmount.milliseconds(server.requestHeaderTimeout)
@@ -110,10 +111,18 @@ package final class GatewayServer: Sendable {
             for await _ in hangupSignals {
                 await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
                     reloadQueue.async {
+                        self.reopenAccessLog()
                         self.reload(reload, listening: address)
                         done.resume()
                     }
                 }
+            }
+        }
+        // SIGUSR1 (nginx's signal for it, and what logrotate configurations send) only reopens
+        // the access log file.
+        let rotations = Task { [self] in
+            for await _ in rotateSignals {
+                reloadQueue.async { self.reopenAccessLog() }
             }
         }
 
@@ -124,6 +133,7 @@ package final class GatewayServer: Sendable {
         try? await admin?.close()
         await self.drain(grace: .milliseconds(Int(server.shutdownGrace)))
         hangups.cancel()
+        rotations.cancel()
         self.environment.jwks.stop()
         self.environment.curl.shutdown()
         self.environment.accessLog?.flush()
@@ -151,6 +161,16 @@ package final class GatewayServer: Sendable {
     }
 
     /// Runs on the reload queue, never on an event loop: reading files and parsing keys may block.
+    /// Opens the access log file again by name; on failure the old descriptor stays in use.
+    private func reopenAccessLog() {
+        guard let log = self.environment.accessLog else { return }
+        do {
+            if let path = try log.reopen() { self.logger.notice("access log reopened", metadata: ["file": "\(path)"]) }
+        } catch {
+            self.logger.error("cannot reopen the access log; still writing to the old file", metadata: ["error": "\(error)"])
+        }
+    }
+
     private func reload(_ load: @Sendable () -> Result<Policy, ConfigDiagnostics>, listening: ListenAddress) {
         switch load() {
         case .failure(let diagnostics):

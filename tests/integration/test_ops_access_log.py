@@ -221,3 +221,34 @@ def test_userinfo_and_fragments_of_a_target_never_reach_the_log(gw):
     assert secret_user not in text and secret_fragment not in text, text
     paths = [e.get("path") for e in access_log(gw)]
     assert "http://gw.test/open/userinfo" in paths and "/open/fragment" in paths, paths
+
+
+def test_sigusr1_and_sighup_reopen_a_rotated_access_log_file(spawner, tmp_path):
+    """logrotate moves the file away, then signals: new lines go to a new file of the old name."""
+    import signal
+
+    log = tmp_path / "access.log"
+    up = spawner.echo()
+    gw = spawner.gateway(f"""version: 1
+server: {{ admin_listen: "", access_log: "{log}" }}
+upstreams: {{ echo: {{ url: "{up.url}" }} }}
+routes:
+  - {{ name: open, match: {{ path: "/open/**" }}, auth: none, upstream: echo }}
+""", name="rotate.yaml")
+
+    def logged(path, marker):
+        return path.exists() and marker in path.read_text()
+
+    assert send(gw.port, "GET", "/open/first").status == 200
+    wait_until(lambda: logged(log, "/open/first"), timeout=5, message="the first line")
+    for number, sig in enumerate((signal.SIGUSR1, signal.SIGHUP), start=1):
+        rotated = tmp_path / f"access.log.{number}"
+        log.rename(rotated)
+        gw.proc.send_signal(sig)
+        wait_until(lambda: log.exists(), timeout=5, message=f"the access log reopened after {sig.name}")
+        marker = f"/open/after-{sig.name}"
+        assert send(gw.port, "GET", marker).status == 200
+        wait_until(lambda: logged(log, marker), timeout=5, message=f"the line after {sig.name} in the new file")
+        assert not logged(rotated, marker)
+        assert gw.alive()
+    assert logged(tmp_path / "access.log.1", "/open/first")
