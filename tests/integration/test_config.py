@@ -372,3 +372,10 @@ def test_a_method_the_gateway_refuses_is_an_error_at_its_line(tmp_path, method, 
                          f'match: {{ path: "/public/**", methods: [GET, {method}] }}')
     line = text.split("\n").index('    match: { path: "/public/**", methods: [GET, %s] }' % method) + 1
     assert_error_at(tmp_path, text, line, words)
+
+
+@pytest.mark.parametrize("name", ["-", "token_endpoint"])
+def test_route_names_that_logs_and_metrics_reserve_are_errors(tmp_path, name):
+    text = VALID.replace("  - name: public\n", f'  - name: "{name}"\n')
+    line = text.split("\n").index(f'  - name: "{name}"') + 1
+    assert_error_at(tmp_path, text, line, ("reserved",))

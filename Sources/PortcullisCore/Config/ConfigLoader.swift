@@ -384,6 +384,13 @@ package enum ConfigLoader {
                 reader.error(.duplicateName, nameNode, "duplicate route name '\(name)' (first defined at \(earlier))")
             }
             seen[name] = reader.location(nameNode)
+            // Logs and metrics label requests that matched no route "-" and token requests
+            // "token_endpoint": a route of either name would merge its series with theirs.
+            if name == "-" || name == Policy.tokenEndpointRoute {
+                reader.error(.badValue, nameNode, "the route name '\(name)' is reserved: logs and metrics use it for requests no route handles")
+            } else if name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+                reader.error(.badValue, nameNode, "a route name may not contain control characters")
+            }
             // The route's place is its `- name:` line: that is what the dry-run trace shows.
             let location = reader.location(fields.keyNode("name") ?? item)
 
