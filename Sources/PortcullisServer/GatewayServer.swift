@@ -196,6 +196,21 @@ package final class GatewayServer: Sendable {
             if server.listen != previous.config.server.listen || server.adminListen != previous.config.server.adminListen {
                 self.logger.warning("server.listen or server.admin_listen changed: that takes a restart; still listening as before")
             }
+            // The rest of what is fixed at start: say so rather than appear to have applied it.
+            var fixed: [String] = []
+            if server.tls != previous.config.server.tls { fixed.append("server.tls") }
+            if server.accessLog != previous.config.server.accessLog { fixed.append("server.access_log") }
+            let endpoint = next.config.tokenEndpoint, before = previous.config.tokenEndpoint
+            if let endpoint, let before,
+                endpoint.store != before.store || endpoint.throttleMaxFailures != before.throttleMaxFailures
+                    || endpoint.throttleWindow != before.throttleWindow || endpoint.maxConcurrentHashes != before.maxConcurrentHashes
+            {
+                fixed.append("token_endpoint store, login_throttle or max_concurrent_hashes")
+            }
+            if !fixed.isEmpty {
+                self.logger.warning(
+                    "changed settings take a restart; the running ones stay", metadata: ["settings": "\(fixed.joined(separator: "; "))"])
+            }
         }
     }
 

@@ -148,3 +148,15 @@ def test_sighup_reload_under_load_then_broken_file(spawner):
     assert send(gw.port, "GET", "/alpha").status == 404, "the broken file must not be applied"
     assert send(gw.port, "GET", "/beta").status == 200, "the old (running) config must stay"
     assert send(gw.port, "GET", "/steady").status == 200
+
+
+def test_a_reload_says_which_changed_settings_wait_for_a_restart(spawner):
+    up = spawner.echo()
+    aport = free_port()
+    gw = spawner.gateway(config(up.url, aport, OLD_ROUTES), name="fixed.yaml")
+    gw.config_path.write_text(config(up.url, aport, NEW_ROUTES).replace('access_log: "off"', "access_log: stdout"))
+    sighup(gw)
+    wait_until(lambda: send(gw.port, "GET", "/beta").status == 200, timeout=10, message="the reloaded routes")
+    wait_until(lambda: any("restart" in line and "server.access_log" in line for line in gw.stderr_lines),
+               timeout=5, message="a warning naming server.access_log")
+    assert not gw.stdout_lines, "the access log target changed without a restart"
