@@ -465,8 +465,13 @@ final class GatewayHandler: ChannelDuplexHandler {
             }
             switch ForwardingRole(name) {
             case .forwardedFor:
-                if trustedPeer { forwardedFor = forwardedFor.map { $0 + ", " + value } ?? value }
+                let hops = value.trimmingSpaces()
+                if trustedPeer && !hops.isEmpty { forwardedFor = forwardedFor.map { $0 + ", " + hops } ?? hops }
                 continue
+            case .addressClaim:
+                // RFC 7239 `Forwarded` and `X-Real-IP` name the client too: only a trusted
+                // proxy may say who the client is, as with X-Forwarded-For.
+                if !trustedPeer { continue }
             case .forwardedProto:
                 if trustedPeer { forwardedProto = value }
                 continue
@@ -635,7 +640,10 @@ final class GatewayHandler: ChannelDuplexHandler {
         self.current.status = head.status
         self.current.upstreamMilliseconds = MonotonicClock.milliseconds(since: self.current.upstreamStart)
         context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
-        if exchange.isHead || !status.mayHaveResponseBody { context.flush() }
+        // Flushed at the end of the batch, with whatever body came along: a head whose body
+        // comes later (server-sent events, long polls) must not wait for it, and a head larger
+        // than the channel's write buffer would otherwise block the body behind it for good.
+        self.unflushed = true
     }
 
     fileprivate func upstreamBody(_ buffer: ByteBuffer, generation: Int) {
@@ -864,6 +872,8 @@ final class GatewayHandler: ChannelDuplexHandler {
 /// What a client request header is to the forwarding step.
 private enum ForwardingRole {
     case forwardedFor, forwardedProto, forwardedHost
+    /// `Forwarded`, `X-Real-IP`: kept from trusted proxies only.
+    case addressClaim
     case authorization
     /// `Host`, `Content-Length`, `Expect`, `X-Request-Id`: set by the gateway itself.
     case framing
@@ -873,6 +883,7 @@ private enum ForwardingRole {
         switch name.utf8.count {
         case 4 where name.equalsIgnoringASCIICase("host"): self = .framing
         case 6 where name.equalsIgnoringASCIICase("expect"): self = .framing
+        case 9 where name.equalsIgnoringASCIICase("forwarded") || name.equalsIgnoringASCIICase("x-real-ip"): self = .addressClaim
         case 12 where name.equalsIgnoringASCIICase("x-request-id"): self = .framing
         case 13 where name.equalsIgnoringASCIICase("authorization"): self = .authorization
         case 14 where name.equalsIgnoringASCIICase("content-length"): self = .framing

@@ -16,8 +16,9 @@ enum HopByHopHeaders {
         }
     }
 
-    /// The names the gateway sets itself on the way upstream, besides the identity headers.
-    static let gatewaySet = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id"]
+    /// The names the gateway sets itself on the way upstream, besides the identity headers, and
+    /// `X-Real-IP`, which only a trusted proxy may send.
+    static let gatewaySet = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id", "x-real-ip"]
 
     /// Whether `name`, which has an underscore, would read as one of `names` (lower-case, with
     /// dashes) to an upstream that treats `_` as `-` (CGI's `HTTP_X_AUTH_SUBJECT`, and

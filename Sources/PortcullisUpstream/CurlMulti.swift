@@ -247,7 +247,12 @@ package final class CurlMulti: @unchecked Sendable {  // everything but `inbox`,
             _ = pc_curl_getinfo_pointer(easy, CURLINFO_PRIVATE, &raw)
             guard let raw else { continue }
             let transfer = Unmanaged<UpstreamTransfer>.fromOpaque(raw).takeUnretainedValue()
-            if code == CURLE_OK {
+            if code == CURLE_OK && !transfer.deliveredHead {
+                // libcurl reports success for a connection closed in the middle of the head:
+                // there is no response to forward.
+                self.finish(
+                    transfer, error: UpstreamError(kind: .badGateway, curlCode: 0, message: "the upstream closed before its response head was complete"))
+            } else if code == CURLE_OK {
                 self.finish(transfer, error: nil)
             } else {
                 var error = UpstreamError(curlCode: code, cancelled: transfer.isCancelled)

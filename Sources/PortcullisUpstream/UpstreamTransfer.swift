@@ -145,6 +145,9 @@ package final class UpstreamTransfer: @unchecked Sendable {  // see the confinem
     /// (curl stops at the header callback's refusal) and the client gets a 502.
     private(set) var rejectedHead: String?
 
+    /// Whether a final (non-1xx) response head reached the handler.
+    var deliveredHead: Bool { self.headDelivered }
+
     /// Takes one line of the upstream's response head. Returns `false` to refuse the response:
     /// the gateway frames what it sends the client from these headers, so anything that could
     /// frame it two ways, or that a client could read differently, never gets through.
@@ -216,6 +219,17 @@ package final class UpstreamTransfer: @unchecked Sendable {  // see the confinem
         for (name, value) in self.headers {
             if name.equalsIgnoringASCIICase("transfer-encoding") {
                 hasTransferCoding = true
+                // curl removes `chunked`; any other coding (gzip, compress, deflate) would reach
+                // the client undecoded once the hop-by-hop header is gone (RFC 9112 §6.1).
+                for coding in value.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: true) {
+                    var token = coding[...]
+                    while token.first == UInt8(ascii: " ") || token.first == UInt8(ascii: "\t") { token = token.dropFirst() }
+                    while token.last == UInt8(ascii: " ") || token.last == UInt8(ascii: "\t") { token = token.dropLast() }
+                    guard token.count == 7, String(decoding: token, as: UTF8.self).equalsIgnoringASCIICase("chunked") else {
+                        _ = self.reject("a transfer coding other than chunked")
+                        return nil
+                    }
+                }
             } else if name.equalsIgnoringASCIICase("content-length") {
                 lengthFields += 1
                 canonical = canonical && value.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 }

@@ -129,6 +129,19 @@ def test_x_forwarded_for_appended_when_peer_trusted(trusted_gw):
     assert header_values(echo_headers(r.json()), "X-Forwarded-For") == ["1.2.3.4, 127.0.0.1"]
     r = raw_get(trusted_gw.port, "/public/xff", [])
     assert header_values(echo_headers(r.json()), "X-Forwarded-For") == ["127.0.0.1"]
+    # an empty header adds no empty hop
+    r = raw_get(trusted_gw.port, "/public/xff", [("X-Forwarded-For", "")])
+    assert header_values(echo_headers(r.json()), "X-Forwarded-For") == ["127.0.0.1"]
+
+
+def test_other_client_address_headers_are_kept_from_trusted_proxies_only(gw, trusted_gw):
+    # RFC 7239 Forwarded and X-Real-IP claim the client's address as X-Forwarded-For does
+    sent = [("Forwarded", "for=6.6.6.6"), ("X-Real-IP", "6.6.6.6"), ("X_Real_IP", "6.6.6.6")]
+    got = echo_headers(raw_get(gw.port, "/public/claims", sent).json())
+    assert "6.6.6.6" not in repr(got), got
+    got = echo_headers(raw_get(trusted_gw.port, "/public/claims", sent).json())
+    assert header_values(got, "Forwarded") == ["for=6.6.6.6"], got
+    assert header_values(got, "X-Real-IP") == ["6.6.6.6"], got
 
 
 def test_x_forwarded_proto_and_host_are_set(gw):

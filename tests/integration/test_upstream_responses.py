@@ -18,9 +18,10 @@ from harness import PUBLIC_AND_ADMIN_ROUTES, RawConn, get_bytes, make_config, re
 
 class ScriptedUpstream:
     """Answers every request on a connection with the same raw bytes, then keeps the connection
-    open (so a response without a length only ends when the test stops it)."""
+    open (so a response without a length only ends when the test stops it). `answer` may also
+    be a list of steps: bytes to send, a float to sleep that many seconds, or None to close."""
 
-    def __init__(self, answer: bytes):
+    def __init__(self, answer: bytes | list):
         self.answer = answer
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -53,7 +54,14 @@ class ScriptedUpstream:
                 while b"\r\n\r\n" in buf:
                     _, buf = buf.split(b"\r\n\r\n", 1)
                     self.requests += 1
-                    conn.sendall(self.answer)
+                    for step in self.answer if isinstance(self.answer, list) else [self.answer]:
+                        if step is None:
+                            conn.close()
+                            return
+                        if isinstance(step, float):
+                            time.sleep(step)
+                        else:
+                            conn.sendall(step)
         except OSError:
             return
 
@@ -91,6 +99,12 @@ HOSTILE = {
     "status-600": b"HTTP/1.1 600 Odd\r\nContent-Length: 2\r\n\r\nok",
     "status-999": b"HTTP/1.1 999 Odd\r\nContent-Length: 2\r\n\r\nok",
     "status-two-digits": b"HTTP/1.1 20 OK\r\nContent-Length: 2\r\n\r\nok",
+    # curl removes only `chunked`: gzip would reach the client as if it were the content
+    "gzip-coding": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nGZIPBYTES",
+    "gzip-then-chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    # the connection closes in the middle of the head: no response to forward
+    "closed-mid-head": [b"HTTP/1.1 200 OK\r\nX-A: b\r\n", None],
+    "closed-after-status-line": [b"HTTP/1.1 200 OK\r\n", None],
 }
 
 
@@ -186,3 +200,32 @@ def test_a_header_section_over_the_limit_is_431(spawner, echo):
         resp = conn.read_response()
     assert resp.status == 431, resp
     assert resp.json() == {"detail": "Request Header Fields Too Large"}, resp
+
+
+@pytest.mark.parametrize("head_bytes", [0, 70_000])
+def test_a_response_head_goes_out_before_a_late_body(spawner, head_bytes):
+    """Server-sent events and long polls send their head first: the client gets it at once, and
+    a head larger than the client connection's write buffer does not hold the body back."""
+    big = b"X-Big: " + b"b" * head_bytes + b"\r\n" if head_bytes else b""
+    slow = ScriptedUpstream([b"HTTP/1.1 200 OK\r\n" + big + b"Content-Length: 5\r\n\r\n", 1.5, b"hello"])
+    try:
+        gw = spawner.gateway(make_config({"main": upstream(slow.url, timeout="10s")}, PUBLIC_AND_ADMIN_ROUTES))
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as s:
+            started = time.monotonic()
+            s.sendall(get_bytes("/public/late"))
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = s.recv(65536)
+                assert chunk, head
+                head += chunk
+            assert time.monotonic() - started < 1.2, "the head waited for the body"
+            assert head.startswith(b"HTTP/1.1 200 "), head[:200]
+            rest = head.split(b"\r\n\r\n", 1)[1]
+            while len(rest) < 5:
+                chunk = s.recv(65536)
+                assert chunk, rest
+                rest += chunk
+            assert rest == b"hello"
+            assert time.monotonic() - started < 5
+    finally:
+        slow.stop()
