@@ -59,6 +59,8 @@ final class GatewayHandler: ChannelDuplexHandler {
     private var readPending = false
     /// Response bytes written for the current upstream batch and not yet flushed.
     private var unflushed = false
+    /// The request being answered is HTTP/1.0: keeping its connection must be said explicitly.
+    private var answeringHTTP10 = false
     private var context: ChannelHandlerContext?
     private var peer: [UInt8]?
     private var peerText = ""
@@ -172,6 +174,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         let policy = self.environment.policies.current
         let server = policy.config.server
         self.generation &+= 1
+        self.answeringHTTP10 = head.version.major == 1 && head.version.minor == 0
         let requestID = Self.requestID(head.headers)
         self.current = RequestLogContext(
             requestID: requestID, method: head.method.rawValue, path: Self.pathForLog(head.uri),
@@ -635,7 +638,11 @@ final class GatewayHandler: ChannelDuplexHandler {
             version = .http1_0
             exchange.keepAlive = false
         }
-        if !exchange.keepAlive { headers.add(name: "Connection", value: "close") }
+        if !exchange.keepAlive {
+            headers.add(name: "Connection", value: "close")
+        } else if exchange.clientIsHTTP10 {
+            headers.add(name: "Connection", value: "keep-alive")  // HTTP/1.0 closes by default
+        }
         exchange.responseHeadSent = true
         self.current.status = head.status
         self.current.upstreamMilliseconds = MonotonicClock.milliseconds(since: self.current.upstreamStart)
@@ -763,7 +770,11 @@ final class GatewayHandler: ChannelDuplexHandler {
         headers.add(name: "Content-Length", value: String(refusal.body.count))
         headers.add(name: "X-Request-Id", value: requestID)
         let keepAlive = keepAlive && !self.environment.isDraining
-        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        if !keepAlive {
+            headers.add(name: "Connection", value: "close")
+        } else if self.answeringHTTP10 {
+            headers.add(name: "Connection", value: "keep-alive")
+        }
         let head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: refusal.status), headers: headers)
         context.write(self.wrapOutboundOut(.head(head)), promise: nil)
         context.write(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: refusal.body)))), promise: nil)

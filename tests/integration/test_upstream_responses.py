@@ -229,3 +229,13 @@ def test_a_response_head_goes_out_before_a_late_body(spawner, head_bytes):
             assert time.monotonic() - started < 5
     finally:
         slow.stop()
+
+
+def test_an_http10_keep_alive_is_confirmed_in_the_answer(spawner, echo):
+    """An HTTP/1.0 connection closes unless the answer says keep-alive (RFC 9112 §9.3)."""
+    gw = spawner.gateway(make_config({"main": upstream(echo.url)}, PUBLIC_AND_ADMIN_ROUTES))
+    with RawConn(gw.port) as conn:
+        for path in ("/public/first", "/nowhere"):  # forwarded, then refused, on one connection
+            conn.send(f"GET {path} HTTP/1.0\r\nHost: gw.test\r\nConnection: keep-alive\r\n\r\n".encode())
+            resp = conn.read_response()
+            assert resp.header("connection") == "keep-alive", resp
