@@ -59,7 +59,7 @@ package final class GatewayServer: Sendable {
         let bootstrap = ServerBootstrap(group: self.group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 4)
             // A client that half-closes after its request still gets the answer (see
             // ConnectionDeadlines); NIOSSL has its own idea of a closing peer, so not with TLS.

@@ -60,10 +60,12 @@ package struct RequestFacts: Sendable {
         method: String, rawTarget: String, host: String?, authorization: [String] = [],
         credentialHeaders: [(name: String, value: String)] = []
     ) {
+        // Leading and trailing white space is not part of a field value (RFC 9110 §5.5); the
+        // parser leaves trailing white space in, so serve and check both drop it here.
         self.method = method
         self.rawTarget = rawTarget
-        self.host = host
-        self.authorization = authorization
-        self.credentialHeaders = credentialHeaders
+        self.host = host.map { $0.trimmingSpaces() }
+        self.authorization = authorization.map { $0.trimmingSpaces() }
+        self.credentialHeaders = credentialHeaders.map { ($0.name, $0.value.trimmingSpaces()) }
     }
 }

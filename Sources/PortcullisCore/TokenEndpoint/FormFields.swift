@@ -112,7 +112,10 @@ package struct FormFields: Sendable {
 }
 
 extension StringProtocol {
-    func trimmingSpaces() -> String {
+    /// Without leading and trailing spaces and tabs (HTTP's OWS, RFC 9110 §5.6.3).
+    package func trimmingSpaces() -> String {
+        let edges = (self.first, self.last)
+        if edges.0 != " " && edges.0 != "\t" && edges.1 != " " && edges.1 != "\t" { return String(self) }
         var text = Substring(self)
         while text.first == " " || text.first == "\t" { text = text.dropFirst() }
         while text.last == " " || text.last == "\t" { text = text.dropLast() }

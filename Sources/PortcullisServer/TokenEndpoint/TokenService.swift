@@ -310,12 +310,3 @@ final class TokenService: Sendable {
         return (id, secret, false)
     }
 }
-
-extension StringProtocol {
-    func trimmingSpaces() -> String {
-        var text = Substring(self)
-        while text.first == " " { text = text.dropFirst() }
-        while text.last == " " { text = text.dropLast() }
-        return String(text)
-    }
-}
