@@ -270,7 +270,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             authorization: head.headers["authorization"], credentialHeaders: credentialHeaders)
         let pending = PendingRequest(
             head: head, facts: facts, declaredLength: declaredLength, chunked: chunked, requestID: requestID,
-            generation: self.generation)
+            generation: self.generation, policy: policy)
         self.handle(policy.decide(facts, now: WallClock.now()), pending, policy: policy, context: context)
     }
 
@@ -311,6 +311,9 @@ final class GatewayHandler: ChannelDuplexHandler {
         var chunked: Bool
         var requestID: String
         var generation: Int
+        /// The policy the request arrived under: it is decided again under the same one after
+        /// a password check, whatever reloads happen meanwhile.
+        var policy: Policy
         var ended = false
         /// Body parts that arrived while waiting; reading stops meanwhile, so these stay few.
         var buffered: [ByteBuffer] = []
@@ -387,8 +390,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
         update(&pending)
         self.state = .idle
-        let policy = self.environment.policies.current
-        self.handle(policy.decide(pending.facts, now: WallClock.now()), pending, policy: policy, context: context)
+        self.handle(pending.policy.decide(pending.facts, now: WallClock.now()), pending, policy: pending.policy, context: context)
     }
 
     private func act(on decision: Decision, _ pending: PendingRequest, policy: Policy, context: ChannelHandlerContext) {
@@ -861,7 +863,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         {
             return authority
         }
-        return head.headers.first(name: "host")
+        return head.headers.first(name: "host")?.trimmingSpaces()
     }
 
     /// The client's `X-Request-Id` when it is sane (1–128 characters of `[A-Za-z0-9._:-]`),

@@ -107,14 +107,17 @@ package final class GatewayServer: Sendable {
 
         // Reloads run one at a time on their own queue: reading files and parsing keys may block.
         let reloadQueue = DispatchQueue(label: "portcullis.reload")
+        // Signals that arrive while a reload runs are merged into one more reload: a burst of
+        // SIGHUPs (a loop in a deploy script, log rotation) must not queue a reload per signal.
+        let reloads = CoalescedWork()
         let hangups = Task { [self] in
             for await _ in hangupSignals {
-                await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-                    reloadQueue.async {
+                guard reloads.request() else { continue }
+                reloadQueue.async {
+                    repeat {
                         self.reopenAccessLog()
                         self.reload(reload, listening: address)
-                        done.resume()
-                    }
+                    } while reloads.finishOrContinue()
                 }
             }
         }
@@ -267,5 +270,36 @@ struct GatewayService: Service {
 
     func run() async throws {
         try await self.server.run(listen: self.address, reload: self.reload)
+    }
+}
+
+/// Work that is asked for again while it runs is done once more afterwards, however many times
+/// it was asked for meanwhile.
+final class CoalescedWork: Sendable {
+    private let state = Mutex((running: false, again: false))
+
+    /// - Returns: `true` when the caller should start the work; `false` when it is running and
+    ///   will run once more.
+    func request() -> Bool {
+        self.state.withLock { state in
+            if state.running {
+                state.again = true
+                return false
+            }
+            state.running = true
+            return true
+        }
+    }
+
+    /// Called when one run ends. - Returns: `true` when the work must run again.
+    func finishOrContinue() -> Bool {
+        self.state.withLock { state in
+            if state.again {
+                state.again = false
+                return true
+            }
+            state.running = false
+            return false
+        }
     }
 }

@@ -165,3 +165,30 @@ def test_reload_replacing_the_keys_beats_the_verification_cache(echo, tmp_path):
         assert_identity(g.get("/keys/a", headers={"X-API-Key": new_header}), "ci-bot", "items")
     finally:
         g.stop()
+
+
+def test_a_key_given_twice_with_different_values_is_refused(gw):
+    """The gateway would check one value and the upstream might read the other (PHP and most
+    cookie jars take the last): differing repeats are refused, identical ones are one key."""
+    import http.client
+
+    def raw(path, headers):
+        conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+        try:
+            conn.putrequest("GET", path)
+            for name, value in headers:
+                conn.putheader(name, value)
+            conn.endheaders()
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    for other in ("someone-else", HEADER_KEY + "x"):
+        assert raw("/keys/h", [("X-API-Key", HEADER_KEY), ("X-API-Key", other)])[0] == 401
+    assert raw("/keys/h", [("X-API-Key", HEADER_KEY), ("X-API-Key", HEADER_KEY)])[0] == 200
+    assert_apikey_refusal(gw.get(f"/keys/q?api_key={QUERY_KEY}&api_key=attacker"))
+    assert_apikey_refusal(gw.get("/keys/c", headers={"Cookie": f"session_key={COOKIE_KEY}; session_key=other"}))
+    assert raw("/keys/c", [("Cookie", f"session_key={COOKIE_KEY}"), ("Cookie", "session_key=other")])[0] == 401
+    # white space and double quotes around a cookie value are not part of it (RFC 6265 §4.1.1)
+    assert_identity(gw.get("/keys/c", headers={"Cookie": f'theme=dark;  session_key="{COOKIE_KEY}" '}), "c-bot", "items me")

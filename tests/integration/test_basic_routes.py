@@ -222,3 +222,47 @@ def test_basic_user_lacking_a_scope_gets_a_challenge_when_the_status_is_401(echo
                 assert challenges(resp) == [], describe(resp)
         finally:
             g.stop()
+
+
+def test_the_subject_is_the_configured_name_however_the_client_spells_it(gw):
+    # "jösé" in NFD (o + combining diaeresis) names the same user as the configured NFC form:
+    # the upstream must see the configured bytes, not a second spelling of the same account.
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFD", JOSE_NAME)
+    assert decomposed != JOSE_NAME
+    resp = basic_get(gw, "/basic/nfd", decomposed, JOSE_PASSWORD)
+    if resp.status_code == 200:
+        # the echo decodes header bytes as UTF-8
+        assert echo_headers(resp).get("x-auth-subject") == [JOSE_NAME], echo_headers(resp)
+    else:
+        assert resp.status_code == 401, describe(resp)
+
+
+def test_password_checks_in_flight_survive_reloads(echo, tmp_path):
+    """A request waiting for Argon2 is decided again under the configuration it arrived with,
+    however many reloads happen meanwhile (before: 500 after the second reload)."""
+    import signal
+    import threading
+    import time
+
+    cfg = base_config(echo.url, token_endpoint={"max_concurrent_hashes": 1})
+    g = Portcullis(write_config(tmp_path / "gateway.yaml", cfg))
+    try:
+        results = []
+
+        def login(n):
+            results.append(basic_get(g, f"/basic/r{n}", "johndoe", JOHNDOE_PASSWORD).status_code)
+
+        # Four checks queue behind each other on one hashing thread; reloads land between them.
+        threads = [threading.Thread(target=login, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for _ in range(5):
+            time.sleep(0.12)
+            g.proc.send_signal(signal.SIGHUP)
+        for t in threads:
+            t.join(30)
+        assert results == [200] * 4, results
+    finally:
+        g.stop()

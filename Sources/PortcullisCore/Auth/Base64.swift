@@ -56,24 +56,31 @@ enum Base64 {
 
 /// Reading a parameter out of a query string or a `Cookie` header.
 enum QueryParameters {
-    /// The percent-decoded value of the first `name=` parameter of `query`.
-    static func value(of name: String, in query: String?) -> [UInt8]? {
-        guard let query else { return nil }
+    /// The percent-decoded values of every `name=` parameter of `query`, in order.
+    static func values(of name: String, in query: String?) -> [[UInt8]] {
+        guard let query else { return [] }
+        var found: [[UInt8]] = []
         for pair in query.split(separator: "&", omittingEmptySubsequences: true) {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard parts.count == 2, let key = self.decode(parts[0]), key == Array(name.utf8) else { continue }
-            return self.decode(parts[1])
+            guard parts.count == 2, let key = self.decode(parts[0]), key == Array(name.utf8), let value = self.decode(parts[1])
+            else { continue }
+            found.append(value)
         }
-        return nil
+        return found
     }
 
-    static func cookie(_ name: String, in header: String) -> String? {
+    /// The values of every cookie called `name` in one `Cookie` header (RFC 6265 §4.2.1:
+    /// `name=value` pairs separated by `;`), without surrounding white space or double quotes.
+    static func cookies(_ name: String, in header: String) -> [Substring] {
+        var found: [Substring] = []
         for pair in header.split(separator: ";") {
-            let trimmed = pair.drop { $0 == " " }
-            let parts = trimmed.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            if parts.count == 2, parts[0] == name[...] { return String(parts[1]) }
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2, parts[0].trimmingSpaces() == name else { continue }
+            var value = Substring(parts[1].trimmingSpaces())
+            if value.count >= 2, value.first == "\"", value.last == "\"" { value = value.dropFirst().dropLast() }
+            found.append(value)
         }
-        return nil
+        return found
     }
 
     private static func decode(_ text: Substring) -> [UInt8]? {

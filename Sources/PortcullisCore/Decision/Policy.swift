@@ -290,56 +290,84 @@ package final class Policy: Sendable {
             recorder.record(.credentials("user \(username) is disabled"))
             return .refuse(self.basicRefusal(route, detail: "Inactive user", reason: "inactive_user"))
         }
-        recorder.record(.credentials("password verified for user \(username)"))
-        return self.grant(Identity(subject: username, scopes: user.scopes, method: .basic), index, route, target: target, recorder: &recorder)
+        recorder.record(.credentials("password verified for user \(user.username)"))
+        // The configured name, byte for byte: Swift compares names by canonical equivalence, so
+        // the client's spelling (NFD for NFC) may differ, and upstreams compare bytes.
+        return self.grant(
+            Identity(subject: user.username, scopes: user.scopes, method: .basic), index, route, target: target, recorder: &recorder)
     }
 
     private func basicRefusal(_ route: CompiledRoute, detail: String, reason: String) -> Refusal {
         Refusal(status: 401, headers: route.unauthenticated?.headers ?? [], detail: detail, reason: reason)
     }
 
-    /// The value a request presents where `key` says to look for it.
-    private func presented(_ key: APIKeyConfig, _ request: RequestFacts, target: RequestTarget) -> [UInt8]? {
+    /// What a request presents where an API key is looked for.
+    private enum Presented: Equatable {
+        case absent
+        case value([UInt8])
+        /// The parameter appears more than once with different values. Refused: an upstream
+        /// that reads the last one would see another key than the one the gateway checked.
+        case conflicting
+    }
+
+    /// The value a request presents where `key` says to look for it: every occurrence counts.
+    private func presented(_ key: APIKeyConfig, _ request: RequestFacts, target: RequestTarget) -> Presented {
+        var found: [UInt8]?
+        func add(_ value: [UInt8]) -> Bool {
+            if let found, found != value { return false }
+            found = value
+            return true
+        }
         switch key.location {
         case .header:
             let name = key.param.lowercased()
-            // A field value has no leading or trailing white space (RFC 9110 §5.5).
-            return request.credentialHeaders.first(where: { $0.name.lowercased() == name }).map { header in
-                var value = header.value.utf8[...]
-                while let first = value.first, first == 0x20 || first == 0x09 { value = value.dropFirst() }
-                while let last = value.last, last == 0x20 || last == 0x09 { value = value.dropLast() }
-                return Array(value)
+            // Values arrive without leading or trailing white space (``RequestFacts``).
+            for header in request.credentialHeaders where header.name.lowercased() == name {
+                if !add(Array(header.value.utf8)) { return .conflicting }
             }
         case .query:
-            return QueryParameters.value(of: key.param, in: target.query)
+            for value in QueryParameters.values(of: key.param, in: target.query) where !add(value) { return .conflicting }
         case .cookie:
             for header in request.credentialHeaders where header.name.lowercased() == "cookie" {
-                if let value = QueryParameters.cookie(key.param, in: header.value) { return Array(value.utf8) }
+                for value in QueryParameters.cookies(key.param, in: header.value) where !add(Array(value.utf8)) {
+                    return .conflicting
+                }
             }
-            return nil
         }
+        return found.map(Presented.value) ?? .absent
     }
 
     /// Whether the request presents a value where any configured key would be looked for.
     private func presentsAPIKey(_ request: RequestFacts, target: RequestTarget) -> Bool {
-        self.config.apiKeys.contains { self.presented($0, request, target: target) != nil }
+        self.config.apiKeys.contains { self.presented($0, request, target: target) != .absent }
     }
 
     private func authorizeAPIKey<R: DecisionRecorder>(
         _ index: Int, _ route: CompiledRoute, target: RequestTarget, request: RequestFacts, now: Double, recorder: inout R
     ) -> Decision {
         recorder.record(.credentials("API key"))
+        let refusal = Refusal(status: 401, headers: route.unauthenticated?.headers ?? [], detail: "Not authenticated", reason: "bad_api_key")
+        var values: [[UInt8]?] = []
+        for key in self.config.apiKeys {
+            switch self.presented(key, request, target: target) {
+            case .absent: values.append(nil)
+            case .value(let value): values.append(value)
+            case .conflicting:
+                recorder.record(.credentials("the API key parameter '\(key.param)' is given twice with different values"))
+                return .refuse(refusal)
+            }
+        }
         var matched: Int?
         // High-entropy keys: compare SHA-256 digests in constant time, each key against the value
         // at its own location, with no early exit.
         for (position, key) in self.config.apiKeys.enumerated() {
-            guard case .sha256(let expected) = key.hash, let value = self.presented(key, request, target: target) else { continue }
+            guard case .sha256(let expected) = key.hash, let value = values[position] else { continue }
             if ConstantTime.equals(DigestAlgorithm.sha256.hash(value), expected), matched == nil { matched = position }
         }
         if matched == nil {
             // Argon2 keys: the first location that presents a value decides which keys are tried.
             let argon2Keys = self.config.apiKeys.enumerated().compactMap { position, key -> (Int, String, [UInt8])? in
-                guard case .argon2(let hash) = key.hash, let value = self.presented(key, request, target: target) else { return nil }
+                guard case .argon2(let hash) = key.hash, let value = values[position] else { return nil }
                 return (position, hash, value)
             }
             if let first = argon2Keys.first {
@@ -359,7 +387,7 @@ package final class Policy: Sendable {
         }
         guard let matched else {
             recorder.record(.credentials("the API key matches no configured key"))
-            return .refuse(Refusal(status: 401, headers: route.unauthenticated?.headers ?? [], detail: "Not authenticated", reason: "bad_api_key"))
+            return .refuse(refusal)
         }
         let key = self.config.apiKeys[matched]
         recorder.record(.credentials("API key '\(key.name)'"))
