@@ -379,3 +379,9 @@ def test_route_names_that_logs_and_metrics_reserve_are_errors(tmp_path, name):
     text = VALID.replace("  - name: public\n", f'  - name: "{name}"\n')
     line = text.split("\n").index(f'  - name: "{name}"') + 1
     assert_error_at(tmp_path, text, line, ("reserved",))
+
+
+def test_admin_listen_on_the_listen_port_is_an_error(tmp_path):
+    text = VALID.replace('  admin_listen: ""\n', '  listen: "127.0.0.1:18999"\n  admin_listen: "0.0.0.0:18999"\n')
+    line = text.split("\n").index('  admin_listen: "0.0.0.0:18999"') + 1
+    assert_error_at(tmp_path, text, line, ("port",))

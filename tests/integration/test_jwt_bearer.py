@@ -686,3 +686,22 @@ def test_custom_identity_header_names(custom_names):
     assert resp.status_code == 200, describe(resp)
     names = {k.lower() for k, _ in seen[0]["headers"]}
     assert not names & {"x-user", "x-user-scopes", "x-auth-via"}, seen[0]["headers"]
+
+
+@pytest.mark.parametrize("aud", [["api", 1], ["api", {"x": 2}], 7])
+def test_aud_that_is_not_strings_is_invalid(s, aud):
+    # RFC 7519 §4.1.3: a string or an array of strings
+    resp, seen = s.request("/users/me", s.hs(aud=aud, scope="me"))
+    assert_invalid_token(resp)
+    assert not seen
+
+
+@pytest.mark.parametrize("sub", ["john\u0085doe", "john\u2028doe", "john\u009bdoe"])
+def test_a_subject_with_a_line_breaking_character_is_invalid(s, sub):
+    # C1 controls (NEL) and the Unicode line separators end a line for some header and log
+    # readers. A foreign issuer's token: its subject need not be a local user.
+    resp, seen = s.request("/users/me", s.rs(sub=sub, scope="me"))
+    assert_invalid_token(resp)
+    assert not seen
+    resp, seen = s.request("/users/me", s.rs(sub="john doe é", scope="me"))
+    assert resp.status_code == 200, describe(resp)

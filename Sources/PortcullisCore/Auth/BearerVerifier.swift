@@ -123,8 +123,12 @@ package struct BearerVerifier: Sendable {
             let audiences: [String]
             switch claims["aud"] {
             case .string(let single)?: audiences = [single]
-            case .array(let items)?: audiences = items.compactMap(\.string)
-            default: audiences = []
+            case .array(let items)?:
+                // RFC 7519 §4.1.3: an array of StringOrURI values.
+                audiences = items.compactMap(\.string)
+                guard audiences.count == items.count else { return .failure(.malformed("aud is not a string or an array of strings")) }
+            case nil: audiences = []
+            case _?: return .failure(.malformed("aud is not a string or an array of strings"))
             }
             guard audiences.contains(where: issuer.audiences.contains) else { return .failure(.wrongAudience) }
         }
@@ -133,7 +137,7 @@ package struct BearerVerifier: Sendable {
         // No leading or trailing space either: the upstream would read the header value trimmed,
         // so " admin" would arrive as "admin".
         guard subject.utf8.count <= 512, !subject.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }),
-            subject.utf8.first != 0x20, subject.utf8.last != 0x20
+            subject.utf8.first != 0x20, subject.utf8.last != 0x20, !Self.hasWideControl(subject)
         else {
             return .failure(.malformed("sub cannot be carried in a header"))
         }
@@ -163,6 +167,19 @@ package struct BearerVerifier: Sendable {
             VerifiedToken(
                 issuer: issuerName, subject: subject, scopes: scopes, verifiedBy: key.kid ?? key.source, expiresAt: expiry,
                 algorithm: algorithm.rawValue))
+    }
+
+    /// Whether `text` holds a C1 control (U+0080-U+009F, NEL among them) or a line or
+    /// paragraph separator (U+2028, U+2029): characters that end a line for some readers of a
+    /// header or a log.
+    static func hasWideControl(_ text: String) -> Bool {
+        var previous: (UInt8, UInt8) = (0, 0)
+        for byte in text.utf8 {
+            if previous.1 == 0xC2 && (0x80...0x9F).contains(byte) { return true }
+            if previous == (0xE2, 0x80) && (byte == 0xA8 || byte == 0xA9) { return true }
+            previous = (previous.1, byte)
+        }
+        return false
     }
 
     /// The words of a space-delimited claim (RFC 6749 §3.3), empty ones dropped.

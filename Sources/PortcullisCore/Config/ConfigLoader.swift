@@ -165,6 +165,13 @@ package enum ConfigLoader {
             } else {
                 reader.error(.badValue, value, "server.admin_listen: '\(text)' is not HOST:PORT, or \"\" to disable it")
             }
+            // Both listeners on one port cannot bind: the second would stop the start.
+            if let admin = server.adminListen, admin.port != 0, admin.port == server.listen.port {
+                let wildcards: Set<String> = ["0.0.0.0", "::", "[::]", ""]
+                if admin.host == server.listen.host || wildcards.contains(admin.host) || wildcards.contains(server.listen.host) {
+                    reader.error(.badValue, value, "server.admin_listen \(admin) would take the port of server.listen \(server.listen)")
+                }
+            }
         }
         if let value = fields["realm"], let realm = reader.string(value, "server.realm") {
             if realm.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) {
