@@ -833,7 +833,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     /// The path of a request target for the log: never the query, which may carry credentials.
     /// The target as the access log shows it: without query or fragment, which may carry keys,
     /// and, in absolute form, without the userinfo (`user:password@`) of its authority.
-    static func pathForLog(_ uri: String) -> String {
+    private static func pathForLog(_ uri: String) -> String {
         var text = Substring(uri)
         if let mark = text.utf8.firstIndex(where: { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }) {
             text = text[..<mark]
