@@ -385,3 +385,23 @@ def test_admin_listen_on_the_listen_port_is_an_error(tmp_path):
     text = VALID.replace('  admin_listen: ""\n', '  listen: "127.0.0.1:18999"\n  admin_listen: "0.0.0.0:18999"\n')
     line = text.split("\n").index('  admin_listen: "0.0.0.0:18999"') + 1
     assert_error_at(tmp_path, text, line, ("port",))
+
+
+@pytest.mark.parametrize("where,param,words", [
+    ("cookie", "a;b", ("cookie name",)),
+    ("cookie", "sess ion", ("cookie name",)),
+    ("header", "X-API Key", ("header name",)),
+    ("query", "", ("empty",)),
+    ("query", "api\\tkey", ("control",)),
+])
+def test_an_api_key_param_no_request_can_carry_is_an_error(tmp_path, where, param, words):
+    """A key name no client can send would make the route refuse everything, or worse, look
+    configured while checking nothing: it is a config error at its line."""
+    text = VALID + (
+        "api_keys:\n"
+        "  - name: bot\n"
+        f"    key_hash: \"sha256:{'0' * 64}\"\n"
+        f"    in: {where}\n"
+        f"    param: \"{param}\"\n")
+    line = text.split("\n").index(f"    param: \"{param}\"") + 1
+    assert_error_at(tmp_path, text, line, words)

@@ -95,6 +95,12 @@ BAD_ISSUERS = {
                           "ftp://"),
     "bad-jwks-refresh": ("jwks_refresh: 5m", "jwks_refresh: 5 minutes", "5 minutes"),
     "audiences-wrong-type": ('audiences: ["api"]', "audiences: { api: 1 }", "audiences: { api"),
+    # a jwks_url never serves shared secrets, so an HMAC-only issuer behind one accepts nothing
+    "hmac-behind-jwks-url": ("algorithms: [ES256]\n      jwks_url", "algorithms: [HS256]\n      jwks_url",
+                             "jwks_url: \"http://127.0.0.1:9"),
+    # every key of the jwks_file is a P-256 key: an RS256-only issuer could verify nothing
+    "jwks-file-no-fitting-key": ("algorithms: [ES256]\n      jwks_file", "algorithms: [RS256]\n      jwks_file",
+                                 "jwks_file: keys/jwks.json"),
 }
 
 

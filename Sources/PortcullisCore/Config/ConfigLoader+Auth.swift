@@ -111,6 +111,15 @@ extension ConfigLoader {
                 reader.error(.badValue, node, "\(what) jwks_url must be an http:// or https:// URL")
             }
         }
+        if let node = fields["jwks_url"], !algorithms.isEmpty, algorithms.allSatisfy({ $0.family == .hmac }) {
+            reader.error(
+                .badValue, node,
+                "\(what) pins HMAC algorithms, but a jwks_url serves only public keys; give the secret under keys with secret_env or secret_file")
+        } else if jwksURL == nil, !keys.isEmpty, !algorithms.isEmpty,
+            !keys.contains(where: { key in algorithms.contains { $0.fits(key.key) } }), let node = fields["jwks_file"]
+        {
+            reader.error(.badValue, node, "\(what): no key fits the pinned algorithms \(algorithms.map(\.rawValue).joined(separator: ", "))")
+        }
         var refresh: Milliseconds = 600_000
         if let node = fields["jwks_refresh"], let value = reader.duration(node, "\(what) jwks_refresh") { refresh = value }
         if keys.isEmpty && jwksURL == nil && fields["jwks_file"] == nil && fields["keys"] != nil {
@@ -325,8 +334,15 @@ extension ConfigLoader {
             }
             var param = "X-API-Key"
             if let node = fields["param"], let text = reader.string(node, "\(what) param") {
-                if location == .header && !HeaderName.isToken(text) {
+                switch location {
+                case .header where !HeaderName.isToken(text):
                     reader.error(.badValue, node, "\(what) param '\(text)' is not a valid header name")
+                case .cookie where !HeaderName.isToken(text):
+                    reader.error(.badValue, node, "\(what) param '\(text)' is not a valid cookie name (RFC 6265 §4.1.1)")
+                case .query where text.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }):
+                    reader.error(.badValue, node, "\(what) param must not contain control characters")
+                default:
+                    break
                 }
                 param = text
             }
