@@ -830,7 +830,6 @@ final class GatewayHandler: ChannelDuplexHandler {
                 upstreamStatus: upstreamStatus))
     }
 
-    /// The path of a request target for the log: never the query, which may carry credentials.
     /// The target as the access log shows it: without query or fragment, which may carry keys,
     /// and, in absolute form, without the userinfo (`user:password@`) of its authority.
     private static func pathForLog(_ uri: String) -> String {

@@ -23,6 +23,9 @@ struct Token: ParsableCommand {
             guard let milliseconds = ScalarParsers.duration(ttl), milliseconds > 0 else {
                 throw ValidationError("--ttl must be a duration such as 30s, 30m or 2h")
             }
+            guard milliseconds <= ScalarParsers.maximumDuration else {
+                throw ValidationError("--ttl must be at most 3650d")
+            }
             ttlSeconds = max(1, milliseconds / 1000)
         }
         let result = self.options.load()
@@ -34,7 +37,14 @@ struct Token: ParsableCommand {
             printError("\(self.options.path): no signing key: configure token_endpoint.signing_key")
             throw ExitCode(2)
         }
+        // A token the gateway would refuse is no use to anyone: say so instead of minting it.
+        guard BearerVerifier.subjectFitsAHeader(self.sub) else {
+            throw ValidationError("--sub must be non-empty UTF-8 without control characters or surrounding spaces")
+        }
         let scopes = self.scope.split(separator: " ").map(String.init)
+        if let bad = scopes.first(where: { !BearerVerifier.isScopeToken($0) }) {
+            throw ValidationError("--scope: '\(bad)' is not a valid scope (RFC 6749 §3.3)")
+        }
         let token = try TokenMinter.mint(
             endpoint, subject: self.sub, scopes: scopes, ttlSeconds: ttlSeconds ?? endpoint.accessTokenTTL / 1000,
             now: WallClock.now())

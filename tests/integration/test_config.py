@@ -405,3 +405,76 @@ def test_an_api_key_param_no_request_can_carry_is_an_error(tmp_path, where, para
         f"    param: \"{param}\"\n")
     line = text.split("\n").index(f"    param: \"{param}\"") + 1
     assert_error_at(tmp_path, text, line, words)
+
+
+@pytest.mark.parametrize("line,value,words", [
+    (6, "  idle_timeout: 106751991168d", ("3650d",)),
+    (6, "  idle_timeout: 999999999999d", ("3650d",)),
+    (5, "  max_request_body: 9999999999GiB", ("1024GiB",)),
+])
+def test_a_duration_or_size_too_large_is_an_error_not_a_crash(tmp_path, line, value, words):
+    text = replace_line(VALID, line, value)
+    res, _ = assert_error_at(tmp_path, text, line, words)
+    assert res.returncode == 2
+
+
+def test_token_ttl_too_large_is_a_usage_error(tmp_path):
+    path = write(tmp_path, VALID + 'token_endpoint:\n  issuer: "https://gw.example"\n'
+                 '  signing_key: { alg: HS256, kid: k1, secret_env: CFG_TEST_SECRET }\n'
+                 'jwt:\n  issuers:\n    - issuer: "https://gw.example"\n      algorithms: [HS256]\n'
+                 '      keys: [ { kid: k1, secret_env: CFG_TEST_SECRET } ]\n')
+    env = {"CFG_TEST_SECRET": "x" * 32}
+    res = run_portcullis(["token", "--config", str(path), "--sub", "bob"], env=env)
+    assert res.returncode == 0 and res.stdout.count(".") == 2, (res.returncode, res.stdout, res.stderr)
+    res = run_portcullis(["token", "--config", str(path), "--sub", "bob", "--ttl", "999999999999d"], env=env)
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    assert "--ttl" in res.stderr
+    for sub in ["", " bob", "bo\nb"]:
+        res = run_portcullis(["token", "--config", str(path), "--sub", sub], env=env)
+        assert res.returncode == 2 and not res.stdout.strip(), (sub, res.returncode, res.stdout, res.stderr)
+    res = run_portcullis(["token", "--config", str(path), "--sub", "bob", "--scope", 'me a"b'], env=env)
+    assert res.returncode == 2 and "a\"b" in res.stderr, (res.returncode, res.stdout, res.stderr)
+    res = run_portcullis(["token", "--config", str(path), "--sub", "bob", "--scope", "me items", "--ttl", "3650d"], env=env)
+    assert res.returncode == 0 and res.stdout.count(".") == 2, (res.returncode, res.stdout, res.stderr)
+
+
+def test_a_tagged_repeat_of_a_key_is_an_error(tmp_path):
+    """A tag made the composer see a different key, so the repeat silently replaced the first:
+    `!!binary auth: none` under a bearer route made it public."""
+    for tag in ["!!binary ", "!x ", "!!str ", '"', ""]:
+        close = '"' if tag == '"' else ""
+        text = VALID.replace("    auth: bearer\n", f"    auth: bearer\n    {tag}auth{close}: basic\n")
+        line = text.split("\n").index(f"    {tag}auth{close}: basic") + 1
+        assert_error_at(tmp_path, text, line, ("auth",))
+
+
+def test_tags_on_values_are_errors(tmp_path):
+    text = replace_line(VALID, 4, '  realm: !!int R')
+    assert_error_at(tmp_path, text, 4, ("tag",))
+    text = replace_line(VALID, 4, '  realm: !!str R')
+    res = run_portcullis(["validate", "--config", str(write(tmp_path, text))])
+    assert res.returncode == 0, res.stderr
+
+
+def test_a_repeat_inside_a_flow_mapping_is_reported_where_it_is(tmp_path):
+    text = replace_line(VALID, 13, '    match: { path: "/public/**", methods: [GET], path: "/**" }')
+    res, _ = assert_error_at(tmp_path, text, 13, ("duplicate", "path"))
+    errors = [e for e in diagnostics(res.stderr, "error") if int(e.group("line")) == 13]
+    assert any(int(e.group("col")) == len('    match: { path: "/public/**", methods: [GET], ') + 1 for e in errors), res.stderr
+
+
+def test_an_alias_bomb_as_a_key_is_refused_at_once(tmp_path):
+    """Nine levels of nine aliases as a mapping key: composing it would hash 9^9 nodes. The key
+    is refused before composing (the subprocess timeout is a hang guard, not a measurement)."""
+    text = "a0: &a0 [" + ", ".join(["lol"] * 9) + "]\n"
+    for n in range(1, 10):
+        text += f"a{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * 9) + "]\n"
+    text += "? *a9\n: 1\n"
+    res = run_portcullis(["validate", "--config", str(write(tmp_path, text))], timeout=20)
+    assert res.returncode == 2
+    assert [int(e.group("line")) for e in diagnostics(res.stderr, "error")] == [11], res.stderr
+
+
+def test_a_control_character_is_reported_at_its_line(tmp_path):
+    text = replace_line(VALID, 4, '  realm: "R\x01"')
+    assert_error_at(tmp_path, text, 4, ("control",))

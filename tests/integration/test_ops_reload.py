@@ -160,3 +160,24 @@ def test_a_reload_says_which_changed_settings_wait_for_a_restart(spawner):
     wait_until(lambda: any("restart" in line and "server.access_log" in line for line in gw.stderr_lines),
                timeout=5, message="a warning naming server.access_log")
     assert not gw.stdout_lines, "the access log target changed without a restart"
+
+
+def test_a_reload_with_an_out_of_range_duration_keeps_the_gateway_running(spawner):
+    """Durations and sizes beyond the accepted range used to overflow while parsing, which
+    killed the running gateway on SIGHUP."""
+    up = spawner.echo()
+    aport = free_port()
+    gw = spawner.gateway(config(up.url, aport, OLD_ROUTES), name="reload.yaml")
+    assert send(gw.port, "GET", "/alpha").status == 200
+    text = config(up.url, aport, NEW_ROUTES).replace("  shutdown_grace: 2s\n", "  shutdown_grace: 106751991168d\n")
+    bad_line = text.split("\n").index("  shutdown_grace: 106751991168d") + 1
+    gw.config_path.write_text(text)
+    n_before = len(gw.stderr_lines)
+    sighup(gw)
+
+    def reported():
+        return next((line for line in list(gw.stderr_lines)[n_before:] if f"reload.yaml:{bad_line}:" in line), None)
+    wait_until(reported, timeout=10, message="the reload error naming the shutdown_grace line")
+    assert gw.proc.poll() is None, "the gateway exited"
+    assert send(gw.port, "GET", "/alpha").status == 200
+    assert send(gw.port, "GET", "/beta").status == 404

@@ -133,14 +133,7 @@ package struct BearerVerifier: Sendable {
             guard audiences.contains(where: issuer.audiences.contains) else { return .failure(.wrongAudience) }
         }
         guard let subject = claims["sub"]?.string, !subject.isEmpty else { return .failure(.missingSubject) }
-        // The subject travels upstream in a header: visible ASCII, UTF-8 and spaces only.
-        // No leading or trailing space either: the upstream would read the header value trimmed,
-        // so " admin" would arrive as "admin".
-        guard subject.utf8.count <= 512, !subject.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }),
-            subject.utf8.first != 0x20, subject.utf8.last != 0x20, !Self.hasWideControl(subject)
-        else {
-            return .failure(.malformed("sub cannot be carried in a header"))
-        }
+        guard Self.subjectFitsAHeader(subject) else { return .failure(.malformed("sub cannot be carried in a header")) }
         var scopes: [String] = []
         for claim in self.scopeClaims {
             guard let value = claims[claim] else { continue }
@@ -159,14 +152,26 @@ package struct BearerVerifier: Sendable {
             }
             break
         }
-        // RFC 6749 §3.3 scope-token characters only, so scopes are safe in a header.
-        for scope in scopes where scope.isEmpty || !scope.utf8.allSatisfy({ $0 == 0x21 || (0x23...0x5B).contains($0) || (0x5D...0x7E).contains($0) }) {
+        for scope in scopes where !Self.isScopeToken(scope) {
             return .failure(.badScopeClaim(self.scopeClaims.first { claims[$0] != nil } ?? "scope"))
         }
         return .success(
             VerifiedToken(
                 issuer: issuerName, subject: subject, scopes: scopes, verifiedBy: key.kid ?? key.source, expiresAt: expiry,
                 algorithm: algorithm.rawValue))
+    }
+
+    /// Whether a subject can travel upstream in a header: at most 512 bytes of visible ASCII,
+    /// UTF-8 and spaces, without leading or trailing space (the upstream would read the value
+    /// trimmed, so " admin" would arrive as "admin").
+    package static func subjectFitsAHeader(_ subject: String) -> Bool {
+        !subject.isEmpty && subject.utf8.count <= 512 && !subject.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F })
+            && subject.utf8.first != 0x20 && subject.utf8.last != 0x20 && !Self.hasWideControl(subject)
+    }
+
+    /// RFC 6749 §3.3 scope-token: `%x21 / %x23-5B / %x5D-7E`, so that scopes are safe in a header.
+    package static func isScopeToken(_ scope: some StringProtocol) -> Bool {
+        !scope.isEmpty && scope.utf8.allSatisfy { $0 == 0x21 || (0x23...0x5B).contains($0) || (0x5D...0x7E).contains($0) }
     }
 
     /// Whether `text` holds a C1 control (U+0080-U+009F, NEL among them) or a line or

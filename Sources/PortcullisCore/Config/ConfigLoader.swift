@@ -38,23 +38,32 @@ package enum ConfigLoader {
 
     package static func load(text: String, file: String, environment: any ConfigEnvironment = FixedEnvironment()) -> Result {
         let reader = ConfigReader(file: file)
-        let root: Node
-        do {
-            guard let composed = try Yams.compose(yaml: ConfigLoader.withoutByteOrderMark(text), .basic) else {
-                reader.add(ConfigDiagnostic(.error, .syntax, at: SourceLocation(file: file, line: 1, column: 1), "the file is empty"))
-                return Result(config: nil, diagnostics: reader.diagnostics)
-            }
-            root = composed
-        } catch let error as YamlError {
-            reader.add(syntaxDiagnostic(error, file: file, text: text))
-            return Result(config: nil, diagnostics: reader.diagnostics)
-        } catch {
-            reader.add(ConfigDiagnostic(.error, .syntax, at: SourceLocation(file: file, line: 1, column: 1), "\(error)"))
-            return Result(config: nil, diagnostics: reader.diagnostics)
-        }
+        guard let root = self.compose(text, reader) else { return Result(config: nil, diagnostics: reader.diagnostics) }
         let config = self.read(root, reader, environment)
         let diagnostics = reader.diagnostics
         return Result(config: diagnostics.hasErrors ? nil : config, diagnostics: diagnostics)
+    }
+
+    /// The tree of a YAML file, or nil with the problems recorded in `reader`: the structure
+    /// check runs first, so the composer never sees a key it could not handle quickly.
+    static func compose(_ text: String, _ reader: ConfigReader) -> Node? {
+        let problems = YAMLStructureCheck.problems(in: text, file: reader.file)
+        guard problems.isEmpty else {
+            for problem in problems { reader.add(problem) }
+            return nil
+        }
+        do {
+            guard let root = try Yams.compose(yaml: ConfigLoader.withoutByteOrderMark(text), .basic) else {
+                reader.add(ConfigDiagnostic(.error, .syntax, at: SourceLocation(file: reader.file, line: 1, column: 1), "the file is empty"))
+                return nil
+            }
+            return root
+        } catch let error as YamlError {
+            reader.add(syntaxDiagnostic(error, file: reader.file))
+        } catch {
+            reader.add(ConfigDiagnostic(.error, .syntax, at: SourceLocation(file: reader.file, line: 1, column: 1), "\(error)"))
+        }
+        return nil
     }
 
     private static func read(_ root: Node, _ reader: ConfigReader, _ environment: any ConfigEnvironment) -> GatewayConfig? {
@@ -125,24 +134,14 @@ package enum ConfigLoader {
         }
         let fileReader = ConfigReader(file: resolved)
         defer { for diagnostic in fileReader.diagnostics.all { reader.add(diagnostic) } }
-        do {
-            guard let root = try Yams.compose(yaml: ConfigLoader.withoutByteOrderMark(text), .basic) else {
-                fileReader.add(ConfigDiagnostic(.error, .syntax, at: SourceLocation(file: resolved, line: 1, column: 1), "the file is empty"))
-                return []
-            }
-            if case .mapping = root {
-                guard let fields = fileReader.mapping(root, "the users file", keys: ["users"]),
-                    let list = fields.required("users", fileReader, "the users file")
-                else { return [] }
-                return self.readUsers(list, fileReader)
-            }
-            return self.readUsers(root, fileReader)
-        } catch let error as YamlError {
-            fileReader.add(syntaxDiagnostic(error, file: resolved, text: text))
-        } catch {
-            fileReader.add(ConfigDiagnostic(.error, .syntax, at: SourceLocation(file: resolved, line: 1, column: 1), "\(error)"))
+        guard let root = self.compose(text, fileReader) else { return [] }
+        if case .mapping = root {
+            guard let fields = fileReader.mapping(root, "the users file", keys: ["users"]),
+                let list = fields.required("users", fileReader, "the users file")
+            else { return [] }
+            return self.readUsers(list, fileReader)
         }
-        return []
+        return self.readUsers(root, fileReader)
     }
 
     // MARK: server
@@ -540,8 +539,7 @@ package enum ConfigLoader {
         guard let list = reader.stringList(node, what) else { return nil }
         var scopes: [String] = []
         for (text, itemNode) in list {
-            // RFC 6749 §3.3 scope-token: %x21 / %x23-5B / %x5D-7E
-            if text.utf8.allSatisfy({ $0 == 0x21 || ($0 >= 0x23 && $0 <= 0x5B) || ($0 >= 0x5D && $0 <= 0x7E) }) {
+            if BearerVerifier.isScopeToken(text) {
                 scopes.append(text)
             } else {
                 reader.error(.badValue, itemNode, "'\(text)' is not a valid scope (RFC 6749 §3.3)")
@@ -576,37 +574,15 @@ package enum ConfigLoader {
         }
     }
 
-    /// Where `key` appears again after `first` at the same indentation: the repeat is what the
-    /// operator wants to see (the parser reports the first occurrence).
-    private static func repeatedKey(_ key: String, after first: Mark, in text: String) -> (line: Int, column: Int)? {
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        guard first.line >= 1, first.line <= lines.count else { return nil }
-        let column = first.column
-        for index in first.line..<lines.count {
-            let line = lines[index].utf8
-            guard line.count >= column + key.utf8.count, column >= 1 else { continue }
-            let start = line.index(line.startIndex, offsetBy: column - 1)
-            let rest = line[start...]
-            guard rest.starts(with: key.utf8) else { continue }
-            let after = rest.dropFirst(key.utf8.count).drop { $0 == UInt8(ascii: " ") }
-            if after.first == UInt8(ascii: ":") { return (index + 1, column) }
-        }
-        return nil
-    }
-
-    private static func syntaxDiagnostic(_ error: YamlError, file: String, text: String) -> ConfigDiagnostic {
+    private static func syntaxDiagnostic(_ error: YamlError, file: String) -> ConfigDiagnostic {
         func at(_ mark: Mark) -> SourceLocation { SourceLocation(file: file, line: mark.line, column: mark.column) }
         switch error {
         case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
             .composer(_, let problem, let mark, _):
             return ConfigDiagnostic(.error, .syntax, at: at(mark), "YAML syntax: \(problem)")
         case .duplicatedKeysInMapping(let duplicates, let context):
-            let key = duplicates.first ?? "?"
-            let others = duplicates.dropFirst().map { "'\($0)'" }
-            var message = "duplicate key '\(key)' in a mapping (first at line \(context.mark.line))"
-            if !others.isEmpty { message += "; this mapping also repeats \(others.joined(separator: ", "))" }
-            let place = Self.repeatedKey(key, after: context.mark, in: text) ?? (context.mark.line, context.mark.column)
-            return ConfigDiagnostic(.error, .syntax, at: SourceLocation(file: file, line: place.line, column: place.column), message)
+            // The structure check reports repeats first; this is what the composer still finds.
+            return ConfigDiagnostic(.error, .syntax, at: at(context.mark), "duplicate key '\(duplicates.first ?? "?")' in a mapping")
         case .reader(let problem, _, _, _):
             return ConfigDiagnostic(.error, .syntax, at: SourceLocation(file: file, line: 1, column: 1), "unreadable YAML: \(problem)")
         default:

@@ -108,6 +108,10 @@ final class ConfigReader {
             self.error(.badValue, node, "\(what) must be greater than zero")
             return nil
         }
+        if value > ScalarParsers.maximumDuration {
+            self.error(.badValue, node, "\(what): '\(scalar.string)' is longer than the largest accepted duration, 3650d")
+            return nil
+        }
         return value
     }
 
@@ -118,6 +122,10 @@ final class ConfigReader {
         }
         guard let value = ScalarParsers.size(scalar.string) else {
             self.error(.badValue, node, "\(what): '\(scalar.string)' is not a size (use 512KiB, 10MiB, 1GiB or a byte count)")
+            return nil
+        }
+        if value > ScalarParsers.maximumSize {
+            self.error(.badValue, node, "\(what): '\(scalar.string)' is larger than the largest accepted size, 1024GiB")
             return nil
         }
         return value

@@ -3,7 +3,14 @@ package typealias Milliseconds = Int64
 
 /// Parsers for the scalar forms the configuration accepts: durations, sizes, listen addresses.
 package enum ScalarParsers {
-    /// `250ms`, `30s`, `5m`, `2h`, `14d`, or `0`.
+    /// The longest duration any setting accepts: ten years. Longer values are typing mistakes,
+    /// and every duration must stay representable in nanoseconds once added to a clock.
+    package static let maximumDuration: Milliseconds = 3650 * 86_400_000
+    /// The largest size any setting accepts: 1 TiB.
+    package static let maximumSize = 1 << 40
+
+    /// `250ms`, `30s`, `5m`, `2h`, `14d`, or `0`. Values beyond `Int64` saturate, so that callers
+    /// can report them as too large rather than as malformed.
     package static func duration(_ text: String) -> Milliseconds? {
         if text == "0" { return 0 }
         let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
@@ -13,13 +20,15 @@ package enum ScalarParsers {
             guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }), digits.count <= 12,
                 let value = Int64(digits)
             else { continue }
-            return value * factor
+            let (product, overflow) = value.multipliedReportingOverflow(by: factor)
+            return overflow ? .max : product
         }
         return nil
     }
 
     /// `512KiB`, `10MiB`, `1GiB`, or a plain byte count. Decimal units (`MB`) are refused: they
-    /// are ambiguous, and a limit that is off by 5% is a limit nobody meant.
+    /// are ambiguous, and a limit that is off by 5% is a limit nobody meant. Values beyond `Int`
+    /// saturate.
     package static func size(_ text: String) -> Int? {
         let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("B", 1), ("", 1)]
         for (suffix, factor) in units where text.hasSuffix(suffix) {
@@ -27,7 +36,8 @@ package enum ScalarParsers {
             guard !digits.isEmpty, digits.count <= 12, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
                 let value = Int(digits)
             else { continue }
-            return value * factor
+            let (product, overflow) = value.multipliedReportingOverflow(by: factor)
+            return overflow ? .max : product
         }
         return nil
     }

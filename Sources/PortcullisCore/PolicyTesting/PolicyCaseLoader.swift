@@ -12,18 +12,7 @@ package enum PolicyCaseLoader {
 
     package static func load(text: String, file: String, environment: any ConfigEnvironment) -> Result {
         let reader = ConfigReader(file: file)
-        let root: Node
-        do {
-            guard let composed = try Yams.compose(yaml: ConfigLoader.withoutByteOrderMark(text), .basic) else {
-                reader.add(ConfigDiagnostic(.error, .syntax, at: SourceLocation(file: file, line: 1, column: 1), "the file is empty"))
-                return Result(cases: [], diagnostics: reader.diagnostics)
-            }
-            root = composed
-        } catch {
-            let diagnostic = ConfigLoader.load(text: text, file: file).diagnostics.all.first
-            reader.add(diagnostic ?? ConfigDiagnostic(.error, .syntax, at: SourceLocation(file: file, line: 1, column: 1), "\(error)"))
-            return Result(cases: [], diagnostics: reader.diagnostics)
-        }
+        guard let root = ConfigLoader.compose(text, reader) else { return Result(cases: [], diagnostics: reader.diagnostics) }
         guard let top = reader.mapping(root, "the test file", keys: ["cases"]),
             let list = top.required("cases", reader, "the test file"), let items = reader.sequence(list, "cases")
         else { return Result(cases: [], diagnostics: reader.diagnostics) }
