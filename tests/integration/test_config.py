@@ -478,3 +478,43 @@ def test_an_alias_bomb_as_a_key_is_refused_at_once(tmp_path):
 def test_a_control_character_is_reported_at_its_line(tmp_path):
     text = replace_line(VALID, 4, '  realm: "R\x01"')
     assert_error_at(tmp_path, text, 4, ("control",))
+
+
+JWT_PART = """jwt:
+  issuers:
+    - issuer: "https://idp.example"
+      audiences: [api]
+      algorithms: [HS256]
+      keys: [ { kid: k1, secret_env: CFG_TEST_SECRET } ]
+"""
+CLIENTS_PART = """token_endpoint:
+  issuer: "https://idp.example"
+  signing_key: { alg: HS256, kid: k1, secret_env: CFG_TEST_SECRET }
+  clients:
+    - { client_id: c1, secret_hash: "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA" }
+    - { client_id: c2, secret_hash: "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA" }
+"""
+
+
+@pytest.mark.parametrize("extra,old,new,words", [
+    # each would silently weaken or break a rule
+    (JWT_PART, "audiences: [api]", "audiences: []", ("audience",)),
+    (JWT_PART, "keys: [ { kid: k1, secret_env: CFG_TEST_SECRET } ]", "keys: []", ("key",)),
+    (JWT_PART + CLIENTS_PART, "{ client_id: c2,", "{ client_id: c1,", ("twice",)),
+    ("", 'admin_listen: ""', 'admin_listen: ""\n  identity_headers: { subject: Content-Length }', ("meaning",)),
+    ("", 'admin_listen: ""', 'admin_listen: ""\n  identity_headers: { method: X-Forwarded-For }', ("meaning",)),
+    ("", 'admin_listen: ""', 'admin_listen: ""\n  identity_headers: { subject: X-A, scopes: x-a }', ("already",)),
+    ("", 'admin_listen: ""', 'admin_listen: ""\n  identity_headers: { method: x-auth-subject }', ("already",)),
+])
+def test_settings_that_would_weaken_a_rule_are_errors(tmp_path, extra, old, new, words):
+    text = VALID + extra
+    assert old in text
+    text = text.replace(old, new, 1)
+    target = new.split("\n")[-1].strip()
+    line = [i for i, l in enumerate(text.split("\n"), 1) if target in l][-1]  # the repeat, where there is one
+    path = write(tmp_path, text)
+    res = run_portcullis(["validate", "--config", str(path)], env={"CFG_TEST_SECRET": "x" * 32})
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    lines = {int(e.group("line")): e.group("msg") for e in diagnostics(res.stderr, "error")}
+    assert line in lines, (line, res.stderr)
+    assert all(w in lines[line] for w in words), res.stderr

@@ -54,6 +54,10 @@ extension ConfigLoader {
         else { return nil }
         let what = "issuer '\(name)'"
         let audiences = fields["audiences"].flatMap { reader.stringList($0, "\(what) audiences") }?.map(\.0) ?? []
+        if let node = fields["audiences"], audiences.isEmpty, case .sequence = node {
+            // An empty list would read as "no audience check": leaving the key out says that.
+            reader.error(.badValue, node, "\(what) audiences must name at least one audience; leave the key out to accept any")
+        }
         var algorithms: [JWSAlgorithm] = []
         if let node = fields.required("algorithms", reader, what), let list = reader.stringList(node, "\(what) algorithms") {
             for (text, itemNode) in list {
@@ -74,6 +78,7 @@ extension ConfigLoader {
         }
         var keys: [IssuerKey] = []
         if let node = fields["keys"], let items = reader.sequence(node, "\(what) keys") {
+            if items.isEmpty { reader.error(.badValue, node, "\(what) keys must list at least one key") }
             for item in items {
                 if let key = self.readKey(item, what, reader, environment) {
                     if !algorithms.isEmpty && !algorithms.contains(where: { $0.fits(key.key) }) {
@@ -263,6 +268,9 @@ extension ConfigLoader {
                 else { continue }
                 if !hash.hasPrefix("$argon2") {
                     reader.error(.badValue, hashNode, "client '\(id)': secret_hash must be an Argon2 PHC string from 'portcullis hash-password'")
+                }
+                if endpoint.clients.contains(where: { $0.clientID == id }), let idNode = client["client_id"] {
+                    reader.error(.duplicateName, idNode, "the client '\(id)' is listed twice")
                 }
                 endpoint.clients.append(ClientConfig(clientID: id, secretHash: hash))
             }

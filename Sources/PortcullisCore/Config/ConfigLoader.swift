@@ -262,11 +262,23 @@ package enum ConfigLoader {
                 reader.error(.badValue, value, "'\(text)' is not a valid header name")
                 return nil
             }
+            // Framing, routing and credential headers carry meaning of their own: a subject of
+            // "5" in Content-Length would let a token's claim frame the upstream request.
+            guard !IdentityHeaders.reservedNames.contains(text.lowercased()) else {
+                reader.error(.badValue, value, "'\(text)' has a meaning of its own in HTTP or to the gateway; choose another name")
+                return nil
+            }
             return text
         }
         if let value = name("subject") { headers.subject = value }
         if let value = name("scopes") { headers.scopes = value }
         if let value = name("method") { headers.method = value }
+        let names = [("subject", headers.subject), ("scopes", headers.scopes), ("method", headers.method)]
+        for (index, (key, header)) in names.enumerated() {
+            if let earlier = names[..<index].first(where: { $0.1.lowercased() == header.lowercased() }) {
+                reader.error(.duplicateName, fields[key] ?? node, "'\(header)' is already the \(earlier.0) header")
+            }
+        }
         return headers
     }
 

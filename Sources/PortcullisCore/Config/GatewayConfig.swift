@@ -48,6 +48,15 @@ package struct IdentityHeaders: Sendable {
     package var method = "X-Auth-Method"
 
     package var all: [String] { [self.subject, self.scopes, self.method] }
+
+    /// Lower-case names an identity header may not take: framing and connection headers, the
+    /// ones that route or carry credentials, and the ones the gateway writes itself.
+    package static let reservedNames: Set<String> = [
+        "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer",
+        "proxy-connection", "proxy-authorization", "proxy-authenticate", "expect", "content-type", "content-encoding",
+        "authorization", "cookie", "forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+        "x-real-ip", "x-request-id",
+    ]
 }
 
 package enum AccessLogTarget: Hashable, Sendable {
