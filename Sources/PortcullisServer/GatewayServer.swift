@@ -52,9 +52,14 @@ package final class GatewayServer: Sendable {
         let hangupSignals = await UnixSignalsSequence(trapping: .sighup)
         let rotateSignals = await UnixSignalsSequence(trapping: .sigusr1)
         let server = self.environment.policies.current.config.server
-        let idle = TimeAmount.milliseconds(server.idleTimeout)
-        let header = TimeAmount.milliseconds(server.requestHeaderTimeout)
         let environment = self.environment
+        // Timeouts come from the policy running when a connection is accepted, so a reload
+        // applies them to every connection from then on.
+        @Sendable func deadlines() -> ConnectionDeadlines {
+            let server = environment.policies.current.config.server
+            return ConnectionDeadlines(
+                idleTimeout: .milliseconds(server.idleTimeout), headerTimeout: .milliseconds(server.requestHeaderTimeout))
+        }
         let tlsContext = try server.tls.map(Self.tlsContext)
         let bootstrap = ServerBootstrap(group: self.group)
             .serverChannelOption(.backlog, value: 1024)
@@ -66,7 +71,7 @@ package final class GatewayServer: Sendable {
             .childChannelOption(.allowRemoteHalfClosure, value: tlsContext == nil)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let deadlines = ConnectionDeadlines(idleTimeout: idle, headerTimeout: header)
+                    let deadlines = deadlines()
                     let sync = channel.pipeline.syncOperations
                     // First, so a slow TLS handshake counts against the header deadline too.
                     try sync.addHandler(deadlines)
@@ -89,7 +94,7 @@ package final class GatewayServer: Sendable {
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        let deadlines = ConnectionDeadlines(idleTimeout: idle, headerTimeout: header)
+                        let deadlines = deadlines()
                         try channel.pipeline.syncOperations.addHandler(deadlines)
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                         try channel.pipeline.syncOperations.addHandler(AdminHandler(environment: environment, deadlines: deadlines))
@@ -134,7 +139,7 @@ package final class GatewayServer: Sendable {
         self.logger.notice("shutting down: no longer accepting connections")
         try? await channel.close()
         try? await admin?.close()
-        await self.drain(grace: .milliseconds(Int(server.shutdownGrace)))
+        await self.drain(grace: .milliseconds(Int(self.environment.policies.current.config.server.shutdownGrace)))
         hangups.cancel()
         rotations.cancel()
         self.environment.jwks.stop()
