@@ -518,3 +518,20 @@ def test_settings_that_would_weaken_a_rule_are_errors(tmp_path, extra, old, new,
     lines = {int(e.group("line")): e.group("msg") for e in diagnostics(res.stderr, "error")}
     assert line in lines, (line, res.stderr)
     assert all(w in lines[line] for w in words), res.stderr
+
+
+@pytest.mark.parametrize("setting,words", [
+    ('  listen: "[abc]:18999"', ("listen",)),
+    ('  listen: "999.1.1.1:18999"', ("listen",)),
+    ('  listen: " 127.0.0.1:18999"', ("listen",)),
+    ('  listen: "127.0.0.1:18999"\n  admin_listen: "localhost:18999"', ("port",)),
+    ('  access_log: "."', ("directory",)),
+    ('  access_log: "no/such/folder/access.log"', ("folder",)),
+])
+def test_what_serve_would_fail_on_is_a_validate_error(tmp_path, setting, words):
+    """validate must not pass a file that serve then cannot start with."""
+    text = VALID.replace('  admin_listen: ""\n', setting + "\n" if "admin_listen" in setting else f'  admin_listen: ""\n{setting}\n')
+    line = text.split("\n").index(setting.split("\n")[-1]) + 1
+    assert_error_at(tmp_path, text, line, words)
+    res = run_portcullis(["serve", "--config", str(tmp_path / "routes.yaml")], timeout=20)
+    assert res.returncode == 2, (res.returncode, res.stderr)

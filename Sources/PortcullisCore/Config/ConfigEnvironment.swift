@@ -7,6 +7,13 @@ package protocol ConfigEnvironment: Sendable {
     func readFile(_ path: String) throws(FileReadError) -> [UInt8]
     /// `path` resolved against the configuration file's folder when relative.
     func resolve(_ path: String) -> String
+    /// Why a file the gateway appends to (the access log) could not be opened for writing, or
+    /// `nil`. `path` is already resolved.
+    func problemAppending(to path: String) -> String?
+}
+
+extension ConfigEnvironment {
+    package func problemAppending(to path: String) -> String? { nil }
 }
 
 /// An environment with fixed values, for tests and for `check` cases.

@@ -167,7 +167,12 @@ package enum ConfigLoader {
             // Both listeners on one port cannot bind: the second would stop the start.
             if let admin = server.adminListen, admin.port != 0, admin.port == server.listen.port {
                 let wildcards: Set<String> = ["0.0.0.0", "::", "[::]", ""]
-                if admin.host == server.listen.host || wildcards.contains(admin.host) || wildcards.contains(server.listen.host) {
+                // "localhost" binds a loopback address: it clashes with any loopback listener.
+                func host(_ text: String) -> String {
+                    let lowered = text.lowercased()
+                    return ["localhost", "127.0.0.1", "::1"].contains(lowered) ? "loopback" : lowered
+                }
+                if host(admin.host) == host(server.listen.host) || wildcards.contains(admin.host) || wildcards.contains(server.listen.host) {
                     reader.error(.badValue, value, "server.admin_listen \(admin) would take the port of server.listen \(server.listen)")
                 }
             }
@@ -224,7 +229,12 @@ package enum ConfigLoader {
             switch text {
             case "stdout": server.accessLog = .stdout
             case "off": server.accessLog = .off
-            default: server.accessLog = .file(text)
+            default:
+                server.accessLog = .file(text)
+                let resolved = environment.resolve(text)
+                if let problem = environment.problemAppending(to: resolved) {
+                    reader.error(.unreadableFile, value, "cannot write the access log \(resolved): \(problem)")
+                }
             }
         }
         if let value = fields["tls"], let tls = reader.mapping(value, "server.tls", keys: ["cert_file", "key_file"]) {

@@ -61,6 +61,22 @@ package enum ScalarParsers {
         guard !host.isEmpty, !portText.isEmpty, portText.allSatisfy({ $0.isASCII && $0.isNumber }),
             portText.count <= 5, let port = Int(portText), port <= 65535
         else { return nil }
+        // An IP literal that parses, or a host name (letters, digits, '-' and '.'); anything else
+        // would only fail when the gateway binds.
+        let literal = IPAddressBytes.parse(String(host)) != nil
+        if text.hasPrefix("[") {
+            guard literal, host.contains(":") else { return nil }
+        } else if !literal {
+            let isName =
+                host.utf8.allSatisfy { $0.isASCIILetterOrDigit || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") }
+                && host.utf8.contains { $0.isASCIILetter }
+            guard isName else { return nil }
+        }
         return (String(host), port)
     }
+}
+
+extension UInt8 {
+    fileprivate var isASCIILetter: Bool { (0x41...0x5A).contains(self) || (0x61...0x7A).contains(self) }
+    fileprivate var isASCIILetterOrDigit: Bool { self.isASCIILetter || (0x30...0x39).contains(self) }
 }
