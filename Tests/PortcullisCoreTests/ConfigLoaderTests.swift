@@ -57,7 +57,7 @@ struct ConfigLoaderTests {
         ("missing version", "upstreams: {}\nroutes: []\n", "1:1: error: the configuration is missing the required key 'version'"),
         ("duplicate key", "version: 1\nversion: 1\nupstreams: {}\nroutes: []\n", "2:1: error: duplicate key 'version'"),
         ("duplicate keys", "version: 1\nserver:\n  listen: \"127.0.0.1:1\"\n  realm: R\n  listen: \"127.0.0.1:2\"\n  realm: S\nupstreams: {}\nroutes: []\n",
-         "5:3: error: duplicate key 'listen' in a mapping (first at line 3); this mapping also repeats 'realm'"),
+         "5:3: error: duplicate key 'listen' in a mapping (first at line 3)\nbad.yaml:6:3: error: duplicate key 'realm' in a mapping (first at line 4)"),
         ("lower-case method", "version: 1\nupstreams:\n  u: { url: \"http://127.0.0.1:1\" }\nroutes:\n  - { name: a, match: { path: /a, methods: [get] }, auth: none, upstream: u }\n", "5:45: error: method 'get' must be upper-case"),
         ("bad pattern", "version: 1\nupstreams:\n  u: { url: \"http://127.0.0.1:1\" }\nroutes:\n  - { name: a, match: { path: \"/a/**/b\" }, auth: none, upstream: u }\n", "5:31: error: route 'a': bad path pattern"),
         ("bad upstream url", "version: 1\nupstreams:\n  u: { url: \"ftp://x\" }\nroutes: []\n", "3:13: error: upstream 'u'"),
