@@ -186,7 +186,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         var hasTransferEncoding = false
         for (name, value) in head.headers {
             switch name.utf8.count {
-            case 4 where name.equalsIgnoringASCIICase("host"): hosts += Self.listElementCount(value)
+            case 4 where name.equalsIgnoringASCIICase("host"): hosts += RequestFacts.listElementCount(value)
             case 14 where name.equalsIgnoringASCIICase("content-length"): hasContentLength = true
             case 17 where name.equalsIgnoringASCIICase("transfer-encoding"): hasTransferEncoding = true
             default: break
@@ -276,20 +276,6 @@ final class GatewayHandler: ChannelDuplexHandler {
 
     /// How many elements a comma-separated field value holds, counted as NIOHTTP1's
     /// `canonicalForm` counts them (runs of bytes between commas).
-    static func listElementCount(_ value: String) -> Int {
-        var count = 0
-        var inElement = false
-        for byte in value.utf8 {
-            if byte == UInt8(ascii: ",") {
-                inElement = false
-            } else if !inElement {
-                inElement = true
-                count += 1
-            }
-        }
-        return count
-    }
-
     /// A token endpoint request being read.
     struct TokenExchange {
         var head: HTTPRequestHead

@@ -22,7 +22,7 @@ struct Check: ParsableCommand {
     @Option(name: .long, help: "Scopes of the minted token, space-separated.")
     var mintScope: String = ""
 
-    @Option(name: .long, help: "Evaluate time-based claims at this instant (RFC 3339).")
+    @Option(name: .long, help: "Evaluate time-based claims at this instant (RFC 3339); minted tokens are still issued now.")
     var now: String?
 
     @Option(name: .customShort("H"), help: "A request header, 'Name: value' (repeatable).")
@@ -43,7 +43,7 @@ struct Check: ParsableCommand {
             guard let parsed = RFC3339.parse(now) else { throw ValidationError("--now must be an RFC 3339 time such as 2026-01-01T12:00:00Z") }
             instant = parsed
         }
-        var headers: [(String, String)] = []
+        var headers: [(name: String, value: String)] = []
         for line in self.header {
             guard let colon = line.firstIndex(of: ":"), HeaderName.isToken(String(line[..<colon])) else {
                 throw ValidationError("-H needs 'Name: value', got '\(line)'")
@@ -64,19 +64,20 @@ struct Check: ParsableCommand {
             }
             let minted = try TokenMinter.mint(
                 endpoint, subject: subject, scopes: self.mintScope.split(separator: " ").map(String.init),
-                ttlSeconds: endpoint.accessTokenTTL / 1000, now: instant)
+                ttlSeconds: endpoint.accessTokenTTL / 1000, now: WallClock.now())
             headers.append(("Authorization", "Bearer \(minted)"))
         }
         let policy = Policy(config: config)
-        let facts = RequestFacts(
-            method: self.method, rawTarget: self.target,
-            host: headers.last { $0.0.lowercased() == "host" }?.1,
-            authorization: headers.filter { $0.0.lowercased() == "authorization" }.map(\.1),
-            credentialHeaders: headers.filter { policy.credentialHeaderNames.contains($0.0.lowercased()) }.map { ($0.0, $0.1) })
+        let facts = RequestFacts.dryRun(method: self.method, target: self.target, headers: headers, policy: policy)
         var trace = Trace()
         let decision = policy.decideCompletely(facts, now: instant, recorder: &trace)
         let report = TraceReport(facts: facts, trace: trace, decision: decision, policy: policy)
         printOut(self.json ? report.json : report.text)
+        if case .refuse(let refusal) = decision, let set = refusal.keySetToRefresh, !set.isLoaded {
+            // The live gateway would fetch this set and may find the key: no verdict offline.
+            printError("check cannot decide offline: the token's key would come from \(set.displayURL), which check does not fetch")
+            throw ExitCode(2)
+        }
         if case .refuse = decision { throw ExitCode(1) }
     }
 }
@@ -84,6 +85,8 @@ struct Check: ParsableCommand {
 /// RFC 3339 timestamps for `--now`.
 enum RFC3339 {
     static func parse(_ text: String) -> Double? {
+        // RFC 3339 §5.6 allows lower-case "t" and "z".
+        let text = text.uppercased()
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         if let date = formatter.date(from: text) { return date.timeIntervalSince1970 }

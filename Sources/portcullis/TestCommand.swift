@@ -64,10 +64,17 @@ struct TestCommand: ParsableCommand {
                 }
             }
         }
+        var junitFailed = false
         if let junit = self.junit {
-            try JUnitWriter.xml(results).write(toFile: junit, atomically: true, encoding: .utf8)
+            do {
+                try JUnitWriter.xml(results).write(toFile: junit, atomically: true, encoding: .utf8)
+            } catch {
+                printError("\(junit): error: cannot write the JUnit report: \((error as NSError).localizedDescription)")
+                junitFailed = true
+            }
         }
         printOut("\(passed) passed, \(failed) failed")
+        if junitFailed { throw ExitCode(2) }
         if failed > 0 { throw ExitCode(1) }
     }
 }

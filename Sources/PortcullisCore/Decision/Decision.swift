@@ -55,6 +55,10 @@ package struct RequestFacts: Sendable {
     package var credentialHeaders: [(name: String, value: String)]
     /// The result of the ``CredentialCheck`` a previous decision asked for.
     package var verdict: CredentialVerdict?
+    /// What `serve` refuses before any decision (its parser, its Host count). The dry-run tools
+    /// build requests by hand, so ``dryRun(method:target:headers:authorization:policy:)`` puts
+    /// the same refusal here and the decision returns it.
+    package var refusedBeforeDecision: (refusal: Refusal, why: String)?
 
     package init(
         method: String, rawTarget: String, host: String?, authorization: [String] = [],
@@ -67,5 +71,49 @@ package struct RequestFacts: Sendable {
         self.host = host.map { $0.trimmingSpaces() }
         self.authorization = authorization.map { $0.trimmingSpaces() }
         self.credentialHeaders = credentialHeaders.map { ($0.name, $0.value.trimmingSpaces()) }
+    }
+}
+
+extension RequestFacts {
+    /// The facts of a request that `check` or `test` describes by its headers, refused as
+    /// `serve` would refuse it before deciding: a field with a control character is a framing
+    /// error of the parser, and more than one Host is refused (RFC 9112 §3.2).
+    package static func dryRun(
+        method: String, target: String, headers: [(name: String, value: String)], authorization extra: [String] = [],
+        policy: Policy
+    ) -> RequestFacts {
+        let hosts = headers.filter { $0.name.lowercased() == "host" }.map(\.value)
+        var facts = RequestFacts(
+            method: method, rawTarget: target, host: hosts.last,
+            authorization: headers.filter { $0.name.lowercased() == "authorization" }.map(\.value) + extra,
+            credentialHeaders: headers.filter { policy.credentialHeaderNames.contains($0.name.lowercased()) })
+        let controls = headers.contains { field in
+            field.value.utf8.contains { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F } || !HeaderName.isToken(field.name)
+        }
+        if controls {
+            facts.refusedBeforeDecision = (
+                Refusal(status: 400, detail: "Bad Request", reason: "bad_framing"), "a header field holds a control character"
+            )
+        } else if hosts.reduce(0, { $0 + Self.listElementCount($1) }) > 1 {
+            facts.refusedBeforeDecision = (
+                Refusal(status: 400, detail: "More than one Host header", reason: "bad_host"), "more than one Host header"
+            )
+        }
+        return facts
+    }
+
+    /// The elements of a comma-separated field value: `a, b` is two Hosts in one field.
+    package static func listElementCount(_ value: String) -> Int {
+        var count = 0
+        var inElement = false
+        for byte in value.utf8 {
+            if byte == UInt8(ascii: ",") {
+                inElement = false
+            } else if !inElement {
+                inElement = true
+                count += 1
+            }
+        }
+        return count
     }
 }

@@ -87,6 +87,10 @@ package final class Policy: Sendable {
     /// - Parameters:
     ///   - now: seconds since 1970, injected so `check --now` and leeway tests need no clock.
     package func decide<R: DecisionRecorder>(_ request: RequestFacts, now: Double, recorder: inout R) -> Decision {
+        if let (refusal, why) = request.refusedBeforeDecision {
+            recorder.record(.targetRefused(why))
+            return .refuse(refusal)
+        }
         let target: RequestTarget
         switch RequestTarget.normalize(request.rawTarget, mergeSlashes: self.config.server.mergeSlashes) {
         case .success(let normalized): target = normalized

@@ -47,7 +47,7 @@ extension PolicyCase {
     /// Runs the case through ``Policy/decide(_:now:recorder:)``, the function `serve` uses.
     package func run(_ policy: Policy, now defaultNow: Double) -> PolicyCaseResult {
         let instant = self.now ?? defaultNow
-        var authorization: [String] = self.headers.filter { $0.name.lowercased() == "authorization" }.map(\.value)
+        var authorization: [String] = []
         switch self.credentials {
         case .none:
             break
@@ -69,10 +69,8 @@ extension PolicyCase {
                 return PolicyCaseResult(name: self.name, location: self.location, failures: ["minting failed: \(error)"], summary: "error")
             }
         }
-        let facts = RequestFacts(
-            method: self.method, rawTarget: self.path, host: self.headers.last { $0.name.lowercased() == "host" }?.value,
-            authorization: authorization,
-            credentialHeaders: self.headers.filter { policy.credentialHeaderNames.contains($0.name.lowercased()) })
+        let facts = RequestFacts.dryRun(
+            method: self.method, target: self.path, headers: self.headers, authorization: authorization, policy: policy)
         var trace = Trace()
         let decision = policy.decideCompletely(facts, now: instant, recorder: &trace)
 
@@ -98,6 +96,12 @@ extension PolicyCase {
             status = refusal.status
             route = refusal.routeName
             challenges = refusal.challenges
+            if let set = refusal.keySetToRefresh, !set.isLoaded {
+                return PolicyCaseResult(
+                    name: self.name, location: self.location,
+                    failures: ["cannot be decided offline: the token's key would come from \(set.displayURL), which test does not fetch"],
+                    summary: "undecidable offline")
+            }
         case .verify:
             status = 500
         case .serve:

@@ -51,6 +51,7 @@ struct TraceReport {
             lines.append(("decision", "deny: \(refusal.reason)"))
             lines.append(("status", "\(refusal.status)"))
             for challenge in refusal.challenges { lines.append(("challenge", challenge)) }
+            for (name, value) in Self.otherHeaders(refusal) { lines.append(("header", "\(name): \(value)")) }
             lines.append(("body", String(decoding: refusal.body, as: UTF8.self)))
             if let shadow = refusal.shadowPlan {
                 lines.append(("shadow", "dry-run mode: logged as would_deny and forwarded anyway to \(shadow.upstreamURL)"))
@@ -73,6 +74,11 @@ struct TraceReport {
         return self.lines.map { label, value in
             label + String(repeating: " ", count: width - label.count) + "  " + value
         }.joined(separator: "\n")
+    }
+
+    /// The refusal's headers besides its challenges (`Allow` on a 405).
+    private static func otherHeaders(_ refusal: Refusal) -> [(name: String, value: String)] {
+        refusal.headers.filter { $0.name.lowercased() != "www-authenticate" }
     }
 
     private func identityHeaders(_ plan: ForwardPlan) -> [(String, String)] {
@@ -130,6 +136,8 @@ struct TraceReport {
             let challenges = refusal.challenges
             fields.append(("challenge", challenges.isEmpty ? "null" : JSONText.string(challenges.joined(separator: ", "))))
             fields.append(("challenges", "[" + challenges.map(JSONText.string).joined(separator: ",") + "]"))
+            let headers = Self.otherHeaders(refusal).map { "\(JSONText.string($0.name)):\(JSONText.string($0.value))" }
+            fields.append(("headers", "{" + headers.joined(separator: ",") + "}"))
             fields.append(("body", String(decoding: refusal.body, as: UTF8.self)))
             fields.append(("shadow_forward", refusal.shadowPlan.map { JSONText.string($0.upstreamURL) } ?? "null"))
         case .verify:
