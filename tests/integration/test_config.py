@@ -535,3 +535,48 @@ def test_what_serve_would_fail_on_is_a_validate_error(tmp_path, setting, words):
     assert_error_at(tmp_path, text, line, words)
     res = run_portcullis(["serve", "--config", str(tmp_path / "routes.yaml")], timeout=20)
     assert res.returncode == 2, (res.returncode, res.stderr)
+
+
+@pytest.mark.parametrize("old,new,words", [
+    # paths no normalized request can equal
+    ('    auth: none\n', '    auth: none\n    strip_prefix: "/a b"\n', ("strip_prefix",)),
+    ('    auth: none\n', '    auth: none\n    strip_prefix: "/pub/%7e"\n', ("/pub/~",)),
+    ('    auth: none\n', '    auth: none\n    strip_prefix: "//admin"\n', ("/admin",)),
+    ('match: { path: "/public/**"', 'match: { path: "/public/..;x/**"', ("never match",)),
+    # upstream URLs libcurl could never use
+    ('url: "http://127.0.0.1:9"', 'url: "http://127.0.0.1:99999"', ("upstream url",)),
+    ('url: "http://127.0.0.1:9"', 'url: "http://127.0.0.1:0"', ("upstream url",)),
+    ('url: "http://127.0.0.1:9"', 'url: "http://127.0.0.1:9/a b"', ("upstream url",)),
+    ('url: "http://127.0.0.1:9"', 'url: "http://127.0.0.1:9/%zz"', ("upstream url",)),
+    ('version: 1', 'version: "1"', ("number 1",)),
+])
+def test_values_that_can_never_work_are_errors(tmp_path, old, new, words):
+    assert old in VALID
+    text = VALID.replace(old, new, 1)
+    target = new.rstrip("\n").split("\n")[-1]
+    line = next(i for i, l in enumerate(text.split("\n"), 1) if target in l)
+    assert_error_at(tmp_path, text, line, words)
+
+
+@pytest.mark.parametrize("path", ["/tok%65n", "//token", "/a/%2e%2e/token", "/token?x", "/tok en"])
+def test_a_token_endpoint_path_no_request_can_reach_is_an_error(tmp_path, path):
+    text = VALID + ('token_endpoint:\n  issuer: "https://idp.example"\n'
+                    '  signing_key: { alg: HS256, kid: k1, secret_env: CFG_TEST_SECRET }\n'
+                    f'  path: "{path}"\n'
+                    'jwt:\n  issuers:\n    - issuer: "https://idp.example"\n      algorithms: [HS256]\n'
+                    '      keys: [ { kid: k1, secret_env: CFG_TEST_SECRET } ]\n')
+    line = text.split("\n").index(f'  path: "{path}"') + 1
+    path_file = write(tmp_path, text)
+    res = run_portcullis(["validate", "--config", str(path_file)], env={"CFG_TEST_SECRET": "x" * 32})
+    assert res.returncode == 2, res.stderr
+    assert line in [int(e.group("line")) for e in diagnostics(res.stderr, "error")], res.stderr
+
+
+def test_an_error_never_quotes_the_content_of_a_file_named_by_mistake(tmp_path):
+    """users_file pointing at a secret file: the message names the file, never its content."""
+    secret = "SuperSecretValue-DoNotLeak-123456789"
+    (tmp_path / "secret.txt").write_text(secret + "\n")
+    text = VALID + "users_file: secret.txt\n"
+    res = run_portcullis(["validate", "--config", str(write(tmp_path, text))])
+    assert res.returncode == 2
+    assert "secret.txt" in res.stderr and secret[:6] not in res.stderr, res.stderr

@@ -361,11 +361,16 @@ extension ConfigLoader {
 
     // MARK: token_endpoint
 
-    static func readTokenEndpoint(_ node: Node, _ reader: ConfigReader, _ environment: any ConfigEnvironment)
+    static func readTokenEndpoint(_ node: Node, _ reader: ConfigReader, _ environment: any ConfigEnvironment, mergeSlashes: Bool)
         -> TokenEndpointConfig?
     {
         guard let fields = reader.mapping(node, "token_endpoint", keys: self.tokenEndpointKeys) else { return nil }
         let path = fields["path"].flatMap { reader.string($0, "token_endpoint.path") } ?? "/token"
+        if let node = fields["path"], !Self.isNormalPath(path, mergeSlashes: mergeSlashes) {
+            reader.error(
+                .badValue, node,
+                "token_endpoint.path '\(path)' can never be reached: request paths are normalized first (\(Self.normalForm(path, mergeSlashes: mergeSlashes)))")
+        }
         guard let issuerNode = fields.required("issuer", reader, "token_endpoint"),
             let issuer = reader.string(issuerNode, "token_endpoint.issuer")
         else { return nil }

@@ -69,9 +69,11 @@ package enum ConfigLoader {
     private static func read(_ root: Node, _ reader: ConfigReader, _ environment: any ConfigEnvironment) -> GatewayConfig? {
         guard let top = reader.mapping(root, "the configuration", keys: self.topLevelKeys) else { return nil }
         if let version = top.required("version", reader, "the configuration") {
-            if case .scalar(let scalar) = version, scalar.string == "1" {
+            if case .scalar(let scalar) = version, scalar.string == "1", scalar.style == .plain {
+            } else if case .scalar(let scalar) = version, scalar.string.count <= 8, scalar.style == .plain {
+                reader.error(.badValue, version, "unsupported configuration version \(scalar.string); expected 1")
             } else {
-                reader.error(.badValue, version, "unsupported configuration version \(describe(version)); expected 1")
+                reader.error(.badValue, version, "the configuration version must be the number 1")
             }
         }
         var server = ServerConfig()
@@ -82,7 +84,7 @@ package enum ConfigLoader {
         if let node = top["users"] { users = self.readUsers(node, reader) }
         var tokenEndpoint: TokenEndpointConfig?
         if let node = top["token_endpoint"] {
-            tokenEndpoint = self.readTokenEndpoint(node, reader, environment)
+            tokenEndpoint = self.readTokenEndpoint(node, reader, environment, mergeSlashes: server.mergeSlashes)
             if let endpoint = tokenEndpoint, !jwt.issuers.contains(where: { $0.issuer == endpoint.issuer }) {
                 reader.error(
                     .unknownReference, top.keyNode("token_endpoint") ?? node,
@@ -392,6 +394,12 @@ package enum ConfigLoader {
             authority.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F })
         else { return nil }
         while basePath.hasSuffix("/") { basePath.removeLast() }
+        // host, host:port, [v6] or [v6]:port, with a port from 1 to 65535.
+        let host = String(authority)
+        let hasPort = host.hasPrefix("[") ? host.contains("]:") : host.contains(":")
+        guard let parsed = ScalarParsers.listenAddress(hasPort ? host : host + ":80"), parsed.port > 0 else { return nil }
+        // The base path goes out as written: it must be a path a server can take.
+        if !basePath.isEmpty, case .failure = RequestTarget.normalize(basePath, mergeSlashes: false, shortcut: false) { return nil }
         return .http(origin: scheme + authority, basePath: basePath)
     }
 
@@ -501,6 +509,8 @@ package enum ConfigLoader {
                 while prefix.count > 1 && prefix.hasSuffix("/") { prefix.removeLast() }
                 if !prefix.hasPrefix("/") || prefix.contains("*") || prefix.contains("{") {
                     reader.error(.badValue, node, "\(what) strip_prefix must be a literal path starting with '/'")
+                } else if !Self.isNormalPath(prefix, mergeSlashes: server.mergeSlashes) {
+                    reader.error(.badValue, node, "\(what) strip_prefix '\(text)' can never match: request paths are normalized before matching (\(Self.normalForm(prefix, mergeSlashes: server.mergeSlashes)))")
                 } else {
                     stripPrefix = prefix == "/" ? nil : prefix
                 }
@@ -568,6 +578,22 @@ package enum ConfigLoader {
             }
         }
         return scopes
+    }
+
+    /// Whether a literal path is already what normalization makes of a request path, so that
+    /// a normalized request can equal it.
+    static func isNormalPath(_ path: String, mergeSlashes: Bool) -> Bool {
+        guard case .success(let target) = RequestTarget.normalize(path, mergeSlashes: mergeSlashes, shortcut: false) else { return false }
+        return target.query == nil && target.path == path
+    }
+
+    /// How a request for `path` is normalized, or why it is refused, for messages.
+    static func normalForm(_ path: String, mergeSlashes: Bool) -> String {
+        switch RequestTarget.normalize(path, mergeSlashes: mergeSlashes, shortcut: false) {
+        case .success(let target) where target.query != nil: return "a query is not part of a path"
+        case .success(let target): return "a request for it arrives as '\(target.path)'"
+        case .failure(let refusal): return "every request for it is refused: \(refusal.detail)"
+        }
     }
 
     private static func patternMessage(_ error: PathPattern.ParseError) -> String {

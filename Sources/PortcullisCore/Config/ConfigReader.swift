@@ -171,10 +171,10 @@ func describe(_ node: Node) -> String {
     case .mapping: return "a mapping"
     case .sequence: return "a list"
     case .alias: return "an alias"
-    case .scalar(let scalar):
-        if isNull(node) { return "nothing" }
-        let text = scalar.string.count > 40 ? String(scalar.string.prefix(40)) + "…" : scalar.string
-        return "'\(text)'"
+    case .scalar:
+        // Never the value itself: a file named by mistake (a secret file as users_file) would
+        // have its content printed.
+        return isNull(node) ? "nothing" : "a string"
     }
 }
 

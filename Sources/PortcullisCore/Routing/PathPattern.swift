@@ -30,7 +30,8 @@ package struct PathPattern: Hashable, Sendable, CustomStringConvertible {
     /// unreserved characters decoded, other escapes with upper-case hex (contract §3). Without
     /// this, `/a/%7e` could never match, since every request for it arrives as `/a/~`.
     private static func normalizedLiteral(_ part: Substring) throws(ParseError) -> String {
-        guard part.utf8.contains(UInt8(ascii: "%")) else { return String(part) }
+        // `;` too: a `..;` segment is refused in every request.
+        guard part.utf8.contains(where: { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: ";") }) else { return String(part) }
         // Under a first segment, so that `%2E%2E` cannot climb above the root.
         switch RequestTarget.normalize("/x/" + part, mergeSlashes: false) {
         case .failure(let refusal):
