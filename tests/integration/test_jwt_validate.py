@@ -167,8 +167,34 @@ def test_bad_token_endpoint(folder, case):
 def test_asymmetric_signing_key_is_valid(folder):
     te = TOKEN_ENDPOINT.replace("{ alg: HS256, kid: k1, secret_env: PORTCULLIS_JWT_SECRET }",
                                 "{ alg: ES256, kid: e1, private_key_file: keys/es-private.pem }")
-    out, output = validate(folder, config(token_endpoint=te))
+    own = "algorithms: [HS256]\n      keys: [ {{ kid: k1, secret_env: PORTCULLIS_JWT_SECRET }} ]".replace("{{", "{").replace("}}", "}")
+    assert own in GOOD_ISSUERS
+    issuers = GOOD_ISSUERS.replace(own, "algorithms: [ES256]\n      jwks_file: keys/jwks.json", 1)
+    out, output = validate(folder, config(issuers=issuers, token_endpoint=te))
     assert out.returncode == 0, output
+
+
+@pytest.mark.parametrize("signing_key,why", [
+    ("{ alg: ES256, kid: e1, private_key_file: keys/es-private.pem }", "algorithm"),  # issuer pins HS256
+    ("{ alg: HS384, kid: k1, secret_env: PORTCULLIS_JWT_SECRET }", "algorithm"),
+    ("{ alg: HS256, kid: k2, secret_env: PORTCULLIS_JWT_SECRET }", "key id"),
+    ("{ alg: HS256, kid: k1, secret_env: OTHER_SECRET }", "signature"),
+])
+def test_a_signing_key_the_gateway_would_refuse_is_an_error(folder, signing_key, why):
+    """Every token from /token and `portcullis token` would be refused with 401."""
+    te = TOKEN_ENDPOINT.replace("{ alg: HS256, kid: k1, secret_env: PORTCULLIS_JWT_SECRET }", signing_key)
+    text = config(token_endpoint=te)
+    out, output = validate(folder, text, env=base_env(PORTCULLIS_JWT_SECRET=SECRET, OTHER_SECRET="o" * 64))
+    assert out.returncode == 2, output
+    assert line_of(text, "signing_key:") in error_lines(output), output
+    assert why in output, output
+
+
+def test_an_audience_the_issuer_does_not_accept_is_an_error(folder):
+    text = config(token_endpoint=TOKEN_ENDPOINT.replace("audience: api", "audience: other"))
+    out, output = validate(folder, text)
+    assert out.returncode == 2, output
+    assert "audience" in output
 
 
 def test_serve_refuses_invalid_jwt_config(folder):

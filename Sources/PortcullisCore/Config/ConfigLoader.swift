@@ -89,6 +89,9 @@ package enum ConfigLoader {
                 reader.error(
                     .unknownReference, top.keyNode("token_endpoint") ?? node,
                     "token_endpoint.issuer '\(endpoint.issuer)' must also be listed under jwt.issuers, or its tokens cannot be verified")
+            } else if let endpoint = tokenEndpoint, reader.diagnostics.errors.isEmpty, let problem = Self.refusedOwnToken(endpoint, jwt) {
+                let keyNode = node.mapping?["signing_key"] ?? node
+                reader.error(.badValue, keyNode, "token_endpoint.signing_key: \(problem)")
             }
         }
         var apiKeys: [APIKeyConfig] = []
@@ -578,6 +581,28 @@ package enum ConfigLoader {
             }
         }
         return scopes
+    }
+
+    /// Why the gateway would refuse the tokens it issues, or `nil`: a probe token is minted with
+    /// the signing key and verified as a request's would be. A key id, algorithm, secret or
+    /// audience the issuer's entry does not share otherwise shows only as 401s after each login.
+    static func refusedOwnToken(_ endpoint: TokenEndpointConfig, _ jwt: JWTConfig) -> String? {
+        var probeJWT = jwt
+        probeJWT.cacheSize = 0
+        let config = GatewayConfig(
+            file: "", server: ServerConfig(), jwt: probeJWT, users: [], apiKeys: [], tokenEndpoint: nil, upstreams: [:], routes: [])
+        let now = 2_000_000_000.0
+        guard let token = try? TokenMinter.mint(endpoint, subject: "probe", scopes: [], ttlSeconds: 60, now: now) else {
+            return "the key cannot sign with \(endpoint.signingAlgorithm.rawValue)"
+        }
+        switch BearerVerifier(config: config).verify(Substring(token), now: now) {
+        case .success:
+            return nil
+        case .failure(.unknownKeyID(_, let issuer)) where jwt.issuers.first(where: { $0.issuer == issuer })?.jwksURL != nil:
+            return nil  // its jwks_url may publish the key: only a fetch can tell
+        case .failure(let rejection):
+            return "the gateway would refuse its own tokens (\(rejection.errorDescription.lowercased()) for issuer '\(endpoint.issuer)'); give it the kid, algorithm and key of an entry of that issuer"
+        }
     }
 
     /// Whether a literal path is already what normalization makes of a request path, so that
