@@ -580,3 +580,12 @@ def test_an_error_never_quotes_the_content_of_a_file_named_by_mistake(tmp_path):
     res = run_portcullis(["validate", "--config", str(write(tmp_path, text))])
     assert res.returncode == 2
     assert "secret.txt" in res.stderr and secret[:6] not in res.stderr, res.stderr
+
+
+def test_scopes_on_an_optional_route_warn_that_anonymous_requests_pass(tmp_path):
+    text = VALID.replace("    auth: bearer\n", "    auth: optional\n", 1)
+    line = text.split("\n").index("    scopes: [read]") + 1
+    res = run_portcullis(["validate", "--config", str(write(tmp_path, text))])
+    assert res.returncode == 0, res.stderr
+    warnings = {int(w.group("line")): w.group("msg") for w in diagnostics(res.stderr, "warning")}
+    assert "optional" in warnings.get(line, ""), res.stderr

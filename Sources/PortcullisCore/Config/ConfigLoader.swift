@@ -491,6 +491,10 @@ package enum ConfigLoader {
             let scopesAny = fields["scopes_any"].flatMap { self.readScopes($0, "\(what) scopes_any", reader) } ?? []
             if auth == .none, let node = fields.keyNode("scopes") ?? fields.keyNode("scopes_any") {
                 reader.error(.badValue, node, "\(what) has auth: none, so its scopes could never be checked")
+            } else if auth == .optional, let node = fields.keyNode("scopes") ?? fields.keyNode("scopes_any") {
+                reader.warning(
+                    .badValue, node,
+                    "\(what) has auth: optional: requests without a token pass without these scopes; only a token that lacks them is refused")
             }
 
             var upstreamName = ""
