@@ -40,7 +40,7 @@ struct Check: ParsableCommand {
     func run() throws {
         var instant = WallClock.now()
         if let now = self.now {
-            guard let parsed = RFC3339.parse(now) else { throw ValidationError("--now must be an RFC 3339 time such as 2026-01-01T12:00:00Z") }
+            guard let parsed = RFC3339Time.parse(now) else { throw ValidationError("--now must be an RFC 3339 time such as 2026-01-01T12:00:00Z") }
             instant = parsed
         }
         var headers: [(name: String, value: String)] = []
@@ -82,18 +82,8 @@ struct Check: ParsableCommand {
     }
 }
 
-/// RFC 3339 timestamps for `--now`.
+/// RFC 3339 timestamps in traces.
 enum RFC3339 {
-    static func parse(_ text: String) -> Double? {
-        // RFC 3339 §5.6 allows lower-case "t" and "z".
-        let text = text.uppercased()
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let date = formatter.date(from: text) { return date.timeIntervalSince1970 }
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.date(from: text)?.timeIntervalSince1970
-    }
-
     static func format(_ seconds: Double) -> String {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime]

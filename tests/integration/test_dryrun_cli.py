@@ -120,3 +120,13 @@ def test_an_unwritable_junit_path_is_an_error_after_the_summary(tmp_path):
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
     assert proc.stdout.strip().splitlines()[-1] == "1 passed, 0 failed", proc.stdout
     assert "JUnit" in proc.stderr and "NSCocoaErrorDomain" not in proc.stderr, proc.stderr
+
+
+def test_a_case_with_both_password_and_password_env_is_an_error(tmp_path):
+    cases = tmp_path / "cases.yaml"
+    cases.write_text("cases:\n  - name: ambiguous\n    request: { method: GET, path: /users/me }\n"
+                     "    basic: { username: johndoe, password: secret, password_env: HOME }\n"
+                     "    expect: { status: 200 }\n")
+    proc = run(["test", "--config", str(config_file(tmp_path)), str(cases)])
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "cases.yaml:4:" in proc.stderr, proc.stderr

@@ -66,6 +66,9 @@ package enum PolicyCaseLoader {
         {
             let username = basic.required("username", reader, "\(what) basic").flatMap { reader.string($0, "\(what) basic.username") } ?? ""
             var password = ""
+            if basic["password"] != nil, let envKey = basic.keyNode("password_env") {
+                reader.error(.badValue, envKey, "\(what) basic gives password and password_env; give one")
+            }
             if let passwordNode = basic["password"], let value = reader.string(passwordNode, "\(what) basic.password", allowEmpty: true) {
                 password = value
             } else if let envNode = basic["password_env"], let variable = reader.string(envNode, "\(what) basic.password_env") {
