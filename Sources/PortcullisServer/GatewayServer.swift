@@ -61,7 +61,13 @@ package final class GatewayServer: Sendable {
                 idleTimeout: .milliseconds(server.idleTimeout), headerTimeout: .milliseconds(server.requestHeaderTimeout))
         }
         let tlsContext = try server.tls.map(Self.tlsContext)
+        // Out of descriptors, accept() fails at once and the listener stays readable: back off
+        // instead of spinning a core on EMFILE.
+        @Sendable func backoff(_ channel: any Channel) -> EventLoopFuture<Void> {
+            channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler()) }
+        }
         let bootstrap = ServerBootstrap(group: self.group)
+            .serverChannelInitializer(backoff)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -91,6 +97,7 @@ package final class GatewayServer: Sendable {
         var admin: (any Channel)?
         if let adminAddress = server.adminListen {
             let adminBootstrap = ServerBootstrap(group: self.group)
+                .serverChannelInitializer(backoff)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {

@@ -11,7 +11,8 @@ import NIOHTTP1
 /// which can be a moment before the response's end has passed through here, so one waiting
 /// request is ordinary. Reading stops only once more than ``waitingLimit`` parts or
 /// ``waitingByteLimit`` body bytes wait, which bounds what a pipelining client can make the
-/// gateway hold.
+/// gateway hold. A new request is also held while the channel is not writable (the client is
+/// not reading its answers), so the answers a client has not read cannot pile up either.
 final class RequestSequencer: ChannelDuplexHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
@@ -41,7 +42,9 @@ final class RequestSequencer: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = self.unwrapInboundIn(data)
-        if self.mustWait {
+        // A new request also waits while earlier answers are not leaving: a client that sends
+        // but never reads would otherwise fill memory with responses.
+        if self.mustWait || (Self.isHead(part) && !context.channel.isWritable) {
             if case .body(let buffer) = part { self.waitingBytes += buffer.readableBytes }
             self.waiting.append(.part(part))
         } else {
@@ -98,10 +101,22 @@ final class RequestSequencer: ChannelDuplexHandler {
         context.fireUserInboundEventTriggered(event)
     }
 
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable && !self.waiting.isEmpty {
+            self.deliverWaiting(context: context)
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         self.waiting.removeAll()
         self.waitingBytes = 0
         context.fireChannelInactive()
+    }
+
+    private static func isHead(_ part: HTTPServerRequestPart) -> Bool {
+        if case .head = part { return true }
+        return false
     }
 
     private func deliver(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
@@ -119,7 +134,8 @@ final class RequestSequencer: ChannelDuplexHandler {
 
     /// Delivers waiting events until the next request has ended and awaits its response.
     private func deliverWaiting(context: ChannelHandlerContext) {
-        while !self.waiting.isEmpty && !(self.responseOpen && !self.requestOpen) {
+        while let next = self.waiting.first, !(self.responseOpen && !self.requestOpen) {
+            if case .part(let part) = next, Self.isHead(part), !context.channel.isWritable { break }
             switch self.waiting.removeFirst() {
             case .part(let part):
                 if case .body(let buffer) = part { self.waitingBytes -= buffer.readableBytes }
