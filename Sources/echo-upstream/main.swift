@@ -60,14 +60,16 @@ final class EchoHandler: ChannelInboundHandler {
     }
 
     private func send(_ head: HTTPRequestHead, path: String, query: String?, options: [String: String], context: ChannelHandlerContext) {
-        let status = HTTPResponseStatus(statusCode: options["echo_status"].flatMap { Int($0) } ?? 200)
+        // Final statuses only: an informational one is not an answer, and NIO refuses to frame it.
+        let code = options["echo_status"].flatMap { Int($0) }.flatMap { (200...599).contains($0) ? $0 : nil } ?? 200
+        let status = HTTPResponseStatus(statusCode: code)
         var headers = HTTPHeaders()
         headers.add(name: "X-Echo-Connection", value: String(self.connection))
         for index in 0..<(options["echo_cookies"].flatMap { Int($0) } ?? 0) {
             headers.add(name: "Set-Cookie", value: "c\(index)=v\(index); Path=/")
         }
         if !head.isKeepAlive { headers.add(name: "Connection", value: "close") }
-        if let total = options["echo_bytes"].flatMap({ Int($0) }) {
+        if let total = options["echo_bytes"].flatMap({ Int($0) }), head.method != .HEAD {
             headers.add(name: "Content-Type", value: "application/octet-stream")
             headers.add(name: "Content-Length", value: String(total))
             context.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
