@@ -119,7 +119,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             context.close(promise: nil)
             return
         }
-        // NIO's decoder stops at 80 KiB of header section: that is 431 (RFC 6585 §5).
+        // NIO's decoder stops at 80 KiB of names and values: that is 431 (RFC 6585 §5).
         let refusal =
             parserError == .headerOverflow
             ? Refusal(status: 431, detail: "Request Header Fields Too Large", reason: "headers_too_large")
@@ -180,6 +180,13 @@ final class GatewayHandler: ChannelDuplexHandler {
             requestID: requestID, method: head.method.rawValue, path: Self.pathForLog(head.uri),
             start: MonotonicClock.nanoseconds(), logged: false)
 
+        // NIO bounds the bytes of names and values, not how many fields there are: tens of
+        // thousands of tiny fields would each be copied and sent upstream.
+        if head.headers.count > Self.maximumHeaderFields {
+            return self.refuse(
+                Refusal(status: 431, detail: "Request Header Fields Too Large", reason: "headers_too_large"),
+                requestID: requestID, keepAlive: false, context: context)
+        }
         // One pass finds the Host fields and whether the framing headers are there at all.
         var hosts = 0
         var hasContentLength = false
@@ -832,6 +839,9 @@ final class GatewayHandler: ChannelDuplexHandler {
         guard let at = text[authorityStart..<authorityEnd].lastIndex(of: "@") else { return String(text) }
         return String(text[..<authorityStart]) + String(text[text.index(after: at)...])
     }
+
+    /// More header fields than any browser or API client sends (Envoy's default is 100).
+    static let maximumHeaderFields = 256
 
     private static func usuallyWithoutBody(_ method: HTTPMethod) -> Bool {
         switch method {

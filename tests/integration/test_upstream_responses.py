@@ -239,3 +239,15 @@ def test_an_http10_keep_alive_is_confirmed_in_the_answer(spawner, echo):
             conn.send(f"GET {path} HTTP/1.0\r\nHost: gw.test\r\nConnection: keep-alive\r\n\r\n".encode())
             resp = conn.read_response()
             assert resp.header("connection") == "keep-alive", resp
+
+
+def test_more_header_fields_than_the_limit_is_431_however_small(spawner, echo):
+    """NIO counts only the bytes of names and values; 2,000 tiny fields are far below them."""
+    gw = spawner.gateway(make_config({"main": upstream(echo.url)}, PUBLIC_AND_ADMIN_ROUTES))
+    with RawConn(gw.port) as conn:
+        conn.send(get_bytes("/public/x", extra=b"".join(b"a%d: \r\n" % i for i in range(2000))))
+        resp = conn.read_response()
+    assert resp.status == 431, resp
+    with RawConn(gw.port) as conn:
+        conn.send(get_bytes("/public/x", extra=b"".join(b"a%d: v\r\n" % i for i in range(200))))
+        assert conn.read_response().status == 200
