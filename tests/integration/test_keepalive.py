@@ -4,7 +4,7 @@ import os
 
 import requests
 
-from harness import RawConn, get_bytes, make_config, upstream
+from harness import RawConn, get_bytes, make_config, upstream, vm_rss_kib
 
 ROUTES = """
 - name: public
@@ -212,14 +212,6 @@ def test_pipelined_requests_before_a_half_close_are_all_answered_in_order(echo, 
     assert b"HTTP/1.1 400 " in data and b"/public/cut" not in data, data
 
 
-def _rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 def test_a_client_that_pipelines_and_never_reads_cannot_fill_memory(spawner):
     """Answers a client does not read stay bounded: new requests wait while the connection is
     not writable. Before, one connection pushed the gateway past 700 MB in ten seconds."""
@@ -229,7 +221,7 @@ def test_a_client_that_pipelines_and_never_reads_cannot_fill_memory(spawner):
 
     up = spawner.echo()
     gw = spawner.gateway(make_config({"main": upstream(up.url)}, ROUTES))
-    before = _rss_kib(gw.proc.pid)
+    before = vm_rss_kib(gw.proc.pid)
     sock = socket.create_connection(("127.0.0.1", gw.port))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
     request = b"GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -245,7 +237,7 @@ def test_a_client_that_pipelines_and_never_reads_cannot_fill_memory(spawner):
     t = threading.Thread(target=flood, daemon=True)
     t.start()
     time.sleep(5)
-    grown = _rss_kib(gw.proc.pid) - before
+    grown = vm_rss_kib(gw.proc.pid) - before
     sock.close()
     t.join(10)
     assert grown < 64 << 10, f"the gateway grew by {grown} KiB while the client read nothing"
