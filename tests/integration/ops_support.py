@@ -46,6 +46,14 @@ def q(value: str) -> str:
     return json.dumps(value)
 
 
+# The gateway's own token endpoint, signing with the session secret (no trailing newline).
+LOCAL_TOKEN_ENDPOINT = f"""token_endpoint:
+  issuer: {q(ISSUER)}
+  audience: {AUDIENCE}
+  signing_key: {{ alg: HS256, kid: k1, secret_env: PORTCULLIS_JWT_SECRET }}
+  store: "memory:\""""
+
+
 # ---------------------------------------------------------------------------------------------
 # Tokens (HS256 with the session secret, built independently of the gateway)
 

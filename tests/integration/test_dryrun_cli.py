@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 from jwt_support import claims, keypair, mint
-from ops_support import AUDIENCE, ENV, ISSUER, REALM, check_json, q, run, send, trusted_issuer_and_johndoe
+from ops_support import ENV, LOCAL_TOKEN_ENDPOINT, REALM, check_json, q, run, send, trusted_issuer_and_johndoe
 
 REMOTE = "https://remote.example"
 # The trusted HS256 issuer, an RS256 issuer whose keys only its jwks_url knows, and the users.
@@ -20,11 +20,7 @@ server:
   admin_listen: ""
   realm: "{REALM}"
 {JWT_AND_USERS}
-token_endpoint:
-  issuer: {q(ISSUER)}
-  audience: {AUDIENCE}
-  signing_key: {{ alg: HS256, kid: k1, secret_env: PORTCULLIS_JWT_SECRET }}
-  store: "memory:"
+{LOCAL_TOKEN_ENDPOINT}
 upstreams:
   echo: {{ url: "http://127.0.0.1:9" }}
 routes:

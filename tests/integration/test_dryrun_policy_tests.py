@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness import REPO
-from ops_support import trusted_issuer_and_johndoe, API_KEY, API_KEY_SHA, AUDIENCE, ISSUER, JOHNDOE_HASH, REALM, q, run
+from ops_support import API_KEY, API_KEY_SHA, JOHNDOE_HASH, LOCAL_TOKEN_ENDPOINT, REALM, q, run, trusted_issuer_and_johndoe
 
 CONFIG = f"""version: 1
 server:
@@ -20,11 +20,7 @@ api_keys:
   - name: ci-bot
     key_hash: {q(API_KEY_SHA)}
     scopes: [items]
-token_endpoint:
-  issuer: {q(ISSUER)}
-  audience: {AUDIENCE}
-  signing_key: {{ alg: HS256, kid: k1, secret_env: PORTCULLIS_JWT_SECRET }}
-  store: "memory:"
+{LOCAL_TOKEN_ENDPOINT}
 upstreams:
   echo: {{ url: "http://127.0.0.1:9" }}
 routes:

@@ -8,7 +8,7 @@ import pytest
 
 from jwt_support import claims, keypair, mint
 from ops_support import (
-    AUDIENCE, ENV, ISSUER, JOHNDOE_HASH, JWKSServer, REALM, admin_port_of, fetch_metrics, free_port, http_get, metric_value,
+    AUDIENCE, ENV, ISSUER, JOHNDOE_HASH, JWKSServer, LOCAL_TOKEN_ENDPOINT, REALM, admin_port_of, fetch_metrics, free_port, http_get, metric_value,
     parse_metrics, port_is_closed, q, send, token, wait_until,
 )
 
@@ -180,11 +180,7 @@ jwt:
 {HMAC_ISSUER}
 users:
   - {{ username: johndoe, password_hash: {q(JOHNDOE_HASH)}, scopes: [me] }}
-token_endpoint:
-  issuer: {q(ISSUER)}
-  audience: {AUDIENCE}
-  signing_key: {{ alg: HS256, kid: k1, secret_env: PORTCULLIS_JWT_SECRET }}
-  store: "memory:"
+{LOCAL_TOKEN_ENDPOINT}
 upstreams:
   dead: {{ url: "http://127.0.0.1:{free_port()}", connect_timeout: 2s, timeout: 5s }}
 routes:
