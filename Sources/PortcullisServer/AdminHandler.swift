@@ -55,6 +55,9 @@ final class AdminHandler: ChannelInboundHandler {
             }
         case "/metrics":
             contentType = "text/plain; version=0.0.4; charset=utf-8"
+            self.environment.metrics.syncDroppedLines([
+                ("access", self.environment.accessLog?.droppedLines ?? 0), ("stderr", LineWriter.standardError.droppedLines),
+            ])
             body = self.environment.metrics.render()
         default:
             status = .notFound

@@ -1,4 +1,5 @@
 import Prometheus
+import Synchronization
 
 /// The gateway's Prometheus series. The registry keeps one instance per label set, so a
 /// series labelled by route, decision and status is created on first use and found again after.
@@ -18,12 +19,17 @@ final class GatewayMetrics: Sendable {
     nonisolated(unsafe) private static let tokens = name("tokens_issued", "total", "Access tokens issued by the token endpoint.")
     nonisolated(unsafe) private static let loginFailures = name("login_failures", "total", "Failed token requests by reason.")
     nonisolated(unsafe) private static let reloads = name("config_reloads", "total", "Configuration reloads by result.")
+    nonisolated(unsafe) private static let droppedLines = name(
+        "log_dropped_lines", "total", "Log lines dropped because their target (access log, stderr) did not keep up.")
+    /// The writers' dropped-line counts at the last scrape, to turn totals into increments.
+    private let droppedSeen = Mutex<[String: Int]>([:])
     private static let latencyBuckets: [Double] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
     init() {
         // Present from the start, so a scrape shows the series before the first reload.
         _ = self.registry.makeCounter(descriptor: Self.reloads, labels: [("result", "success")])
         _ = self.registry.makeCounter(descriptor: Self.reloads, labels: [("result", "failure")])
+        for log in ["access", "stderr"] { _ = self.registry.makeCounter(descriptor: Self.droppedLines, labels: [("log", log)]) }
     }
 
     /// The series one kind of request is counted in: fetched from the registry once per
@@ -70,6 +76,19 @@ final class GatewayMetrics: Sendable {
 
     func configReload(succeeded: Bool) {
         self.registry.makeCounter(descriptor: Self.reloads, labels: [("result", succeeded ? "success" : "failure")]).increment()
+    }
+
+    /// Brings `portcullis_log_dropped_lines_total` up to the writers' own totals (at each scrape:
+    /// dropping a line must not take the registry's lock).
+    func syncDroppedLines(_ totals: [(log: String, total: Int)]) {
+        for (log, total) in totals {
+            let increase = self.droppedSeen.withLock { seen in
+                defer { seen[log] = max(seen[log] ?? 0, total) }
+                return total - (seen[log] ?? 0)
+            }
+            guard increase > 0 else { continue }
+            self.registry.makeCounter(descriptor: Self.droppedLines, labels: [("log", log)]).increment(by: Int64(increase))
+        }
     }
 
     /// The Prometheus text exposition.

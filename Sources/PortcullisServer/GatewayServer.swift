@@ -151,7 +151,9 @@ package final class GatewayServer: Sendable {
         rotations.cancel()
         self.environment.jwks.stop()
         self.environment.curl.shutdown()
-        self.environment.accessLog?.flush()
+        if let log = self.environment.accessLog, !log.flush(timeout: .seconds(2)) {
+            self.logger.error("the access log target did not take the last lines within 2 s; they are lost")
+        }
         self.environment.hashPool.shutdown()
         self.environment.tokenService?.shutdown()
         try? await self.group.shutdownGracefully()

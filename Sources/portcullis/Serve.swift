@@ -1,4 +1,7 @@
 import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import PortcullisCore
 import PortcullisServer
@@ -28,11 +31,16 @@ struct Serve: AsyncParsableCommand {
             }
             address = ListenAddress(host: parsed.host, port: parsed.port)
         }
+        // A log reader that goes away costs log lines (EPIPE), not the process.
+        signal(SIGPIPE, SIG_IGN)
+        // Log lines go through a writer thread, so a stalled stderr reader never stops an event
+        // loop; at exit, they get 2 s to reach it.
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
+            var handler = StreamLogHandler(label: label, stream: LineWriter.standardError.stream)
             handler.logLevel = level
             return handler
         }
+        atexit { LineWriter.standardError.flush(timeout: .seconds(2)) }
         let logger = Logger(label: "portcullis")
         let result = self.options.load()
         for diagnostic in result.diagnostics.sorted { printError(diagnostic.description) }
