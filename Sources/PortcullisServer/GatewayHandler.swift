@@ -115,6 +115,10 @@ final class GatewayHandler: ChannelDuplexHandler {
     /// 400 when no response is under way, and the connection closes either way: the bytes that
     /// follow cannot be trusted to start a request.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A parser error can arrive after the connection closed: closing from inside the decoder's
+        // own delivery (a refusal that ends the connection) makes it finish afterwards, and the
+        // end of a body cut short is no request of its own.
+        guard context.channel.isActive else { return }
         guard let parserError = error as? HTTPParserError else {
             context.close(promise: nil)
             return
@@ -133,7 +137,13 @@ final class GatewayHandler: ChannelDuplexHandler {
             exchange.transfer?.cancel()
             self.state = .idle
             self.writeRefusal(refusal, requestID: exchange.requestID, keepAlive: false, decision: "deny", context: context)
-        case .idle, .discarding, .awaiting, .token:
+        case .discarding:
+            // The request was answered already: what failed is the rest of its body (or the
+            // client closed during it). A second answer is one the client never asked for, and a
+            // second log line would count one request twice; the connection just ends.
+            self.state = .discarding(keepAlive: false)
+            context.close(promise: nil)
+        case .idle, .awaiting, .token:
             if case .idle = self.state { self.current = RequestLogContext(requestID: RequestIDs.next(), start: MonotonicClock.nanoseconds(), logged: false) }
             self.state = .idle
             self.writeRefusal(refusal, requestID: self.current.requestID, keepAlive: false, decision: "deny", context: context)

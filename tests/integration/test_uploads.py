@@ -159,3 +159,40 @@ def test_gateway_still_serves_after_413(small_gw, rec):
     r = requests.post(small_gw.url("/public/ok"), data=b"z" * 10, timeout=10)
     assert r.status_code == 200
     wait_until(lambda: any(x.path == "/public/ok" and x.complete for x in rec.snapshot()), message="upstream request")
+
+
+def test_a_refused_body_is_one_request_in_the_log_and_the_metrics(spawner, rec):
+    """A 413 closes the connection while the body is still coming (or never comes): that end
+    of the body is not a second, malformed request with a 400 of its own."""
+    from ops_support import admin_port_of, fetch_metrics, metric_value
+
+    gw = spawner.gateway(make_config(
+        {"main": upstream(rec.url)}, ROUTES,
+        server={"max_request_body": "1KiB", "access_log": "stdout", "admin_listen": '"127.0.0.1:0"'}))
+    with RawConn(gw.port) as conn:
+        conn.send(b"POST /public/declared HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 2048\r\n\r\n")
+        assert conn.read_response("POST").status == 413
+    with RawConn(gw.port) as conn:
+        conn.send(b"POST /public/chunked HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"800\r\n" + b"a" * 2048 + b"\r\n0\r\n\r\n")
+        assert conn.read_response("POST").status == 413
+    wait_until(lambda: len(gw.stdout_lines) >= 2, message="two access-log lines")
+    time.sleep(0.3)
+    lines = [json.loads(line) for line in gw.stdout_lines]
+    assert [(x["path"], x["status"], x["reason"]) for x in lines] == [
+        ("/public/declared", 413, "body_too_large"), ("/public/chunked", 413, "body_too_large")], lines
+    _, samples = fetch_metrics(admin_port_of(gw))
+    assert metric_value(samples, "portcullis_requests_total", status="413") == 2
+    assert metric_value(samples, "portcullis_requests_total", status="400") == 0
+
+
+def test_a_malformed_body_after_a_refusal_ends_the_connection_without_a_second_answer(small_gw):
+    """A refused request's body is read and dropped; when that body turns out malformed, the
+    request has its answer already and the connection just ends (a 400 now would look like
+    the answer to a request the client has not sent)."""
+    with RawConn(small_gw.port) as conn:
+        conn.send(b"POST /no-route HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        assert conn.read_response("POST").status == 404
+        conn.send(b"zz\r\n")
+        assert conn.wait_closed(), "the connection stayed open after a malformed chunk"
+        assert conn.buf == b"", f"a second answer arrived: {conn.buf[:200]!r}"
