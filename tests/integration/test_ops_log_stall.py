@@ -7,6 +7,7 @@ working, and /metrics counts what was dropped.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -85,18 +86,35 @@ def stop_within(proc: subprocess.Popen, seconds: float) -> float:
     return time.monotonic() - sent
 
 
-def test_a_stalled_stderr_reader_drops_lines_and_the_gateway_keeps_serving(tmp_path):
-    # The upstream refuses connections, so every request logs an "upstream failed" warning.
-    dead = free_port()
+@contextlib.contextmanager
+def gateway_with_stalled(stream: str, tmp_path, upstream_url: str, access_log: str):
+    """A gateway whose `stream` ("stdout" or "stderr") is a one-page pipe that nobody reads;
+    yields (port, admin port, the pipe's read end)."""
     port, admin = free_port(), free_port()
     config = tmp_path / "routes.yaml"
     config.write_text(make_config(
-        {"main": upstream(f"http://127.0.0.1:{dead}")}, ROUTES,
-        server={"admin_listen": f'"127.0.0.1:{admin}"', "access_log": '"off"', "shutdown_grace": "1s"}))
+        {"main": upstream(upstream_url)}, ROUTES,
+        server={"admin_listen": f'"127.0.0.1:{admin}"', "access_log": access_log, "shutdown_grace": "1s"}))
     read_end, write_end = small_pipe()
-    proc = start_serving(config, port, subprocess.DEVNULL, write_end)
+    stalled = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, stream: write_end}
+    proc = start_serving(config, port, stalled["stdout"], stalled["stderr"])
     os.close(write_end)
     try:
+        yield port, admin, read_end
+        # Shutdown waits at most shutdown_grace for connections and 2 s for the logs, then exits.
+        stop_within(proc, 1 + 2 + 4)
+        assert proc.returncode == 0, f"exit status {proc.returncode}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(read_end)
+
+
+def test_a_stalled_stderr_reader_drops_lines_and_the_gateway_keeps_serving(tmp_path):
+    # The upstream refuses connections, so every request logs an "upstream failed" warning.
+    dead = f"http://127.0.0.1:{free_port()}"
+    with gateway_with_stalled("stderr", tmp_path, dead, '"off"') as (port, admin, read_end):
         # About 200 bytes a warning: 8,000 of them are more than the pipe and the gateway's
         # 1 MiB buffer hold together.
         statuses = pipelined(port, "/open/x", 8000)
@@ -111,27 +129,11 @@ def test_a_stalled_stderr_reader_drops_lines_and_the_gateway_keeps_serving(tmp_p
         head = os.read(read_end, 4096)
         assert b"upstream failed" in head or b"portcullis listening" in head, head[:300]
         assert b"\x00" not in head
-        # Shutdown waits at most shutdown_grace for connections and 2 s for the log, then exits.
-        stop_within(proc, 1 + 2 + 4)
-        assert proc.returncode == 0, f"exit status {proc.returncode}"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(read_end)
 
 
 def test_a_stalled_access_log_reader_does_not_hold_shutdown(tmp_path, spawner):
     echo = spawner.echo()
-    port, admin = free_port(), free_port()
-    config = tmp_path / "routes.yaml"
-    config.write_text(make_config(
-        {"main": upstream(echo.url)}, ROUTES,
-        server={"admin_listen": f'"127.0.0.1:{admin}"', "access_log": "stdout", "shutdown_grace": "1s"}))
-    read_end, write_end = small_pipe()
-    proc = start_serving(config, port, write_end, subprocess.DEVNULL)
-    os.close(write_end)
-    try:
+    with gateway_with_stalled("stdout", tmp_path, echo.url, "stdout") as (port, admin, read_end):
         # 2,000 lines of about 250 bytes: far more than the 4 KiB pipe takes.
         statuses = pipelined(port, "/open/x", 2000)
         assert set(statuses) == {200}, f"statuses {sorted(set(statuses))}"
@@ -140,11 +142,3 @@ def test_a_stalled_access_log_reader_does_not_hold_shutdown(tmp_path, spawner):
         os.set_blocking(read_end, False)
         first = os.read(read_end, 4096).split(b"\n")[0]
         assert first.startswith(b'{"time":'), first[:200]
-        # Shutdown waits at most shutdown_grace for connections and 2 s for the log, then exits.
-        stop_within(proc, 1 + 2 + 4)
-        assert proc.returncode == 0, f"exit status {proc.returncode}"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(read_end)
