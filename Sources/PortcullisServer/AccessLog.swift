@@ -77,6 +77,10 @@ package final class AccessLog: Sendable {
         var bytes: Int
         var reason: String?
         var upstreamStatus: Int?
+        /// Shadow mode: the gateway's own answer, and why, when the request was not answered
+        /// by the upstream as forwarded.
+        var sentStatus: Int?
+        var sentReason: String?
     }
 
     func record(_ entry: Entry) {
@@ -90,6 +94,8 @@ package final class AccessLog: Sendable {
         line += ",\"bytes\":\(entry.bytes)"
         if let reason = entry.reason { line += ",\"reason\":\(JSONText.string(reason))" }
         if let upstreamStatus = entry.upstreamStatus { line += ",\"upstream_status\":\(upstreamStatus)" }
+        if let sentStatus = entry.sentStatus { line += ",\"sent_status\":\(sentStatus)" }
+        if let sentReason = entry.sentReason { line += ",\"sent_reason\":\(JSONText.string(sentReason))" }
         line += "}\n"
         self.writer.append(line.utf8)
     }

@@ -78,6 +78,8 @@ final class GatewayHandler: ChannelDuplexHandler {
         var upstreamStart: UInt64 = 0
         var upstreamMilliseconds: Double?
         var status = 0
+        /// `status` is the upstream's (not an answer of the gateway's own).
+        var statusFromUpstream = false
         var bytes = 0
         var logged = true
         /// Shadow mode: the status and reason of the refusal that was not enforced.
@@ -133,6 +135,15 @@ final class GatewayHandler: ChannelDuplexHandler {
             exchange.transfer?.cancel()
             self.state = .idle
             context.close(promise: nil)
+        case .forwarding(let exchange) where parserError == .invalidEOFState:
+            // The client stopped partway through the body of a request the policy allowed (an
+            // upload it gave up on): a 400 in case it still reads, as nginx answers, and the
+            // decision stays the policy's.
+            exchange.transfer?.cancel()
+            self.state = .idle
+            self.writeRefusal(
+                Refusal(status: 400, detail: "Bad Request", reason: "incomplete_body"), requestID: exchange.requestID,
+                keepAlive: false, decision: "allow", context: context)
         case .forwarding(let exchange):
             exchange.transfer?.cancel()
             self.state = .idle
@@ -540,7 +551,8 @@ final class GatewayHandler: ChannelDuplexHandler {
 
     private func receiveBody(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
         if case .token(var exchange) = self.state {
-            if exchange.body.count + buffer.readableBytes > Self.maximumTokenRequestBytes {
+            let limit = min(Self.maximumTokenRequestBytes, exchange.policy.config.server.maxRequestBody)
+            if exchange.body.count + buffer.readableBytes > limit {
                 exchange.tooLarge = true
             } else {
                 exchange.body.append(contentsOf: buffer.readableBytesView)
@@ -650,6 +662,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
         exchange.responseHeadSent = true
         self.current.status = head.status
+        self.current.statusFromUpstream = true
         self.current.upstreamMilliseconds = MonotonicClock.milliseconds(since: self.current.upstreamStart)
         context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
         // Flushed at the end of the batch, with whatever body came along: a head whose body
@@ -687,6 +700,9 @@ final class GatewayHandler: ChannelDuplexHandler {
         guard let context = self.context, case .forwarding(let exchange) = self.state, exchange.generation == generation
         else { return }
         exchange.transfer = nil
+        // Whether the gateway was waiting for the client's body (rather than holding it back
+        // because the upstream was behind) when the exchange ended.
+        let waitingForClient = !exchange.requestEnded && !self.readPaused
         self.resumeReading(context: context)
         if let error {
             if exchange.responseHeadSent {
@@ -700,6 +716,14 @@ final class GatewayHandler: ChannelDuplexHandler {
             }
             let refusal: Refusal
             switch error.kind {
+            case .timeout where waitingForClient:
+                // The client stopped sending its body: its fault, not the upstream's (nginx's
+                // client_body_timeout answers the same way).
+                self.state = .discarding(keepAlive: false)
+                self.current.upstreamMilliseconds = MonotonicClock.milliseconds(since: self.current.upstreamStart)
+                return self.writeRefusal(
+                    Refusal(status: 408, detail: "Request Timeout", reason: "client_body_timeout"), requestID: exchange.requestID,
+                    keepAlive: false, decision: "allow", context: context)
             case .timeout: refusal = Refusal(status: 504, detail: "Gateway Timeout", reason: "upstream_timeout")
             case .cancelled:
                 self.logRequest(decision: "allow", reason: "cancelled")
@@ -766,7 +790,8 @@ final class GatewayHandler: ChannelDuplexHandler {
         _ refusal: Refusal, requestID: String, keepAlive: Bool, decision: String, context: ChannelHandlerContext
     ) {
         self.current.status = refusal.status
-        self.current.bytes = refusal.body.count
+        // NIO sends no body after the head of an answer to HEAD, nor for CONNECT.
+        self.current.bytes = self.current.method == "HEAD" || self.current.method == "CONNECT" ? 0 : refusal.body.count
         if let route = refusal.routeName { self.current.route = route }
         self.logRequest(decision: decision, reason: refusal.reason)
         var headers = HTTPHeaders()
@@ -817,10 +842,18 @@ final class GatewayHandler: ChannelDuplexHandler {
         var status = entry.status
         var reason = reason
         var upstreamStatus: Int?
+        var sent: (status: Int?, reason: String?)?
         if let wouldDeny = entry.wouldDeny {
-            // The line of a shadowed request carries the status that enforcement would have sent.
+            // The line of a shadowed request carries the status that enforcement would have sent,
+            // and what happened instead: the upstream's answer, or one of the gateway's own (a
+            // 413, a 504, a client that left), which is never passed off as the upstream's.
             decision = "would_deny"
-            upstreamStatus = status
+            if entry.statusFromUpstream {
+                upstreamStatus = status
+                if reason != nil { sent = (nil, reason) }
+            } else {
+                sent = (status == 0 ? nil : status, reason)
+            }
             status = wouldDeny.status
             reason = wouldDeny.reason
         }
@@ -830,7 +863,7 @@ final class GatewayHandler: ChannelDuplexHandler {
                 decision: decision, status: status, subject: entry.subject,
                 durationMilliseconds: MonotonicClock.milliseconds(since: entry.start),
                 upstreamMilliseconds: entry.upstreamMilliseconds, bytes: entry.bytes, reason: reason,
-                upstreamStatus: upstreamStatus))
+                upstreamStatus: upstreamStatus, sentStatus: sent?.status, sentReason: sent?.reason))
     }
 
     /// The target as the access log shows it: without query or fragment, which may carry keys,

@@ -30,6 +30,11 @@ final class GatewayMetrics: Sendable {
         _ = self.registry.makeCounter(descriptor: Self.reloads, labels: [("result", "success")])
         _ = self.registry.makeCounter(descriptor: Self.reloads, labels: [("result", "failure")])
         for log in ["access", "stderr"] { _ = self.registry.makeCounter(descriptor: Self.droppedLines, labels: [("log", log)]) }
+        // A rate or an alert on these needs the series before the first event.
+        _ = self.registry.makeCounter(descriptor: Self.tokens)
+        for kind in ["bad_gateway", "timeout", "request_body"] {
+            _ = self.registry.makeCounter(descriptor: Self.upstreamErrors, labels: [("kind", kind)])
+        }
     }
 
     /// The series one kind of request is counted in: fetched from the registry once per

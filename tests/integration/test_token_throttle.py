@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from harness import wait_until
+
 from token_support import (
     FORM, JOHNDOE_PASSWORD, EchoUpstream, Portcullis, assert_oauth_error, assert_retry_after, assert_token_response,
     base_config, describe, form_body, json_body, session_from, write_config)
@@ -58,6 +60,9 @@ def test_failures_per_username_throttle_that_user_even_with_the_right_password(t
         assert_oauth_error(resp, 400, "invalid_grant", "Incorrect username or password")
     resp = attempt(throttled, "127.0.0.20", "johndoe", JOHNDOE_PASSWORD)
     assert_throttled(resp)
+    # the access log says why, in the words of portcullis_login_failures_total{reason}
+    wait_until(lambda: any(line.get("status") == 429 for line in throttled.access_log()), message="the 429's log line")
+    assert [line["reason"] for line in throttled.access_log() if line.get("status") == 429] == ["throttled"]
     # another user from a fresh address is not affected
     assert_token_response(attempt(throttled, "127.0.0.21", "bob", JOHNDOE_PASSWORD), "me")
 

@@ -5,6 +5,8 @@ package struct OAuthError: Error, Sendable {
     package var description: String
     package var detail: String
     package var headers: [(name: String, value: String)] = []
+    /// The access log's `reason` when it says more than `error` does.
+    package var logReason: String?
 
     package static func invalidRequest(_ description: String) -> OAuthError {
         OAuthError(status: 400, error: "invalid_request", description: description, detail: description)
@@ -37,7 +39,7 @@ package struct OAuthError: Error, Sendable {
     package static func tooManyAttempts(retryAfter: Int) -> OAuthError {
         OAuthError(
             status: 429, error: "invalid_request", description: "Too many failed attempts", detail: "Too many failed attempts",
-            headers: [("Retry-After", String(retryAfter))])
+            headers: [("Retry-After", String(retryAfter))], logReason: "throttled")
     }
 
     package static let busy = OAuthError(

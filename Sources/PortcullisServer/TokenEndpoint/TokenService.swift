@@ -276,14 +276,14 @@ final class TokenService: Sendable {
     static func failure(_ oauth: OAuthError) -> Answer {
         Answer(
             status: oauth.status, headers: oauth.headers + [("Cache-Control", "no-store"), ("Pragma", "no-cache")], body: oauth.body,
-            outcome: oauth.error)
+            outcome: oauth.logReason ?? oauth.error)
     }
 
     static func failure(_ error: any Error) -> Answer {
         let oauth = (error as? OAuthError) ?? .invalidRequest("Malformed request")
         return Answer(
             status: oauth.status, headers: oauth.headers + [("Cache-Control", "no-store"), ("Pragma", "no-cache")], body: oauth.body,
-            outcome: oauth.error)
+            outcome: oauth.logReason ?? oauth.error)
     }
 
     /// Client credentials from HTTP Basic (form-urlencoded inside, RFC 6749 §2.3.1) or the form.
