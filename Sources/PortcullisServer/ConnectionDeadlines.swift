@@ -34,11 +34,14 @@ final class ConnectionDeadlines: ChannelInboundHandler, RemovableChannelHandler 
     private var timerFires = NIODeadline.distantPast
     private var context: ChannelHandlerContext?
     private var closeWhenIdle = false
+    /// Counts the closes by kind (`request_header`, `idle`); nil on the admin listener.
+    private let metrics: GatewayMetrics?
 
-    init(idleTimeout: TimeAmount, headerTimeout: TimeAmount) {
+    init(idleTimeout: TimeAmount, headerTimeout: TimeAmount, metrics: GatewayMetrics? = nil) {
         self.idleTimeout = idleTimeout
         self.headerTimeout = headerTimeout
         self.period = min(idleTimeout, headerTimeout)
+        self.metrics = metrics
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -117,6 +120,13 @@ final class ConnectionDeadlines: ChannelInboundHandler, RemovableChannelHandler 
         guard let deadline = self.deadline else { return }  // an exchange runs; the next arm reschedules
         let now = NIODeadline.now()
         if now >= deadline {
+            // A head that never completes leaves no access-log line (it was never a request);
+            // the counter is where a slow-loris attack shows.
+            if case .readingHead = self.phase {
+                self.metrics?.connectionTimedOut(kind: "request_header")
+            } else {
+                self.metrics?.connectionTimedOut(kind: "idle")
+            }
             self.context?.channel.close(promise: nil)
         } else {
             self.schedule(at: min(deadline, now + self.period))

@@ -21,6 +21,8 @@ final class GatewayMetrics: Sendable {
     nonisolated(unsafe) private static let reloads = name("config_reloads", "total", "Configuration reloads by result.")
     nonisolated(unsafe) private static let droppedLines = name(
         "log_dropped_lines", "total", "Log lines dropped because their target (access log, stderr) did not keep up.")
+    nonisolated(unsafe) private static let connectionTimeouts = name(
+        "connection_timeouts", "total", "Client connections closed by request_header_timeout or idle_timeout.")
     /// The writers' dropped-line counts at the last scrape, to turn totals into increments.
     private let droppedSeen = Mutex<[String: Int]>([:])
     private static let latencyBuckets: [Double] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
@@ -31,6 +33,9 @@ final class GatewayMetrics: Sendable {
         _ = self.registry.makeCounter(descriptor: Self.reloads, labels: [("result", "failure")])
         for log in ["access", "stderr"] { _ = self.registry.makeCounter(descriptor: Self.droppedLines, labels: [("log", log)]) }
         // A rate or an alert on these needs the series before the first event.
+        for kind in ["request_header", "idle"] {
+            _ = self.registry.makeCounter(descriptor: Self.connectionTimeouts, labels: [("kind", kind)])
+        }
         _ = self.registry.makeCounter(descriptor: Self.tokens)
         for kind in ["bad_gateway", "timeout", "request_body"] {
             _ = self.registry.makeCounter(descriptor: Self.upstreamErrors, labels: [("kind", kind)])
@@ -71,6 +76,10 @@ final class GatewayMetrics: Sendable {
         self.registry.makeCounter(
             descriptor: Self.keySetFetches, labels: [("issuer", issuer), ("result", succeeded ? "success" : "failure")]
         ).increment()
+    }
+
+    func connectionTimedOut(kind: String) {
+        self.registry.makeCounter(descriptor: Self.connectionTimeouts, labels: [("kind", kind)]).increment()
     }
 
     func tokenIssued() { self.registry.makeCounter(descriptor: Self.tokens).increment() }

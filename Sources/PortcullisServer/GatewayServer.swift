@@ -55,10 +55,11 @@ package final class GatewayServer: Sendable {
         let environment = self.environment
         // Timeouts come from the policy running when a connection is accepted, so a reload
         // applies them to every connection from then on.
-        @Sendable func deadlines() -> ConnectionDeadlines {
+        @Sendable func deadlines(counted: Bool) -> ConnectionDeadlines {
             let server = environment.policies.current.config.server
             return ConnectionDeadlines(
-                idleTimeout: .milliseconds(server.idleTimeout), headerTimeout: .milliseconds(server.requestHeaderTimeout))
+                idleTimeout: .milliseconds(server.idleTimeout), headerTimeout: .milliseconds(server.requestHeaderTimeout),
+                metrics: counted ? environment.metrics : nil)
         }
         let tlsContext = try server.tls.map(Self.tlsContext)
         // Out of descriptors, accept() fails at once and the listener stays readable: back off
@@ -77,7 +78,7 @@ package final class GatewayServer: Sendable {
             .childChannelOption(.allowRemoteHalfClosure, value: tlsContext == nil)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let deadlines = deadlines()
+                    let deadlines = deadlines(counted: true)
                     let sync = channel.pipeline.syncOperations
                     // First, so a slow TLS handshake counts against the header deadline too.
                     try sync.addHandler(deadlines)
@@ -101,7 +102,7 @@ package final class GatewayServer: Sendable {
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        let deadlines = deadlines()
+                        let deadlines = deadlines(counted: false)
                         try channel.pipeline.syncOperations.addHandler(deadlines)
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                         try channel.pipeline.syncOperations.addHandler(AdminHandler(environment: environment, deadlines: deadlines))

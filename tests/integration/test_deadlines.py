@@ -114,3 +114,33 @@ def test_the_admin_listener_has_the_same_deadlines(module_spawner):
         started = time.monotonic()
         assert s.recv(100) == b""
         assert 0.8 <= time.monotonic() - started <= 3.0
+
+
+def test_closes_by_each_deadline_are_counted(module_spawner):
+    """A slow-loris head never becomes a request, so no access-log line shows it: the counter
+    portcullis_connection_timeouts_total{kind} does."""
+    from ops_support import admin_port_of, fetch_metrics, metric_value
+
+    echo = module_spawner.echo()
+    gw = module_spawner.gateway(make_config(
+        {"main": upstream(echo.url)},
+        """
+        - { name: all, match: { path: "/**" }, auth: none, upstream: main }
+        """,
+        server={"idle_timeout": "1s", "request_header_timeout": "600ms", "admin_listen": '"127.0.0.1:0"'},
+    ), name="counted.yaml")
+    admin = admin_port_of(gw)
+
+    def counted():
+        _, samples = fetch_metrics(admin)
+        return tuple(metric_value(samples, "portcullis_connection_timeouts_total", kind=k) for k in ("request_header", "idle"))
+
+    assert counted() == (0, 0)
+    with RawConn(gw.port) as conn:
+        conn.send(b"GET /partial HTTP/1.1\r\n" + H)
+        assert conn.wait_closed(timeout=4)
+    assert counted() == (1, 0)
+    with RawConn(gw.port) as conn:
+        assert conn.request(b"GET /one HTTP/1.1\r\n" + H + b"\r\n").status == 200
+        assert conn.wait_closed(timeout=4)
+    assert counted() == (1, 1)
