@@ -122,11 +122,8 @@ final class ConnectionDeadlines: ChannelInboundHandler, RemovableChannelHandler 
         if now >= deadline {
             // A head that never completes leaves no access-log line (it was never a request);
             // the counter is where a slow-loris attack shows.
-            if case .readingHead = self.phase {
-                self.metrics?.connectionTimedOut(kind: "request_header")
-            } else {
-                self.metrics?.connectionTimedOut(kind: "idle")
-            }
+            let readingHead = if case .readingHead = self.phase { true } else { false }
+            self.metrics?.connectionTimedOut(kind: readingHead ? "request_header" : "idle")
             self.context?.channel.close(promise: nil)
         } else {
             self.schedule(at: min(deadline, now + self.period))

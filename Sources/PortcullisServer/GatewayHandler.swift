@@ -135,19 +135,16 @@ final class GatewayHandler: ChannelDuplexHandler {
             exchange.transfer?.cancel()
             self.state = .idle
             context.close(promise: nil)
-        case .forwarding(let exchange) where parserError == .invalidEOFState:
-            // The client stopped partway through the body of a request the policy allowed (an
-            // upload it gave up on): a 400 in case it still reads, as nginx answers, and the
-            // decision stays the policy's.
-            exchange.transfer?.cancel()
-            self.state = .idle
-            self.writeRefusal(
-                Refusal(status: 400, detail: "Bad Request", reason: "incomplete_body"), requestID: exchange.requestID,
-                keepAlive: false, decision: "allow", context: context)
         case .forwarding(let exchange):
             exchange.transfer?.cancel()
             self.state = .idle
-            self.writeRefusal(refusal, requestID: exchange.requestID, keepAlive: false, decision: "deny", context: context)
+            // A client that stopped partway through the body of a request the policy allowed (an
+            // upload it gave up on) gets a 400 in case it still reads, as nginx answers, and the
+            // decision stays the policy's.
+            let cutShort = parserError == .invalidEOFState
+            self.writeRefusal(
+                cutShort ? Refusal(status: 400, detail: "Bad Request", reason: "incomplete_body") : refusal,
+                requestID: exchange.requestID, keepAlive: false, decision: cutShort ? "allow" : "deny", context: context)
         case .discarding:
             // The request was answered already: what failed is the rest of its body (or the
             // client closed during it). A second answer is one the client never asked for, and a

@@ -28,18 +28,17 @@ final class GatewayMetrics: Sendable {
     private static let latencyBuckets: [Double] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
     init() {
-        // Present from the start, so a scrape shows the series before the first reload.
-        _ = self.registry.makeCounter(descriptor: Self.reloads, labels: [("result", "success")])
-        _ = self.registry.makeCounter(descriptor: Self.reloads, labels: [("result", "failure")])
-        for log in ["access", "stderr"] { _ = self.registry.makeCounter(descriptor: Self.droppedLines, labels: [("log", log)]) }
-        // A rate or an alert on these needs the series before the first event.
-        for kind in ["request_header", "idle"] {
-            _ = self.registry.makeCounter(descriptor: Self.connectionTimeouts, labels: [("kind", kind)])
+        // Present from the start: a rate or an alert on a series needs it before its first event.
+        let known: [(MetricNameDescriptor, label: String, values: [String])] = [
+            (Self.reloads, "result", ["success", "failure"]),
+            (Self.droppedLines, "log", ["access", "stderr"]),
+            (Self.connectionTimeouts, "kind", ["request_header", "idle"]),
+            (Self.upstreamErrors, "kind", ["bad_gateway", "timeout", "request_body"]),
+        ]
+        for (descriptor, label, values) in known {
+            for value in values { _ = self.registry.makeCounter(descriptor: descriptor, labels: [(label, value)]) }
         }
         _ = self.registry.makeCounter(descriptor: Self.tokens)
-        for kind in ["bad_gateway", "timeout", "request_body"] {
-            _ = self.registry.makeCounter(descriptor: Self.upstreamErrors, labels: [("kind", kind)])
-        }
     }
 
     /// The series one kind of request is counted in: fetched from the registry once per
