@@ -13,6 +13,9 @@ final class GatewayEnvironment: Sendable {
     let accessLog: AccessLog?
     let metrics = GatewayMetrics()
     let hashPool: PasswordHashPool
+    /// Failed passwords and API keys, counted alike on the token endpoint, Basic routes and
+    /// Argon2-hashed API keys; settings from `token_endpoint.login_throttle` (or its defaults).
+    let loginThrottle: LoginThrottle
     /// The token endpoint, when the configuration at start-up had one.
     let tokenService: TokenService?
     private let draining = Atomic<Bool>(false)
@@ -20,8 +23,14 @@ final class GatewayEnvironment: Sendable {
     init(policies: PolicyStore, curl: CurlMulti, logger: Logger, accessLog: AccessLog?, hashThreads: Int) throws {
         let hashPool = PasswordHashPool(threads: hashThreads)
         self.hashPool = hashPool
+        let endpoint = policies.current.config.tokenEndpoint
+        let throttle = LoginThrottle(
+            maxFailures: endpoint?.throttleMaxFailures ?? TokenEndpointConfig.defaultThrottleMaxFailures,
+            windowSeconds: Double(endpoint?.throttleWindow ?? TokenEndpointConfig.defaultThrottleWindow) / 1000)
+        self.loginThrottle = throttle
         if let endpoint = policies.current.config.tokenEndpoint {
-            self.tokenService = try TokenService(endpoint: endpoint, hashPool: hashPool, metrics: self.metrics, logger: logger)
+            self.tokenService = try TokenService(
+                endpoint: endpoint, hashPool: hashPool, throttle: throttle, metrics: self.metrics, logger: logger)
         } else {
             self.tokenService = nil
         }

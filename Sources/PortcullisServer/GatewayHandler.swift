@@ -70,6 +70,8 @@ final class GatewayHandler: ChannelDuplexHandler {
 
     struct RequestLogContext {
         var requestID = ""
+        /// The client's address: the peer's, or from a trusted proxy's `X-Forwarded-For`.
+        var client = ""
         var method = ""
         var path = ""
         var start: UInt64 = 0
@@ -152,7 +154,10 @@ final class GatewayHandler: ChannelDuplexHandler {
             self.state = .discarding(keepAlive: false)
             context.close(promise: nil)
         case .idle, .awaiting, .token:
-            if case .idle = self.state { self.current = RequestLogContext(requestID: RequestIDs.next(), start: MonotonicClock.nanoseconds(), logged: false) }
+            if case .idle = self.state {
+                self.current = RequestLogContext(
+                    requestID: RequestIDs.next(), client: self.peerText, start: MonotonicClock.nanoseconds(), logged: false)
+            }
             self.state = .idle
             self.writeRefusal(refusal, requestID: self.current.requestID, keepAlive: false, decision: "deny", context: context)
         }
@@ -195,8 +200,8 @@ final class GatewayHandler: ChannelDuplexHandler {
         self.answeringHTTP10 = head.version.major == 1 && head.version.minor == 0
         let requestID = Self.requestID(head.headers)
         self.current = RequestLogContext(
-            requestID: requestID, method: head.method.rawValue, path: Self.pathForLog(head.uri),
-            start: MonotonicClock.nanoseconds(), logged: false)
+            requestID: requestID, client: self.clientAddress(head.headers, server), method: head.method.rawValue,
+            path: Self.pathForLog(head.uri), start: MonotonicClock.nanoseconds(), logged: false)
 
         // NIO bounds the bytes of names and values, not how many fields there are: tens of
         // thousands of tiny fields would each be copied and sent upstream.
@@ -238,6 +243,12 @@ final class GatewayHandler: ChannelDuplexHandler {
         // empty or odd value must not let Content-Length frame the request instead.
         let chunked = hasTransferEncoding
         if hasTransferEncoding {
+            // RFC 9112 §6.1: HTTP/1.0 has no chunked coding, so the body's end is unknowable; the
+            // request is refused and the connection closed rather than decoded as chunked.
+            if head.version == .http1_0 {
+                return self.refuse(Refusal(status: 400, detail: "Transfer-Encoding in an HTTP/1.0 request", reason: "bad_framing"),
+                                   requestID: requestID, keepAlive: false, context: context)
+            }
             if hasContentLength {
                 return self.refuse(Refusal(status: 400, detail: "Both Content-Length and Transfer-Encoding", reason: "bad_framing"),
                                    requestID: requestID, keepAlive: false, context: context)
@@ -261,6 +272,13 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
         if let declaredLength, declaredLength > Int64(server.maxRequestBody) {
             return self.refuse(Refusal(status: 413, detail: "Request Entity Too Large", reason: "body_too_large"),
+                               requestID: requestID, keepAlive: false, context: context)
+        }
+
+        // The upstream gets the method that was authorized, and HEAD carries no body (RFC 9110
+        // §9.3.2): one that comes with a body is refused, never passed on as another method.
+        if head.method == .HEAD && (chunked || (declaredLength ?? 0) > 0) {
+            return self.refuse(Refusal(status: 400, detail: "A HEAD request has no body", reason: "bad_framing"),
                                requestID: requestID, keepAlive: false, context: context)
         }
 
@@ -337,6 +355,14 @@ final class GatewayHandler: ChannelDuplexHandler {
         pending.rounds += 1
         switch decision {
         case .verify(let check) where pending.rounds <= 2:
+            let throttle = self.environment.loginThrottle
+            let client = self.current.client
+            if let wait = throttle.retryAfter(address: client, now: WallClock.now()) {
+                // Held back without hashing: the decision renders the 429.
+                self.environment.metrics.loginFailure(reason: "throttled")
+                pending.facts.verdict = .throttled(check, retryAfter: wait)
+                return self.handle(policy.decide(pending.facts, now: WallClock.now()), pending, policy: policy, context: context)
+            }
             guard let future = self.environment.hashPool.run(check, on: context.eventLoop) else {
                 var refusal = Refusal(status: 503, headers: [("Retry-After", "1")], detail: "Service Unavailable", reason: "hash_queue_full")
                 refusal.routeName = nil
@@ -344,8 +370,12 @@ final class GatewayHandler: ChannelDuplexHandler {
             }
             self.state = .awaiting(pending)
             self.readPaused = true
-            future.assumeIsolated().whenComplete { [generation = pending.generation] result in
+            future.assumeIsolated().whenComplete { [generation = pending.generation, metrics = self.environment.metrics] result in
                 guard case .success(let verdict) = result else { return }
+                if verdict.matched == nil {
+                    throttle.recordFailure(address: client, now: WallClock.now())
+                    metrics.loginFailure(reason: check.kind == .apiKey ? "bad_api_key" : "bad_credentials")
+                }
                 self.resume(generation: generation) { pending in pending.facts.verdict = verdict }
             }
         case .verify:
@@ -496,8 +526,9 @@ final class GatewayHandler: ChannelDuplexHandler {
                 continue
             case .authorization:
                 if !forwardAuthorization { continue }
-            case .framing:
-                // The gateway frames every upstream request itself, and answers 100-continue itself.
+            case .framing, .proxyCredential:
+                // The gateway frames every upstream request itself, and answers 100-continue
+                // itself. A credential for a proxy is this hop's, never the upstream's.
                 continue
             case .other:
                 if plan.stripAPIKeyHeaders {
@@ -611,7 +642,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
         let answer = service.answer(
             policy: exchange.policy, endpoint: exchange.endpoint, contentType: exchange.head.headers.first(name: "content-type"),
-            authorization: exchange.head.headers["authorization"], body: exchange.body, client: self.peerText,
+            authorization: exchange.head.headers["authorization"], body: exchange.body, client: self.current.client,
             eventLoop: context.eventLoop)
         let generation = self.generation
         answer.assumeIsolated().whenComplete { result in
@@ -856,7 +887,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
         log.record(
             AccessLog.Entry(
-                requestID: entry.requestID, client: self.peerText, method: entry.method, path: entry.path, route: entry.route,
+                requestID: entry.requestID, client: entry.client, method: entry.method, path: entry.path, route: entry.route,
                 decision: decision, status: status, subject: entry.subject,
                 durationMilliseconds: MonotonicClock.milliseconds(since: entry.start),
                 upstreamMilliseconds: entry.upstreamMilliseconds, bytes: entry.bytes, reason: reason,
@@ -878,6 +909,15 @@ final class GatewayHandler: ChannelDuplexHandler {
         let authorityEnd = text[authorityStart...].firstIndex(of: "/") ?? text.endIndex
         guard let at = text[authorityStart..<authorityEnd].lastIndex(of: "@") else { return String(text) }
         return String(text[..<authorityStart]) + String(text[text.index(after: at)...])
+    }
+
+    /// The client's address for the throttle and the access log: from a trusted proxy, the
+    /// rightmost `X-Forwarded-For` entry that is not itself a trusted proxy.
+    private func clientAddress(_ headers: HTTPHeaders, _ server: ServerConfig) -> String {
+        guard !server.trustedProxies.isEmpty else { return self.peerText }
+        return ClientAddress.resolve(
+            peer: self.peerText, forwardedFor: headers[canonicalForm: "x-forwarded-for"].map(String.init),
+            trustedProxies: server.trustedProxies)
     }
 
     /// More header fields than any browser or API client sends (Envoy's default is 100).
@@ -920,26 +960,52 @@ final class GatewayHandler: ChannelDuplexHandler {
 /// What a client request header is to the forwarding step.
 private enum ForwardingRole {
     case forwardedFor, forwardedProto, forwardedHost
-    /// `Forwarded`, `X-Real-IP`: kept from trusted proxies only.
+    /// Fields that say who the client is or how it reached the edge (`Forwarded`, `X-Real-IP`,
+    /// every other `X-Forwarded-*`, `True-Client-IP`, `X-Client-IP`, `Front-End-Https`,
+    /// `X-Url-Scheme`): frameworks take scheme, port, prefix and address from them, so they are
+    /// kept from trusted proxies only.
     case addressClaim
     case authorization
+    /// `Proxy-Authorization`: a credential for this hop, never passed on.
+    case proxyCredential
     /// `Host`, `Content-Length`, `Expect`, `X-Request-Id`: set by the gateway itself.
     case framing
     case other
 
     init(_ name: String) {
+        if name.utf8.contains(UInt8(ascii: "_")) {
+            // Read as an upstream that takes `_` for `-` would read it (CGI, and frameworks on it).
+            switch ForwardingRole(String(name.map { $0 == "_" ? "-" : $0 })) {
+            case .forwardedFor, .forwardedProto, .forwardedHost, .addressClaim: self = .addressClaim
+            case .proxyCredential: self = .proxyCredential
+            case .authorization, .framing, .other: self = .other
+            }
+            return
+        }
         switch name.utf8.count {
         case 4 where name.equalsIgnoringASCIICase("host"): self = .framing
         case 6 where name.equalsIgnoringASCIICase("expect"): self = .framing
         case 9 where name.equalsIgnoringASCIICase("forwarded") || name.equalsIgnoringASCIICase("x-real-ip"): self = .addressClaim
+        case 11 where name.equalsIgnoringASCIICase("x-client-ip"): self = .addressClaim
         case 12 where name.equalsIgnoringASCIICase("x-request-id"): self = .framing
+        case 12 where name.equalsIgnoringASCIICase("x-url-scheme"): self = .addressClaim
         case 13 where name.equalsIgnoringASCIICase("authorization"): self = .authorization
         case 14 where name.equalsIgnoringASCIICase("content-length"): self = .framing
+        case 14 where name.equalsIgnoringASCIICase("true-client-ip"): self = .addressClaim
         case 15 where name.equalsIgnoringASCIICase("x-forwarded-for"): self = .forwardedFor
+        case 15 where name.equalsIgnoringASCIICase("front-end-https"): self = .addressClaim
         case 16 where name.equalsIgnoringASCIICase("x-forwarded-host"): self = .forwardedHost
         case 17 where name.equalsIgnoringASCIICase("x-forwarded-proto"): self = .forwardedProto
+        case 19 where name.equalsIgnoringASCIICase("proxy-authorization"): self = .proxyCredential
+        case 12... where Self.isForwardedFamily(name): self = .addressClaim
         default: self = .other
         }
+    }
+
+    /// `X-Forwarded-` followed by anything (`-Port`, `-Prefix`, `-Ssl`, `-Scheme`, `-Server`).
+    private static func isForwardedFamily(_ name: String) -> Bool {
+        let prefix = "x-forwarded-".utf8
+        return name.utf8.prefix(prefix.count).elementsEqual(prefix) { ($0 | 0x20) == $1 }
     }
 }
 

@@ -17,7 +17,7 @@ final class GatewayMetrics: Sendable {
     nonisolated(unsafe) private static let upstreamErrors = name("upstream_errors", "total", "Upstream failures by kind.")
     nonisolated(unsafe) private static let keySetFetches = name("jwks_refreshes", "total", "Key set fetches by issuer and result.")
     nonisolated(unsafe) private static let tokens = name("tokens_issued", "total", "Access tokens issued by the token endpoint.")
-    nonisolated(unsafe) private static let loginFailures = name("login_failures", "total", "Failed token requests by reason.")
+    nonisolated(unsafe) private static let loginFailures = name("login_failures", "total", "Failed logins (token endpoint, Basic routes, API keys) by reason.")
     nonisolated(unsafe) private static let reloads = name("config_reloads", "total", "Configuration reloads by result.")
     nonisolated(unsafe) private static let droppedLines = name(
         "log_dropped_lines", "total", "Log lines dropped because their target (access log, stderr) did not keep up.")

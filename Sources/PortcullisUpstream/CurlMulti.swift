@@ -331,6 +331,10 @@ package final class CurlMulti: @unchecked Sendable {  // everything but `inbox`,
         if let file = request.clientCertFile { set(pc_curl_setopt_string(easy, CURLOPT_SSLCERT, file)) }
         if let file = request.clientKeyFile { set(pc_curl_setopt_string(easy, CURLOPT_SSLKEY, file)) }
 
+        // libcurl names the method after the last option that implies one (NOBODY is HEAD,
+        // UPLOAD is PUT): a body on a HEAD would go out as a PUT. The server never asks for
+        // that; should it, the transfer fails rather than send another method than it was given.
+        if request.method == "HEAD" && request.body != .none { ok = false }
         switch request.method {
         case "GET" where request.body == .none:
             break

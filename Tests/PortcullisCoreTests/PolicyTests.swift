@@ -116,8 +116,8 @@ struct HostFieldTests {
     func valid() {
         for value in [
             "", "example.com", "example.com:8443", "EXAMPLE.com", "a.example.com.", "x.example.com:", "127.0.0.1:80",
-            "[::1]", "[::1]:8080", "[2001:db8::7]", "[::ffff:192.0.2.1]:80", "[v1.fe80::a+en1]", "my_host", "a..example.com",
-            "host~1:1",
+            "[::1]", "[::1]:8080", "[2001:db8::7]", "[::ffff:192.0.2.1]:80", "[v1.fe80::a+en1]", "my_host", "host~1:1",
+            "a.example.com.:8443", "a", "a.",
         ] {
             #expect(RequestTarget.isValidHost(value), "\(value)")
         }
@@ -130,6 +130,63 @@ struct HostFieldTests {
             "[::1]:8a", "a,b", "%41.example.com", "[zz]", "[v1.]", "[1.2.3.4]", "%4", "%zz.example.com", "example.com:-1", "exa\u{E9}mple.com", "a\\b", "a?b", "a#b",
         ] {
             #expect(!RequestTarget.isValidHost(value), "\(value)")
+        }
+    }
+
+    /// One trailing dot is dropped for matching, so a second one would make the name miss the
+    /// routes that name it and fall through to a later one.
+    @Test("a name with an empty label is not", arguments: [
+        "a..example.com", "admin.example.com..", "admin.example.com..:443", ".a", ".", "..", ".example.com", "a...b",
+    ])
+    func emptyLabel(_ value: String) {
+        #expect(!RequestTarget.isValidHost(value))
+        #expect(RequestTarget.normalize("http://\(value)/x", mergeSlashes: true) == .failure(.badAuthority))
+    }
+
+    @Test("IP literals are not names: their dots and colons are not labels")
+    func ipLiterals() {
+        for value in ["127.0.0.1", "127.0.0.1:8080", "[::1]", "[::ffff:127.0.0.1]", "[::1]:80"] {
+            #expect(RequestTarget.isValidHost(value), "\(value)")
+            #expect((try? RequestTarget.normalize("http://\(value)/x", mergeSlashes: true).get().authority) == value, "\(value)")
+        }
+    }
+
+    static func hostPolicy() throws -> Policy {
+        let yaml = """
+            version: 1
+            server: { realm: "api" }
+            upstreams:
+              u: { url: "http://127.0.0.1:9001" }
+            routes:
+              - { name: admin, match: { path: "/x/**", hosts: [admin.example.com] }, auth: bearer, upstream: u }
+              - { name: open, match: { path: "/x/**" }, auth: none, upstream: u }
+            """
+        let result = ConfigLoader.load(text: yaml, file: "h.yaml")
+        return Policy(config: try #require(result.config, "\(result.diagnostics)"))
+    }
+
+    @Test("a Host with two trailing dots is refused, not routed past the route that names it")
+    func twoTrailingDots() throws {
+        let policy = try Self.hostPolicy()
+        for host in ["admin.example.com..", "admin..example.com", ".admin.example.com"] {
+            guard case .refuse(let refusal) = policy.decide(RequestFacts(method: "GET", rawTarget: "/x/a", host: host), now: 1_700_000_000) else {
+                Issue.record("\(host) was forwarded")
+                continue
+            }
+            #expect(refusal.status == 400, "\(host)")
+            #expect(refusal.reason == "bad_host", "\(host)")
+        }
+        guard case .refuse(let absolute) = policy.decide(RequestFacts(method: "GET", rawTarget: "http://admin.example.com../x/a", host: "gw"), now: 1_700_000_000) else {
+            Issue.record("the absolute-form target was forwarded")
+            return
+        }
+        #expect(absolute.status == 400)
+        for host in ["admin.example.com.", "ADMIN.example.com.:8080"] {
+            guard case .refuse(let challenge) = policy.decide(RequestFacts(method: "GET", rawTarget: "/x/a", host: host), now: 1_700_000_000) else {
+                Issue.record("\(host) was forwarded")
+                continue
+            }
+            #expect(challenge.status == 401, "\(host): one trailing dot still matches the bearer route")
         }
     }
 }

@@ -167,6 +167,23 @@ struct JOSETests {
         #expect(throws: JWK.ParseError.self) { try JWK.parsePublishedSet(Array(leaking.utf8)) }
     }
 
+    @Test("a key whose key_ops lacks verify is left out of the set (RFC 7517 §4.3)")
+    func keyOperations() throws {
+        let n = Base64URL.encode(Self.modulus)
+        func set(_ keyOps: String) -> [UInt8] {
+            Array(#"{"keys":[{"kty":"RSA","kid":"r","n":"\#(n)","e":"AQAB"\#(keyOps)}]}"#.utf8)
+        }
+        for keyOps in [#","key_ops":["encrypt"]"#, #","key_ops":["sign"]"#, #","key_ops":[]"#, #","key_ops":"verify""#] {
+            #expect(try JWK.parseSet(set(keyOps), allowSecrets: false).isEmpty, "\(keyOps)")
+            let published = try JWK.parsePublishedSet(set(keyOps))
+            #expect(published.keys.isEmpty, "\(keyOps)")
+        }
+        for keyOps in ["", #","key_ops":["verify"]"#, #","key_ops":["sign","verify"]"#] {
+            #expect(try JWK.parseSet(set(keyOps), allowSecrets: false).map(\.kid) == ["r"], "\(keyOps)")
+            #expect(try JWK.parsePublishedSet(set(keyOps)).keys.map(\.kid) == ["r"], "\(keyOps)")
+        }
+    }
+
     static let modulus: [UInt8] = {
         // RFC 7515 Appendix A.2's RSA modulus.
         let n = "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ"

@@ -447,12 +447,11 @@ def assert_not_authenticated(resp, scope: str | None):
 def assert_invalid_request(resp):
     assert resp.status_code == 400, describe(resp)
     challenge = resp.headers.get("WWW-Authenticate") or ""
-    assert re.fullmatch(
-        rf'Bearer realm="{REALM}", error="invalid_request", error_description="{DESC}"', challenge), describe(resp)
+    m = re.fullmatch(rf'Bearer realm="{REALM}", error="invalid_request", error_description="({DESC})"', challenge)
+    assert m, describe(resp)
     body = _body(resp)
-    assert body.get("detail") == "Not authenticated", describe(resp)
-    if "error" in body:
-        assert body["error"] == "invalid_request", describe(resp)
+    assert body == {"detail": "Not authenticated", "error": "invalid_request", "error_description": m.group(1)}, \
+        describe(resp)
 
 
 def assert_invalid_token(resp, description: str | None = None) -> str:
@@ -464,22 +463,22 @@ def assert_invalid_token(resp, description: str | None = None) -> str:
     if description is not None:
         assert m.group(1) == description, describe(resp)
     body = _body(resp)
-    assert body.get("detail") == "Could not validate credentials", describe(resp)
-    if "error" in body:
-        assert body["error"] == "invalid_token", describe(resp)
+    # contract §9: the body repeats the challenge's error and error_description
+    assert body == {"detail": "Could not validate credentials", "error": "invalid_token",
+                    "error_description": m.group(1)}, describe(resp)
     return m.group(1)
 
 
 def assert_insufficient_scope(resp, scope: str, status: int = 403):
     assert resp.status_code == status, describe(resp)
     challenge = resp.headers.get("WWW-Authenticate") or ""
-    assert re.fullmatch(
+    m = re.fullmatch(
         rf'Bearer realm="{REALM}", error="insufficient_scope", scope="{re.escape(scope)}", '
-        rf'error_description="{DESC}"', challenge), describe(resp)
+        rf'error_description="({DESC})"', challenge)
+    assert m, describe(resp)
     body = _body(resp)
-    assert body.get("detail") == "Not enough permissions", describe(resp)
-    if "error" in body:
-        assert body["error"] == "insufficient_scope", describe(resp)
+    assert body == {"detail": "Not enough permissions", "error": "insufficient_scope",
+                    "error_description": m.group(1)}, describe(resp)
 
 
 def upstream_headers(resp) -> dict[str, list[str]]:

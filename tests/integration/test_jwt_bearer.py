@@ -321,10 +321,13 @@ def test_invalid_token_is_refused(s, case):
     assert seen == [], "a refused request reached the upstream"
 
 
-@pytest.mark.parametrize("sub", ["alice", "mallory"], ids=["disabled-user", "unknown-user"])
-def test_inactive_local_user(s, sub):
+@pytest.mark.parametrize("sub,description", [("alice", "Inactive user"), ("mallory", "Unknown user")],
+                         ids=["disabled-user", "unknown-user"])
+def test_inactive_local_user(s, sub, description):
     resp, seen = s.request("/users/me", s.hs(sub=sub, scope="me"))
-    assert_invalid_token(resp, "Inactive user")
+    assert_invalid_token(resp, description)
+    assert resp.json() == {"detail": "Could not validate credentials", "error": "invalid_token",
+                           "error_description": description}
     assert seen == []
 
 

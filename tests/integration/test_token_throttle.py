@@ -53,17 +53,25 @@ def assert_throttled(resp, window_s: int = 300) -> int:
     return delay
 
 
-def test_failures_per_username_throttle_that_user_even_with_the_right_password(throttled):
-    # one failure from each of three addresses: only the username count reaches the limit
+def test_failures_for_a_user_throttle_the_address_they_came_from(throttled):
     for i in range(MAX_FAILURES):
-        resp = attempt(throttled, f"127.0.0.{10 + i}", "johndoe", f"wrong-{i}")
+        resp = attempt(throttled, "127.0.0.10", "johndoe", f"wrong-{i}")
         assert_oauth_error(resp, 400, "invalid_grant", "Incorrect username or password")
-    resp = attempt(throttled, "127.0.0.20", "johndoe", JOHNDOE_PASSWORD)
-    assert_throttled(resp)
+    # the right password from the failing address is held back, without running Argon2
+    assert_throttled(attempt(throttled, "127.0.0.10", "johndoe", JOHNDOE_PASSWORD))
     # the access log says why, in the words of portcullis_login_failures_total{reason}
     wait_until(lambda: any(line.get("status") == 429 for line in throttled.access_log()), message="the 429's log line")
     assert [line["reason"] for line in throttled.access_log() if line.get("status") == 429] == ["throttled"]
-    # another user from a fresh address is not affected
+
+
+def test_failures_from_other_addresses_never_lock_a_user_out(throttled):
+    # an attacker spreads wrong passwords for johndoe over several addresses, each one over the limit
+    for source in ("127.0.0.11", "127.0.0.12"):
+        for i in range(MAX_FAILURES + 2):
+            attempt(throttled, source, "johndoe", f"wrong-{i}")
+        assert_throttled(attempt(throttled, source, "johndoe", JOHNDOE_PASSWORD))
+    # johndoe, from an address without failures, logs in
+    assert_token_response(attempt(throttled, "127.0.0.20", "johndoe", JOHNDOE_PASSWORD), "me")
     assert_token_response(attempt(throttled, "127.0.0.21", "bob", JOHNDOE_PASSWORD), "me")
 
 
@@ -145,16 +153,18 @@ def test_client_secret_guesses_are_throttled_and_the_429_reveals_nothing(echo, t
     })
     g = Portcullis(write_config(tmp_path / "gateway.yaml", cfg))
     try:
-        # wrong client secrets from different addresses: the client's count reaches the limit
+        # wrong client secrets from one address: that address reaches the limit
         for i in range(MAX_FAILURES):
-            resp = attempt(g, f"127.0.0.{50 + i}", "johndoe", JOHNDOE_PASSWORD,
+            resp = attempt(g, "127.0.0.50", "johndoe", JOHNDOE_PASSWORD,
                            headers={"Authorization": basic_header(CLIENT_ID, f"guess-{i}")})
             assert_oauth_error(resp, 401, "invalid_client")
-        # now even the right secret, from a fresh address, is 429: a guess learns nothing
+        # now even the right secret from that address is 429: a guess learns nothing
         right = {"Authorization": basic_header(CLIENT_ID, CLIENT_SECRET)}
-        assert_throttled(attempt(g, "127.0.0.60", "johndoe", JOHNDOE_PASSWORD, headers=right))
-        assert_throttled(attempt(g, "127.0.0.60", "johndoe", JOHNDOE_PASSWORD,
+        assert_throttled(attempt(g, "127.0.0.50", "johndoe", JOHNDOE_PASSWORD, headers=right))
+        assert_throttled(attempt(g, "127.0.0.50", "johndoe", JOHNDOE_PASSWORD,
                                  headers={"Authorization": basic_header(CLIENT_ID, "guess-x")}))
+        # the client, from an address without failures, is served
+        assert_token_response(attempt(g, "127.0.0.60", "johndoe", JOHNDOE_PASSWORD, headers=right), "me")
         # an address throttled by failed logins gets 429 for a right and a wrong secret alike
         for i in range(MAX_FAILURES):
             attempt(g, "127.0.0.70", f"ghost-{i}", "whatever")

@@ -13,6 +13,7 @@ package struct BearerVerifier: Sendable {
     /// The gateway's own issuer, whose subjects must be enabled local users.
     let localIssuer: String?
     let activeUsers: Set<String>
+    let disabledUsers: Set<String>
     let checksLocalUsers: Bool
     /// Key sets fetched from `jwks_url`, by issuer.
     package let remoteKeySets: [String: RemoteKeySet]
@@ -35,6 +36,7 @@ package struct BearerVerifier: Sendable {
         self.remoteKeySets = remote
         self.localIssuer = config.tokenEndpoint?.issuer
         self.activeUsers = Set(config.users.filter { !$0.disabled }.map(\.username))
+        self.disabledUsers = Set(config.users.filter(\.disabled).map(\.username))
         self.checksLocalUsers = !config.users.isEmpty
     }
 
@@ -59,7 +61,7 @@ package struct BearerVerifier: Sendable {
 
     private func checkLocalUser(_ token: VerifiedToken) -> Result<VerifiedToken, TokenRejection> {
         if self.checksLocalUsers, token.issuer == self.localIssuer, !self.activeUsers.contains(token.subject) {
-            return .failure(.inactiveUser)
+            return .failure(self.disabledUsers.contains(token.subject) ? .inactiveUser : .unknownUser)
         }
         return .success(token)
     }

@@ -68,11 +68,16 @@ package struct CredentialCheck: Sendable {
     package var candidates: [String]
     package var secret: [UInt8]
     package var cacheKey: CredentialCache.Key
+    /// What is being guessed, for the login-failure metrics.
+    package var kind: Kind
 
-    package init(candidates: [String], secret: [UInt8], cacheKey: CredentialCache.Key) {
+    package enum Kind: Sendable { case password, apiKey }
+
+    package init(candidates: [String], secret: [UInt8], cacheKey: CredentialCache.Key, kind: Kind = .password) {
         self.candidates = candidates
         self.secret = secret
         self.cacheKey = cacheKey
+        self.kind = kind
     }
 }
 
@@ -80,10 +85,20 @@ package struct CredentialCheck: Sendable {
 package struct CredentialVerdict: Sendable {
     package var cacheKey: CredentialCache.Key
     package var matched: Int?
+    /// The login throttle held the check back: no hash ran, and the client may try again in
+    /// this many seconds.
+    package var retryAfter: Int?
 
     package init(cacheKey: CredentialCache.Key, matched: Int?) {
         self.cacheKey = cacheKey
         self.matched = matched
+    }
+
+    /// The verdict of a check the login throttle refused to run.
+    package static func throttled(_ check: CredentialCheck, retryAfter: Int) -> CredentialVerdict {
+        var verdict = CredentialVerdict(cacheKey: check.cacheKey, matched: nil)
+        verdict.retryAfter = retryAfter
+        return verdict
     }
 }
 

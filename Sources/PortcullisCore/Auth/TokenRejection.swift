@@ -15,7 +15,10 @@ package enum TokenRejection: Error, Hashable, Sendable {
     case wrongAudience
     case missingSubject
     case badScopeClaim(String)
+    /// A token of the gateway's own issuer for a local user who is disabled.
     case inactiveUser
+    /// A token of the gateway's own issuer for a subject that is no local user.
+    case unknownUser
 
     /// For `error_description`: fixed ASCII text that RFC 6750 §3 allows (no `"` or `\`).
     /// Token content is never echoed.
@@ -37,6 +40,7 @@ package enum TokenRejection: Error, Hashable, Sendable {
         case .missingSubject: return "The access token has no subject"
         case .badScopeClaim: return "The access token scope claim is malformed"
         case .inactiveUser: return "Inactive user"
+        case .unknownUser: return "Unknown user"
         }
     }
 
@@ -59,6 +63,7 @@ package enum TokenRejection: Error, Hashable, Sendable {
         case .missingSubject: return "missing_sub"
         case .badScopeClaim: return "bad_scope_claim"
         case .inactiveUser: return "inactive_user"
+        case .unknownUser: return "unknown_user"
         }
     }
 
@@ -70,7 +75,7 @@ package enum TokenRejection: Error, Hashable, Sendable {
         case .issuedInFuture: return "iat"
         case .wrongAudience: return "aud"
         case .unknownIssuer: return "iss"
-        case .missingSubject, .inactiveUser: return "sub"
+        case .missingSubject, .inactiveUser, .unknownUser: return "sub"
         case .algorithmNotAllowed: return "alg"
         case .unknownKeyID: return "kid"
         case .criticalHeader: return "crit"

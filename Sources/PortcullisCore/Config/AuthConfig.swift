@@ -70,8 +70,12 @@ package struct TokenEndpointConfig: Sendable {
     package var requireClientAuth = false
     /// `sqlite:PATH` (resolved) or `memory:`.
     package var store: RefreshStoreLocation = .memory
-    package var throttleMaxFailures = 5
-    package var throttleWindow: Milliseconds = 300_000
+    package var throttleMaxFailures = Self.defaultThrottleMaxFailures
+    package var throttleWindow: Milliseconds = Self.defaultThrottleWindow
+    /// `login_throttle`'s defaults, which also hold for Basic routes and API keys when the
+    /// configuration has no token endpoint.
+    package static let defaultThrottleMaxFailures = 5
+    package static let defaultThrottleWindow: Milliseconds = 300_000
 }
 
 package struct ClientConfig: Sendable {

@@ -68,3 +68,38 @@ package enum IPAddressBytes {
         bytes.count == 16 && bytes[0..<10].allSatisfy { $0 == 0 } && bytes[10] == 0xff && bytes[11] == 0xff
     }
 }
+
+/// The address a request comes from, as the login throttle and the access log count it.
+package enum ClientAddress {
+    /// The peer's address, or, when the peer is a trusted proxy, the rightmost
+    /// `X-Forwarded-For` entry that is not itself a trusted proxy (every hop to its right was
+    /// appended by a proxy the gateway trusts; entries to its left are whatever the client said).
+    /// An entry that is no IP address ends the walk at the last trusted hop.
+    /// - Parameters:
+    ///   - peer: the connection's peer address, as text.
+    ///   - forwardedFor: the `X-Forwarded-For` field values, in the order received.
+    package static func resolve(peer: String, forwardedFor: [String], trustedProxies: [CIDR]) -> String {
+        guard !trustedProxies.isEmpty, !forwardedFor.isEmpty, let bytes = IPAddressBytes.parse(peer),
+            trustedProxies.contains(where: { $0.contains(bytes) })
+        else { return peer }
+        var client = peer
+        for field in forwardedFor.reversed() {
+            for entry in field.split(separator: ",", omittingEmptySubsequences: true).reversed() {
+                let text = Self.address(entry.trimmingSpaces())
+                guard let hop = IPAddressBytes.parse(text) else { return client }
+                client = text
+                if !trustedProxies.contains(where: { $0.contains(hop) }) { return client }
+            }
+        }
+        return client
+    }
+
+    /// An entry without the brackets or port some proxies add (`[::1]:80`, `10.0.0.1:80`).
+    private static func address(_ entry: String) -> String {
+        if entry.first == "[", let close = entry.firstIndex(of: "]") {
+            return String(entry[entry.index(after: entry.startIndex)..<close])
+        }
+        if let colon = entry.firstIndex(of: ":"), entry.lastIndex(of: ":") == colon { return String(entry[..<colon]) }
+        return String(entry)
+    }
+}

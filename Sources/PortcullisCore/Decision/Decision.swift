@@ -94,6 +94,15 @@ extension RequestFacts {
             facts.refusedBeforeDecision = (
                 Refusal(status: 400, detail: "Bad Request", reason: "bad_framing"), "a header field holds a control character"
             )
+        } else if method == "HEAD",
+            headers.contains(where: { field in
+                let name = field.name.lowercased()
+                return name == "transfer-encoding" || (name == "content-length" && field.value.trimmingSpaces() != "0")
+            })
+        {
+            facts.refusedBeforeDecision = (
+                Refusal(status: 400, detail: "A HEAD request has no body", reason: "bad_framing"), "a HEAD request with a body"
+            )
         } else if hosts.reduce(0, { $0 + Self.listElementCount($1) }) > 1 {
             facts.refusedBeforeDecision = (
                 Refusal(status: 400, detail: "More than one Host header", reason: "bad_host"), "more than one Host header"

@@ -30,6 +30,8 @@ package final class Policy: Sendable {
         let schemes: [AuthScheme]
         /// The `scope` attribute of an insufficient_scope challenge.
         let scopeAttribute: String
+        /// The answer to a Bearer token that lacks the route's scopes.
+        let insufficientScope: Refusal
     }
 
     package init(config: GatewayConfig) {
@@ -60,25 +62,17 @@ package final class Policy: Sendable {
             case .required(let list): schemes = list
             }
             let scope = (route.scopes.isEmpty ? route.scopesAny : route.scopes).joined(separator: " ")
-            let challenges = schemes.map { Self.challenge($0, realm: realm, scope: scope) }
+            let challenges = schemes.map { Challenge.header($0, realm: realm, scope: scope) }
             let unauthenticated =
                 schemes.isEmpty
                 ? nil : Refusal(status: 401, headers: challenges, detail: "Not authenticated", reason: "missing_credentials")
             return CompiledRoute(
                 config: route, upstream: upstream, unauthenticated: unauthenticated,
-                otherChallenges: schemes.filter { $0 != .bearer }.map { Self.challenge($0, realm: realm, scope: scope) },
-                schemes: schemes, scopeAttribute: scope)
-        }
-    }
-
-    private static func challenge(_ scheme: AuthScheme, realm: String, scope: String) -> (name: String, value: String) {
-        switch scheme {
-        case .bearer:
-            return ("WWW-Authenticate", scope.isEmpty ? "Bearer realm=\"\(realm)\"" : "Bearer realm=\"\(realm)\", scope=\"\(scope)\"")
-        case .basic:
-            return ("WWW-Authenticate", "Basic realm=\"\(realm)\", charset=\"UTF-8\"")
-        case .apiKey:
-            return ("WWW-Authenticate", "APIKey")
+                otherChallenges: schemes.filter { $0 != .bearer }.map { Challenge.header($0, realm: realm, scope: scope) },
+                schemes: schemes, scopeAttribute: scope,
+                insufficientScope: Challenge.refusal(
+                    .insufficientScope, realm: realm, description: "The access token lacks the required scope", scope: scope,
+                    status: config.server.insufficientScopeStatus, reason: "insufficient_scope"))
         }
     }
 
@@ -221,21 +215,17 @@ package final class Policy: Sendable {
         case .malformed(let reason) where acceptsBearer:
             recorder.record(.credentials("malformed Authorization header: \(reason)"))
             return .refuse(
-                Refusal(
-                    status: 400,
-                    headers: [("WWW-Authenticate", "Bearer realm=\"\(self.config.server.realm)\", error=\"invalid_request\", error_description=\"\(reason)\"")]
-                        + route.otherChallenges,
-                    detail: "Not authenticated", reason: "invalid_request"))
+                Challenge.refusal(
+                    .invalidRequest, realm: self.config.server.realm, description: reason, otherChallenges: route.otherChallenges,
+                    reason: "invalid_request"))
         case .bearer(let token) where acceptsBearer:
             recorder.record(.credentials("Bearer token"))
             switch self.verifier.verify(token, now: now) {
             case .failure(let rejection):
                 recorder.record(.tokenRejected(rejection))
-                var refusal = Refusal(
-                        status: 401,
-                        headers: [("WWW-Authenticate", "Bearer realm=\"\(self.config.server.realm)\", error=\"invalid_token\", error_description=\"\(rejection.errorDescription)\"")]
-                            + route.otherChallenges,
-                        detail: "Could not validate credentials", reason: rejection.reasonID)
+                var refusal = Challenge.refusal(
+                    .invalidToken, realm: self.config.server.realm, description: rejection.errorDescription,
+                    otherChallenges: route.otherChallenges, reason: rejection.reasonID)
                 if case .unknownKeyID(_, let issuer) = rejection {
                     refusal.keySetToRefresh = self.verifier.remoteKeySets[issuer]
                 }
@@ -283,6 +273,10 @@ package final class Policy: Sendable {
                 let hash = self.users[username]?.passwordHash ?? Argon2.dummyHash
                 return .verify(CredentialCheck(candidates: [hash], secret: password, cacheKey: cacheKey))
             }
+            if let wait = verdict.retryAfter {
+                recorder.record(.credentials("too many failed logins from this address"))
+                return .refuse(Self.throttled(retryAfter: wait))
+            }
             verified = verdict.matched != nil && self.users[username] != nil
             if verified { self.credentials.insert(cacheKey, .user(username), now: now) }
         }
@@ -299,6 +293,11 @@ package final class Policy: Sendable {
         // the client's spelling (NFD for NFC) may differ, and upstreams compare bytes.
         return self.grant(
             Identity(subject: user.username, scopes: user.scopes, method: .basic), index, route, target: target, recorder: &recorder)
+    }
+
+    /// The answer to a password or API key the login throttle held back (RFC 6585 §4).
+    static func throttled(retryAfter: Int) -> Refusal {
+        Refusal(status: 429, headers: [("Retry-After", String(retryAfter))], detail: "Too many failed attempts", reason: "throttled")
     }
 
     private func basicRefusal(_ route: CompiledRoute, detail: String, reason: String) -> Refusal {
@@ -380,12 +379,16 @@ package final class Policy: Sendable {
                 if case .apiKey(let position)? = self.credentials.lookup(cacheKey, now: now) {
                     matched = position
                 } else if let verdict = request.verdict, verdict.cacheKey == cacheKey {
+                    if let wait = verdict.retryAfter {
+                        recorder.record(.credentials("too many failed logins from this address"))
+                        return .refuse(Self.throttled(retryAfter: wait))
+                    }
                     if let found = verdict.matched {
                         matched = candidates[found].0
                         self.credentials.insert(cacheKey, .apiKey(candidates[found].0), now: now)
                     }
                 } else {
-                    return .verify(CredentialCheck(candidates: candidates.map(\.1), secret: first.2, cacheKey: cacheKey))
+                    return .verify(CredentialCheck(candidates: candidates.map(\.1), secret: first.2, cacheKey: cacheKey, kind: .apiKey))
                 }
             }
         }
@@ -413,18 +416,18 @@ package final class Policy: Sendable {
                 missing: anyMissing ? missing + config.scopesAny : missing))
         if !missing.isEmpty || anyMissing {
             let server = self.config.server
-            let challenge: [(name: String, value: String)]
+            var refusal: Refusal
             if identity.method == .bearer {
-                challenge = [("WWW-Authenticate", "Bearer realm=\"\(server.realm)\", error=\"insufficient_scope\", scope=\"\(route.scopeAttribute)\", error_description=\"The access token lacks the required scope\"")]
-            } else if server.insufficientScopeStatus == 401 {
-                // Every 401 carries a challenge (RFC 9110 §15.5.2): the route's, as without credentials.
-                challenge = route.unauthenticated?.headers.filter { $0.name == "WWW-Authenticate" } ?? []
+                refusal = route.insufficientScope
             } else {
-                challenge = []
+                // Every 401 carries a challenge (RFC 9110 §15.5.2): the route's, as without credentials.
+                let challenge =
+                    server.insufficientScopeStatus == 401
+                    ? route.unauthenticated?.headers.filter { $0.name == Challenge.headerName } ?? [] : []
+                refusal = Refusal(
+                    status: server.insufficientScopeStatus, headers: challenge, detail: "Not enough permissions",
+                    reason: "insufficient_scope")
             }
-            var refusal = Refusal(
-                status: server.insufficientScopeStatus, headers: challenge, detail: "Not enough permissions",
-                reason: "insufficient_scope")
             refusal.shadowIdentity = identity
             return .refuse(refusal)
         }

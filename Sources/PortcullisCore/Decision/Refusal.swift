@@ -36,7 +36,7 @@ package struct Refusal: Sendable {
     }
 
     /// The `WWW-Authenticate` values, in order.
-    package var challenges: [String] { self.headers.filter { $0.name == "WWW-Authenticate" }.map(\.value) }
+    package var challenges: [String] { self.headers.filter { $0.name == Challenge.headerName }.map(\.value) }
 
     package static let notFound = Refusal(status: 404, detail: "Not Found", reason: "no_route")
 }

@@ -44,8 +44,11 @@ package struct RequestTarget: Hashable, Sendable {
     /// a name of unreserved and sub-delim characters, or an IPv6 (or IPvFuture) literal in
     /// brackets, then digits only after the colon. Stricter than RFC 3986 in two ways: no
     /// percent-encodings and no `,` (no DNS name has either, and a comma would make the value
-    /// read as a list of hosts wherever it is forwarded). Anything else is answered 400 (RFC 9112
-    /// §3.2), in a `Host` field and in the authority of an absolute-form target alike.
+    /// read as a list of hosts wherever it is forwarded). A name with an empty label (`.a`,
+    /// `a..b`, `a.b..`) is refused too: the one trailing dot of a fully qualified name is dropped
+    /// for matching, so a second one would make the name miss the routes it names. Anything else
+    /// is answered 400 (RFC 9112 §3.2), in a `Host` field and in the authority of an absolute-form
+    /// target alike.
     package static func isValidHost(_ value: String) -> Bool {
         var bytes = value.utf8[...]
         if bytes.first == UInt8(ascii: "[") {
@@ -67,12 +70,26 @@ package struct RequestTarget: Hashable, Sendable {
             bytes = bytes[bytes.index(after: close)...]
         } else {
             let end = bytes.firstIndex(of: UInt8(ascii: ":")) ?? bytes.endIndex
-            guard bytes[..<end].allSatisfy(Self.isRegNameByte) else { return false }
+            let name = bytes[..<end]
+            guard name.allSatisfy(Self.isRegNameByte), !Self.hasEmptyLabel(name) else { return false }
             bytes = bytes[end...]
         }
         guard let colon = bytes.first else { return true }
         guard colon == UInt8(ascii: ":") else { return false }
         return bytes.dropFirst().allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
+    }
+
+    /// Whether a non-empty name starts with a dot or has two in a row (which covers two
+    /// trailing dots). One trailing dot is the root label of a fully qualified name, not an
+    /// empty one.
+    private static func hasEmptyLabel(_ name: Substring.UTF8View.SubSequence) -> Bool {
+        var previousWasDot = true
+        for byte in name {
+            let isDot = byte == UInt8(ascii: ".")
+            if isDot && previousWasDot { return true }
+            previousWasDot = isDot
+        }
+        return false
     }
 
     private static func isHexDigit(_ byte: UInt8) -> Bool {

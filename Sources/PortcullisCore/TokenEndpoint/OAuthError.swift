@@ -33,7 +33,7 @@ package struct OAuthError: Error, Sendable {
     package static func invalidClient(realm: String, basic: Bool) -> OAuthError {
         OAuthError(
             status: 401, error: "invalid_client", description: "Client authentication failed", detail: "Invalid client",
-            headers: basic ? [("WWW-Authenticate", "Basic realm=\"\(realm)\", charset=\"UTF-8\"")] : [])
+            headers: basic ? [(Challenge.headerName, Challenge.basic(realm: realm))] : [])
     }
 
     package static func tooManyAttempts(retryAfter: Int) -> OAuthError {

@@ -18,8 +18,9 @@ package struct JWK: Sendable {
     }
 
     /// Parses a local `{"keys": [...]}` file, the operator's own: keys meant for encryption
-    /// (`use: enc`) are skipped, and a key that cannot be read fails the whole set, so a typo
-    /// never silently drops a key.
+    /// (`use: enc`) or for other operations than verifying (a `key_ops` without `verify`) are
+    /// skipped, and a key that cannot be read fails the whole set, so a typo never silently
+    /// drops a key.
     /// - Parameter allowSecrets: whether `kty: oct` (shared secrets) may appear.
     package static func parseSet(_ bytes: [UInt8], allowSecrets: Bool) throws(ParseError) -> [JWK] {
         var skipped: [String]?
@@ -48,7 +49,7 @@ package struct JWK: Sendable {
                 skipped?.append("key \(index): not an object")
                 continue
             }
-            if item["use"]?.string == "enc" { continue }
+            if item["use"]?.string == "enc" || !Self.mayVerify(item) { continue }
             do {
                 keys.append(try Self.parse(item, allowSecrets: allowSecrets))
             } catch {
@@ -57,6 +58,15 @@ package struct JWK: Sendable {
             }
         }
         return keys
+    }
+
+    /// Whether a key may verify signatures: RFC 7517 §4.3 limits a key with `key_ops` to the
+    /// operations listed there, so one without `verify` (or with a `key_ops` that is no list) is
+    /// not used for tokens.
+    private static func mayVerify(_ item: JSONValue) -> Bool {
+        guard let operations = item["key_ops"] else { return true }
+        guard case .array(let values) = operations else { return false }
+        return values.contains { $0.string == "verify" }
     }
 
     struct KeyError: Error {

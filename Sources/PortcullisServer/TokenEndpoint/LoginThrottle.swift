@@ -1,7 +1,14 @@
 import Synchronization
 
-/// Failed logins counted per username and per client address within a sliding window; beyond
-/// `maxFailures` a login is refused without running Argon2 (429 with `Retry-After`).
+/// Failed logins counted per client address within a sliding window, shared by the token
+/// endpoint, Basic routes and Argon2-hashed API keys; beyond `maxFailures` a guess from that
+/// address is refused without running Argon2 (429 with `Retry-After`).
+///
+/// There is no count per username or client id: such a count lets anyone lock a named user out
+/// of their own login, from everywhere and renewably, with a handful of wrong passwords. A
+/// guesser with many addresses gets `maxFailures` guesses per address and window; that is the
+/// price of never refusing a correct password from an address that has not failed. The address
+/// is the client's (``ClientAddress``), so clients behind one trusted proxy are counted apart.
 final class LoginThrottle: Sendable {
     private let maxFailures: Int
     private let window: Double
@@ -12,25 +19,20 @@ final class LoginThrottle: Sendable {
         self.window = windowSeconds
     }
 
-    /// Seconds to wait when `keys` are over the limit, else `nil`.
-    func retryAfter(_ keys: [String], now: Double) -> Int? {
+    /// Seconds to wait when `address` is over the limit, else `nil`.
+    func retryAfter(address: String, now: Double) -> Int? {
         self.failures.withLock { table in
-            var wait: Double?
-            for key in keys {
-                let recent = (table[key] ?? []).filter { now - $0 < self.window }
-                table[key] = recent.isEmpty ? nil : recent
-                if recent.count >= self.maxFailures, let oldest = recent.first {
-                    wait = max(wait ?? 0, oldest + self.window - now)
-                }
-            }
-            return wait.map { max(1, Int($0.rounded(.up))) }
+            let recent = (table[address] ?? []).filter { now - $0 < self.window }
+            table[address] = recent.isEmpty ? nil : recent
+            guard recent.count >= self.maxFailures, let oldest = recent.first else { return nil }
+            return max(1, Int((oldest + self.window - now).rounded(.up)))
         }
     }
 
-    func recordFailure(_ keys: [String], now: Double) {
+    func recordFailure(address: String, now: Double) {
         self.failures.withLock { table in
-            for key in keys { table[key, default: []].append(now) }
-            if table.count > 100_000 { table.removeAll() }  // a flood of random usernames must not grow this forever
+            table[address, default: []].append(now)
+            if table.count > 100_000 { table.removeAll() }  // a flood of addresses must not grow this forever
         }
     }
 }

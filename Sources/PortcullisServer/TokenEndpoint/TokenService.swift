@@ -27,7 +27,9 @@ final class TokenService: Sendable {
     private let metrics: GatewayMetrics
     private let logger: Logger
 
-    init(endpoint: TokenEndpointConfig, hashPool: PasswordHashPool, metrics: GatewayMetrics, logger: Logger) throws {
+    init(
+        endpoint: TokenEndpointConfig, hashPool: PasswordHashPool, throttle: LoginThrottle, metrics: GatewayMetrics, logger: Logger
+    ) throws {
         switch endpoint.store {
         case .memory: self.store = MemoryRefreshTokenStore()
         case .sqlite(let path): self.store = try SQLiteRefreshTokenStore(path: path)
@@ -35,7 +37,7 @@ final class TokenService: Sendable {
         self.storeThread = NIOThreadPool(numberOfThreads: 1)
         self.storeThread.start()
         self.hashPool = hashPool
-        self.throttle = LoginThrottle(maxFailures: endpoint.throttleMaxFailures, windowSeconds: Double(endpoint.throttleWindow) / 1000)
+        self.throttle = throttle
         self.metrics = metrics
         self.logger = logger
     }
@@ -61,11 +63,9 @@ final class TokenService: Sendable {
         // throttled address or client learns nothing from the answer, not even that a guessed
         // client secret was right. A refresh without client credentials guesses nothing (the
         // token is 256 random bits) and is not held up by its address's failed logins.
-        var throttleKeys: [String] = []
-        if let credentials = clientCredentials { throttleKeys.append("client:" + credentials.id) }
-        if case .password(let username, _, _) = request { throttleKeys.append("user:" + username) }
-        if !throttleKeys.isEmpty { throttleKeys.append("addr:" + address) }
-        if let wait = self.throttle.retryAfter(throttleKeys, now: now) {
+        let guesses: Bool
+        if case .password = request { guesses = true } else { guesses = clientCredentials != nil }
+        if guesses, let wait = self.throttle.retryAfter(address: address, now: now) {
             self.metrics.loginFailure(reason: "throttled")
             return eventLoop.makeSucceededFuture(Self.failure(.tooManyAttempts(retryAfter: wait)))
         }
@@ -84,7 +84,7 @@ final class TokenService: Sendable {
                 }
                 clientCheck = verification.flatMapThrowing { verdict in
                     guard verdict.matched != nil, client != nil else {
-                        self.throttle.recordFailure(["addr:" + address, "client:" + credentials.id], now: now)
+                        self.throttle.recordFailure(address: address, now: now)
                         self.metrics.loginFailure(reason: "invalid_client")
                         throw OAuthError.invalidClient(realm: policy.config.server.realm, basic: credentials.viaBasic)
                     }
@@ -120,7 +120,6 @@ final class TokenService: Sendable {
         policy: Policy, endpoint: TokenEndpointConfig, username: String, password: String, scopes: [String]?, clientID: String?,
         address: String, now: Double, eventLoop: any EventLoop
     ) -> EventLoopFuture<Answer> {
-        let throttleKeys = ["user:" + username, "addr:" + address]  // checked in `answer`
         let user = policy.config.users.first { $0.username == username }
         // Unknown users are checked against a dummy hash, so the answer takes as long.
         let check = CredentialCheck(
@@ -131,7 +130,7 @@ final class TokenService: Sendable {
         }
         return verification.flatMap { verdict in
             guard verdict.matched != nil, let user else {
-                self.throttle.recordFailure(throttleKeys, now: now)
+                self.throttle.recordFailure(address: address, now: now)  // checked in `answer`
                 self.metrics.loginFailure(reason: "bad_credentials")
                 return eventLoop.makeSucceededFuture(Self.failure(.badCredentials))
             }
