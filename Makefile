@@ -39,8 +39,9 @@ bench-deps: deps
 build: deps
 	$(SWIFT) build
 
+# Also fails when a target imports a module that is not among its dependencies, direct or indirect.
 build-tests: deps
-	$(SWIFT) build --build-tests
+	$(SWIFT) build --build-tests --explicit-target-dependency-import-check error
 
 run: build
 	@bin=$(BIN_DEBUG); \

@@ -17,34 +17,11 @@ final class GatewayHandler: ChannelDuplexHandler {
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
-    /// One forwarded request.
-    private final class Exchange {
-        let generation: Int
-        var transfer: UpstreamTransfer?
-        /// Cleared when the response can only end with the connection (HTTP/1.0, no length).
-        var keepAlive: Bool
-        var requestEnded = false
-        var responseHeadSent = false
-        var requestBodyBytes = 0
-        let requestID: String
-        let isHead: Bool
-        /// An HTTP/1.0 client: no chunked coding can be sent to it (RFC 9112 §6.1).
-        let clientIsHTTP10: Bool
-
-        init(generation: Int, keepAlive: Bool, requestID: String, isHead: Bool, clientIsHTTP10: Bool) {
-            self.generation = generation
-            self.keepAlive = keepAlive
-            self.requestID = requestID
-            self.isHead = isHead
-            self.clientIsHTTP10 = clientIsHTTP10
-        }
-    }
-
     private enum State {
         case idle
         /// A refusal was sent; the rest of the request body is read and dropped.
         case discarding(keepAlive: Bool)
-        case forwarding(Exchange)
+        case forwarding(ForwardExchange)
         /// Waiting for a key set fetch or a password check before deciding again.
         case awaiting(PendingRequest)
         /// A request to the token endpoint: its body is collected, then answered whole.
@@ -67,26 +44,6 @@ final class GatewayHandler: ChannelDuplexHandler {
     /// What the access log line of the current request needs.
     private var current = RequestLogContext()
     private var series = RequestSeriesCache()
-
-    struct RequestLogContext {
-        var requestID = ""
-        /// The client's address: the peer's, or from a trusted proxy's `X-Forwarded-For`.
-        var client = ""
-        var method = ""
-        var path = ""
-        var start: UInt64 = 0
-        var route: String?
-        var subject: String?
-        var upstreamStart: UInt64 = 0
-        var upstreamMilliseconds: Double?
-        var status = 0
-        /// `status` is the upstream's (not an answer of the gateway's own).
-        var statusFromUpstream = false
-        var bytes = 0
-        var logged = true
-        /// Shadow mode: the status and reason of the refusal that was not enforced.
-        var wouldDeny: (status: Int, reason: String)?
-    }
 
     init(environment: GatewayEnvironment, deadlines: ConnectionDeadlines) {
         self.environment = environment
@@ -156,7 +113,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         case .idle, .awaiting, .token:
             if case .idle = self.state {
                 self.current = RequestLogContext(
-                    requestID: RequestIDs.next(), client: self.peerText, start: MonotonicClock.nanoseconds(), logged: false)
+                    requestID: RequestID.next(), client: self.peerText, start: MonotonicClock.nanoseconds(), logged: false)
             }
             self.state = .idle
             self.writeRefusal(refusal, requestID: self.current.requestID, keepAlive: false, decision: "deny", context: context)
@@ -198,96 +155,29 @@ final class GatewayHandler: ChannelDuplexHandler {
         let server = policy.config.server
         self.generation &+= 1
         self.answeringHTTP10 = head.version.major == 1 && head.version.minor == 0
-        let requestID = Self.requestID(head.headers)
+        let requestID = RequestID.choose(head.headers.first(name: "x-request-id"))
         self.current = RequestLogContext(
-            requestID: requestID, client: self.clientAddress(head.headers, server), method: head.method.rawValue,
-            path: Self.pathForLog(head.uri), start: MonotonicClock.nanoseconds(), logged: false)
+            requestID: requestID, client: ClientAddress.resolve(head.headers, peer: self.peerText, server), method: head.method.rawValue,
+            path: RequestLogContext.pathForLog(head.uri), start: MonotonicClock.nanoseconds(), logged: false)
 
-        // NIO bounds the bytes of names and values, not how many fields there are: tens of
-        // thousands of tiny fields would each be copied and sent upstream.
-        if head.headers.count > Self.maximumHeaderFields {
-            return self.refuse(
-                Refusal(status: 431, detail: "Request Header Fields Too Large", reason: "headers_too_large"),
-                requestID: requestID, keepAlive: false, context: context)
-        }
-        // One pass finds the Host fields and whether the framing headers are there at all.
-        var hosts = 0
-        var hasContentLength = false
-        var hasTransferEncoding = false
-        for (name, value) in head.headers {
-            switch name.utf8.count {
-            case 4 where name.equalsIgnoringASCIICase("host"): hosts += RequestFacts.listElementCount(value)
-            case 14 where name.equalsIgnoringASCIICase("content-length"): hasContentLength = true
-            case 17 where name.equalsIgnoringASCIICase("transfer-encoding"): hasTransferEncoding = true
-            default: break
-            }
-        }
-        // RFC 9112 §3.2: exactly one Host in HTTP/1.1 (routes may match on it).
-        if hosts > 1 || (hosts == 0 && head.version == .http1_1) {
-            return self.refuse(
-                Refusal(status: 400, detail: hosts > 1 ? "More than one Host header" : "Missing Host header", reason: "bad_host"),
-                requestID: requestID, keepAlive: false, context: context)
-        }
-
-        // Framing checks the HTTP decoder leaves to us.
-        let lengths = hasContentLength ? head.headers[canonicalForm: "content-length"] : []
-        var declaredLength: Int64?
-        if let first = lengths.first {
-            guard lengths.allSatisfy({ $0 == first }), let value = Int64(first), value >= 0 else {
-                return self.refuse(Refusal(status: 400, detail: "Invalid Content-Length", reason: "bad_framing"),
-                                   requestID: requestID, keepAlive: false, context: context)
-            }
-            declaredLength = value
-        }
-        // A Transfer-Encoding field makes the body chunked whatever it holds, even nothing: an
-        // empty or odd value must not let Content-Length frame the request instead.
-        let chunked = hasTransferEncoding
-        if hasTransferEncoding {
-            // RFC 9112 §6.1: HTTP/1.0 has no chunked coding, so the body's end is unknowable; the
-            // request is refused and the connection closed rather than decoded as chunked.
-            if head.version == .http1_0 {
-                return self.refuse(Refusal(status: 400, detail: "Transfer-Encoding in an HTTP/1.0 request", reason: "bad_framing"),
-                                   requestID: requestID, keepAlive: false, context: context)
-            }
-            if hasContentLength {
-                return self.refuse(Refusal(status: 400, detail: "Both Content-Length and Transfer-Encoding", reason: "bad_framing"),
-                                   requestID: requestID, keepAlive: false, context: context)
-            }
-            let codings = head.headers[canonicalForm: "transfer-encoding"]
-            guard let last = codings.last, last.utf8.elementsEqual("chunked".utf8, by: { $0 | 0x20 == $1 }) else {
-                // RFC 9112 §6.3: a request whose final coding is not chunked has no knowable length.
-                return self.refuse(Refusal(status: 400, detail: "Transfer-Encoding must end with chunked", reason: "bad_framing"),
-                                   requestID: requestID, keepAlive: false, context: context)
-            }
-            if codings.count > 1 {
-                // RFC 9112 §6.1: chunked at most once; any other coding is one the gateway does not
-                // decode, so it is refused (501) rather than dropped or passed on unframed.
-                let repeated = codings.dropLast().contains { $0.utf8.elementsEqual("chunked".utf8, by: { $0 | 0x20 == $1 }) }
-                return self.refuse(
-                    repeated
-                        ? Refusal(status: 400, detail: "chunked applied more than once", reason: "bad_framing")
-                        : Refusal(status: 501, detail: "Not Implemented", reason: "unsupported_transfer_coding"),
-                    requestID: requestID, keepAlive: false, context: context)
-            }
-        }
-        if let declaredLength, declaredLength > Int64(server.maxRequestBody) {
-            return self.refuse(Refusal(status: 413, detail: "Request Entity Too Large", reason: "body_too_large"),
-                               requestID: requestID, keepAlive: false, context: context)
-        }
-
-        // The upstream gets the method that was authorized, and HEAD carries no body (RFC 9110
-        // §9.3.2): one that comes with a body is refused, never passed on as another method.
-        if head.method == .HEAD && (chunked || (declaredLength ?? 0) > 0) {
-            return self.refuse(Refusal(status: 400, detail: "A HEAD request has no body", reason: "bad_framing"),
-                               requestID: requestID, keepAlive: false, context: context)
+        let declaredLength: Int64?
+        let chunked: Bool
+        switch RequestFraming.read(head, maximumBody: server.maxRequestBody) {
+        case .framed(let framing):
+            declaredLength = framing.declaredLength
+            chunked = framing.chunked
+        case .refused(let refusal):
+            // The bytes after a head whose framing is in doubt cannot start a request: the
+            // connection closes after the answer.
+            return self.refuse(refusal, requestID: requestID, keepAlive: false, context: context)
         }
 
         // The paths the gateway answers itself come before every route; the token endpoint is
         // decided here, before its body arrives. The target is normalized a second time only
         // when it could name one of these paths.
-        if let endpoint = policy.config.tokenEndpoint, Self.mayName(head.uri, endpoint.path, policy.publishedKeySet != nil),
+        if let endpoint = policy.config.tokenEndpoint, TokenExchange.mayName(head.uri, endpoint.path, policy.publishedKeySet != nil),
             case .success(let target) = RequestTarget.normalize(head.uri, mergeSlashes: server.mergeSlashes),
-            let answer = policy.gatewayDecision(method: head.method.rawValue, path: target.path, host: Self.authorityOrHost(head))
+            let answer = policy.gatewayDecision(method: head.method.rawValue, path: target.path, host: head.authorityOrHost)
         {
             // The decision checks Host for every other request; these are answered before it.
             if let field = head.headers.first(name: "host"), !RequestTarget.isValidHost(field) {
@@ -302,53 +192,13 @@ final class GatewayHandler: ChannelDuplexHandler {
             return self.answer(answer, requestID: requestID, keepAlive: head.isKeepAlive, context: context)
         }
 
-        var credentialHeaders: [(name: String, value: String)] = []
-        if !policy.credentialHeaderNames.isEmpty {
-            for (name, value) in head.headers where policy.credentialHeaderNames.contains(name.lowercased()) {
-                credentialHeaders.append((name, value))
-            }
-        }
-        let facts = RequestFacts(
-            method: head.method.rawValue, rawTarget: head.uri, host: head.headers.first(name: "host"),
-            authorization: head.headers["authorization"], credentialHeaders: credentialHeaders)
+        let facts = RequestFacts.received(head, policy: policy, peer: self.peerText, requestID: requestID)
         let pending = PendingRequest(
             head: head, facts: facts, declaredLength: declaredLength, chunked: chunked, requestID: requestID,
             generation: self.generation, policy: policy)
         self.handle(policy.decide(facts, now: WallClock.now()), pending, policy: policy, context: context)
     }
 
-    /// How many elements a comma-separated field value holds, counted as NIOHTTP1's
-    /// `canonicalForm` counts them (runs of bytes between commas).
-    /// A token endpoint request being read.
-    struct TokenExchange {
-        var head: HTTPRequestHead
-        var requestID: String
-        var policy: Policy
-        var endpoint: TokenEndpointConfig
-        var body: [UInt8] = []
-        var tooLarge = false
-    }
-
-    /// Token requests are small forms; anything larger is refused.
-    static let maximumTokenRequestBytes = 64 << 10
-
-    /// A request whose decision needs work first: a password check, or a key set fetch.
-    struct PendingRequest {
-        var head: HTTPRequestHead
-        var facts: RequestFacts
-        var declaredLength: Int64?
-        var chunked: Bool
-        var requestID: String
-        var generation: Int
-        /// The policy the request arrived under: it is decided again under the same one after
-        /// a password check, whatever reloads happen meanwhile.
-        var policy: Policy
-        var ended = false
-        /// Body parts that arrived while waiting; reading stops meanwhile, so these stay few.
-        var buffered: [ByteBuffer] = []
-        var bufferedBytes = 0
-        var rounds = 0
-    }
 
     private func handle(_ decision: Decision, _ pending: PendingRequest, policy: Policy, context: ChannelHandlerContext) {
         var pending = pending
@@ -381,8 +231,8 @@ final class GatewayHandler: ChannelDuplexHandler {
         case .verify:
             self.refuse(Refusal(status: 500, detail: "Internal Server Error", reason: "credential_loop"),
                         requestID: pending.requestID, keepAlive: false, context: context)
-        case .refuse(let refusal) where refusal.keySetToRefresh != nil && pending.rounds <= 2
-            && self.awaitKeySet(refusal.keySetToRefresh!, pending, context: context):
+        case _ where decision.keySetToRefresh != nil && pending.rounds <= 2
+            && self.awaitKeySet(decision.keySetToRefresh!, pending, context: context):
             // The token names a kid its issuer's key set lacks: the request waits for one fetch
             // of the set (under way, or started now within the rate limit), then is decided again.
             break
@@ -391,25 +241,6 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Whether `uri` could normalize to `path` (or, with `wellKnown`, to a `/.well-known/` path):
-    /// only when it spells the last segment of one, or has a percent-encoding that could.
-    /// Spares the other requests a second normalization.
-    static func mayName(_ uri: String, _ path: String, _ wellKnown: Bool) -> Bool {
-        let utf8 = uri.utf8[...]
-        if utf8.contains(UInt8(ascii: "%")) { return true }
-        let lastSegment = path.utf8.split(separator: UInt8(ascii: "/")).last ?? path.utf8[...]
-        return Self.contains(utf8, lastSegment) || (wellKnown && Self.contains(utf8, "well-known".utf8[...]))
-    }
-
-    private static func contains(_ haystack: Substring.UTF8View, _ needle: Substring.UTF8View) -> Bool {
-        guard let first = needle.first else { return true }
-        var rest = haystack
-        while let start = rest.firstIndex(of: first) {
-            if rest[start...].starts(with: needle) { return true }
-            rest = rest[rest.index(after: start)...]
-        }
-        return false
-    }
 
     /// Waits for a fetch of `set` if one is under way or allowed; `false` when neither.
     private func awaitKeySet(_ set: RemoteKeySet, _ pending: PendingRequest, context: ChannelHandlerContext) -> Bool {
@@ -436,19 +267,15 @@ final class GatewayHandler: ChannelDuplexHandler {
 
     private func act(on decision: Decision, _ pending: PendingRequest, policy: Policy, context: ChannelHandlerContext) {
         switch decision {
-        case .refuse(let refusal) where refusal.shadowPlan != nil:
-            // Shadow mode: the refusal is only logged; the request goes through.
-            self.current.wouldDeny = (refusal.status, refusal.reason)
-            self.forward(
-                pending.head, plan: refusal.shadowPlan!, policy: policy, declaredLength: pending.declaredLength,
-                chunked: pending.chunked, requestID: pending.requestID, context: context)
         case .refuse(let refusal):
             // After CONNECT the parser treats the connection as a tunnel: nothing after it can be read as HTTP.
             let keepAlive = pending.head.isKeepAlive && pending.head.method != .CONNECT
             self.refuse(refusal, requestID: pending.requestID, keepAlive: keepAlive, context: context)
         case .forward(let plan):
+            // Shadow mode: the refusal it carries is only logged; the request goes through.
+            if let refusal = plan.shadowed { self.current.wouldDeny = (refusal.status, refusal.reason) }
             self.forward(
-                pending.head, plan: plan, policy: policy, declaredLength: pending.declaredLength, chunked: pending.chunked,
+                pending.head, plan: plan, declaredLength: pending.declaredLength, chunked: pending.chunked,
                 requestID: pending.requestID, context: context)
         case .verify:
             self.refuse(
@@ -473,12 +300,12 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Sends the request head the decision computed, and streams the body after it.
     private func forward(
-        _ head: HTTPRequestHead, plan: ForwardPlan, policy: Policy, declaredLength: Int64?, chunked: Bool,
-        requestID: String, context: ChannelHandlerContext
+        _ head: HTTPRequestHead, plan: ForwardPlan, declaredLength: Int64?, chunked: Bool, requestID: String,
+        context: ChannelHandlerContext
     ) {
-        let server = policy.config.server
-        let exchange = Exchange(
+        let exchange = ForwardExchange(
             generation: self.generation, keepAlive: head.isKeepAlive, requestID: requestID, isHead: head.method == .HEAD,
             clientIsHTTP10: head.version.major == 1 && head.version.minor == 0)
         self.state = .forwarding(exchange)
@@ -486,75 +313,13 @@ final class GatewayHandler: ChannelDuplexHandler {
         self.current.subject = plan.identity?.subject
         self.current.upstreamStart = MonotonicClock.nanoseconds()
 
-        var lines = UpstreamHeaderLines(reservingBytes: 256)
-        let listed = HopByHopHeaders.listedInConnection(head.headers)
-        let stripped = policy.identityHeaderNames
-        let trustedPeer = self.peer.map { address in server.trustedProxies.contains { $0.contains(address) } } ?? false
-        var forwardedFor: String?
-        var forwardedProto: String?
-        var forwardedHost: String?
-        let forwardAuthorization = plan.forwardAuthorization
-        for (name, value) in head.headers {
-            // Names are compared without lower-case copies where the list is fixed; only the
-            // Connection-listed names and API key headers need one.
-            if HopByHopHeaders.isAlways(name) || stripped.contains(where: { name.equalsIgnoringASCIICase($0) }) { continue }
-            if name.utf8.contains(UInt8(ascii: "_")),
-                HopByHopHeaders.posesAs(name, stripped) || HopByHopHeaders.posesAs(name, HopByHopHeaders.gatewaySet)
-            {
-                continue
-            }
-            var lower: String?
-            if !listed.isEmpty {
-                let lowered = name.lowercased()
-                if listed.contains(lowered) { continue }
-                lower = lowered
-            }
-            switch ForwardingRole(name) {
-            case .forwardedFor:
-                let hops = value.trimmingSpaces()
-                if trustedPeer && !hops.isEmpty { forwardedFor = forwardedFor.map { $0 + ", " + hops } ?? hops }
-                continue
-            case .addressClaim:
-                // RFC 7239 `Forwarded` and `X-Real-IP` name the client too: only a trusted
-                // proxy may say who the client is, as with X-Forwarded-For.
-                if !trustedPeer { continue }
-            case .forwardedProto:
-                if trustedPeer { forwardedProto = value }
-                continue
-            case .forwardedHost:
-                if trustedPeer { forwardedHost = value }
-                continue
-            case .authorization:
-                if !forwardAuthorization { continue }
-            case .framing, .proxyCredential:
-                // The gateway frames every upstream request itself, and answers 100-continue
-                // itself. A credential for a proxy is this hop's, never the upstream's.
-                continue
-            case .other:
-                if plan.stripAPIKeyHeaders {
-                    let lowered = lower ?? name.lowercased()
-                    if lowered != "cookie" && policy.credentialHeaderNames.contains(lowered) { continue }  // the API key itself
-                }
-            }
-            lines.append(name: name, value: value)
-        }
-        let clientHost = Self.authorityOrHost(head)
-        if plan.upstream.preserveHost, let clientHost { lines.append(name: "Host", value: clientHost) }
-        lines.append(name: "X-Forwarded-For", value: forwardedFor.map { $0 + ", " + self.peerText } ?? self.peerText)
-        lines.append(name: "X-Forwarded-Proto", value: forwardedProto ?? (server.tls == nil ? "http" : "https"))
-        if let host = forwardedHost ?? clientHost { lines.append(name: "X-Forwarded-Host", value: host) }
-        lines.append(name: "X-Request-Id", value: requestID)
-        if let identity = plan.identity {
-            let names = server.identityHeaders
-            lines.append(name: names.subject, value: identity.subject)
-            lines.append(name: names.scopes, value: identity.scopes.joined(separator: " "))
-            lines.append(name: names.method, value: identity.method.rawValue)
-        }
+        var lines = UpstreamHeaderLines(reservingBytes: 512)
+        for (name, value) in plan.headers { lines.append(name: name, value: value) }
 
         let body: UpstreamRequest.Body
         if chunked {
             body = .streamed
-        } else if let declaredLength, declaredLength > 0 || !Self.usuallyWithoutBody(head.method) {
+        } else if let declaredLength, declaredLength > 0 || !head.method.usuallyWithoutBody {
             body = .length(declaredLength)
         } else {
             body = .none
@@ -563,7 +328,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         var socketPath: String?
         if case .unixSocket(let path) = upstream.target { socketPath = path }
         let request = UpstreamRequest(
-            url: plan.upstreamURL, method: head.method.rawValue, headers: lines, body: body, unixSocketPath: socketPath,
+            url: plan.upstreamURL, method: plan.method, headers: lines, body: body, unixSocketPath: socketPath,
             connectTimeoutMilliseconds: upstream.connectTimeout, timeoutMilliseconds: upstream.timeout,
             caFile: upstream.tls?.caFile, clientCertFile: upstream.tls?.clientCertFile,
             clientKeyFile: upstream.tls?.clientKeyFile)
@@ -579,7 +344,7 @@ final class GatewayHandler: ChannelDuplexHandler {
 
     private func receiveBody(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
         if case .token(var exchange) = self.state {
-            let limit = min(Self.maximumTokenRequestBytes, exchange.policy.config.server.maxRequestBody)
+            let limit = min(TokenExchange.maximumRequestBytes, exchange.policy.config.server.maxRequestBody)
             if exchange.body.count + buffer.readableBytes > limit {
                 exchange.tooLarge = true
             } else {
@@ -663,43 +428,24 @@ final class GatewayHandler: ChannelDuplexHandler {
 
     // MARK: upstream events (on this loop, via the bridge)
 
-    fileprivate func upstreamHead(_ head: UpstreamResponseHead, generation: Int) {
+    func upstreamHead(_ head: UpstreamResponseHead, generation: Int) {
         guard let context = self.context, case .forwarding(let exchange) = self.state, exchange.generation == generation
         else { return }
-        var headers = HTTPHeaders()
-        headers.reserveCapacity(head.headers.count + 2)
-        let listed = HopByHopHeaders.listedInConnection(head.headers)
-        for (name, value) in head.headers {
-            if HopByHopHeaders.isAlways(name) || name.equalsIgnoringASCIICase("x-request-id") { continue }
-            if !listed.isEmpty && listed.contains(name.lowercased()) { continue }
-            headers.add(name: name, value: value)
-        }
-        headers.add(name: "X-Request-Id", value: exchange.requestID)
-        let status = HTTPResponseStatus(statusCode: head.status, reasonPhrase: head.reason)
-        var version = HTTPVersion.http1_1
-        if exchange.clientIsHTTP10, status.mayHaveResponseBody, !exchange.isHead, !headers.contains(name: "content-length") {
-            // No chunked coding for HTTP/1.0 (RFC 9112 §6.1): the body ends with the connection.
-            // NIO frames by the head's version, so the head says 1.0.
-            version = .http1_0
-            exchange.keepAlive = false
-        }
-        if !exchange.keepAlive {
-            headers.add(name: "Connection", value: "close")
-        } else if exchange.clientIsHTTP10 {
-            headers.add(name: "Connection", value: "keep-alive")  // HTTP/1.0 closes by default
-        }
+        let response = ResponseHead.rewrite(
+            head, requestID: exchange.requestID, clientIsHTTP10: exchange.clientIsHTTP10, isHead: exchange.isHead,
+            keepAlive: &exchange.keepAlive)
         exchange.responseHeadSent = true
         self.current.status = head.status
         self.current.statusFromUpstream = true
         self.current.upstreamMilliseconds = MonotonicClock.milliseconds(since: self.current.upstreamStart)
-        context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
+        context.write(self.wrapOutboundOut(.head(response)), promise: nil)
         // Flushed at the end of the batch, with whatever body came along: a head whose body
         // comes later (server-sent events, long polls) must not wait for it, and a head larger
         // than the channel's write buffer would otherwise block the body behind it for good.
         self.unflushed = true
     }
 
-    fileprivate func upstreamBody(_ buffer: ByteBuffer, generation: Int) {
+    func upstreamBody(_ buffer: ByteBuffer, generation: Int) {
         guard let context = self.context, case .forwarding(let exchange) = self.state, exchange.generation == generation
         else { return }
         let count = buffer.readableBytes
@@ -712,19 +458,19 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     /// The end of a batch of upstream events: flushes what they wrote.
-    fileprivate func upstreamBatchHandled() {
+    func upstreamBatchHandled() {
         guard self.unflushed else { return }
         self.unflushed = false
         self.context?.flush()
     }
 
-    fileprivate func upstreamWantsBody(generation: Int) {
+    func upstreamWantsBody(generation: Int) {
         guard let context = self.context, case .forwarding(let exchange) = self.state, exchange.generation == generation
         else { return }
         self.resumeReading(context: context)
     }
 
-    fileprivate func upstreamFinished(_ error: UpstreamError?, generation: Int) {
+    func upstreamFinished(_ error: UpstreamError?, generation: Int) {
         guard let context = self.context, case .forwarding(let exchange) = self.state, exchange.generation == generation
         else { return }
         exchange.transfer = nil
@@ -822,18 +568,8 @@ final class GatewayHandler: ChannelDuplexHandler {
         self.current.bytes = self.current.method == "HEAD" || self.current.method == "CONNECT" ? 0 : refusal.body.count
         if let route = refusal.routeName { self.current.route = route }
         self.logRequest(decision: decision, reason: refusal.reason)
-        var headers = HTTPHeaders()
-        for (name, value) in refusal.headers { headers.add(name: name, value: value) }
-        headers.add(name: "Content-Type", value: "application/json")
-        headers.add(name: "Content-Length", value: String(refusal.body.count))
-        headers.add(name: "X-Request-Id", value: requestID)
         let keepAlive = keepAlive && !self.environment.isDraining
-        if !keepAlive {
-            headers.add(name: "Connection", value: "close")
-        } else if self.answeringHTTP10 {
-            headers.add(name: "Connection", value: "keep-alive")
-        }
-        let head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: refusal.status), headers: headers)
+        let head = ResponseHead.refusal(refusal, requestID: requestID, keepAlive: keepAlive, clientIsHTTP10: self.answeringHTTP10)
         context.write(self.wrapOutboundOut(.head(head)), promise: nil)
         context.write(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: refusal.body)))), promise: nil)
         let discarding: Bool
@@ -857,240 +593,9 @@ final class GatewayHandler: ChannelDuplexHandler {
     // MARK: helpers
 
     private func logRequest(decision: String, reason: String?) {
-        guard !self.current.logged else { return }
-        self.current.logged = true
-        let entry = self.current
-        let seconds = MonotonicClock.milliseconds(since: entry.start) / 1000
-        self.series.record(
-            self.environment.metrics, route: entry.route, decision: entry.wouldDeny == nil ? decision : "would_deny",
-            status: entry.wouldDeny?.status ?? entry.status, seconds: seconds,
-            upstreamSeconds: entry.upstreamMilliseconds.map { $0 / 1000 })
-        guard let log = self.environment.accessLog else { return }
-        var decision = decision
-        var status = entry.status
-        var reason = reason
-        var upstreamStatus: Int?
-        var sent: (status: Int?, reason: String?)?
-        if let wouldDeny = entry.wouldDeny {
-            // The line of a shadowed request carries the status that enforcement would have sent,
-            // and what happened instead: the upstream's answer, or one of the gateway's own (a
-            // 413, a 504, a client that left), which is never passed off as the upstream's.
-            decision = "would_deny"
-            if entry.statusFromUpstream {
-                upstreamStatus = status
-                if reason != nil { sent = (nil, reason) }
-            } else {
-                sent = (status == 0 ? nil : status, reason)
-            }
-            status = wouldDeny.status
-            reason = wouldDeny.reason
-        }
-        log.record(
-            AccessLog.Entry(
-                requestID: entry.requestID, client: entry.client, method: entry.method, path: entry.path, route: entry.route,
-                decision: decision, status: status, subject: entry.subject,
-                durationMilliseconds: MonotonicClock.milliseconds(since: entry.start),
-                upstreamMilliseconds: entry.upstreamMilliseconds, bytes: entry.bytes, reason: reason,
-                upstreamStatus: upstreamStatus, sentStatus: sent?.status, sentReason: sent?.reason))
+        self.current.finish(decision: decision, reason: reason, environment: self.environment, series: &self.series)
     }
 
-    /// The target as the access log shows it: without query or fragment, which may carry keys,
-    /// and, in absolute form, without the userinfo (`user:password@`) of its authority.
-    private static func pathForLog(_ uri: String) -> String {
-        var text = Substring(uri)
-        if let mark = text.utf8.firstIndex(where: { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }) {
-            text = text[..<mark]
-        }
-        // scheme "://" authority: only absolute-form targets have one.
-        guard text.utf8.first != UInt8(ascii: "/"), let colon = text.firstIndex(of: ":"),
-            text[colon...].hasPrefix("://")
-        else { return String(text) }
-        let authorityStart = text.index(colon, offsetBy: 3)
-        let authorityEnd = text[authorityStart...].firstIndex(of: "/") ?? text.endIndex
-        guard let at = text[authorityStart..<authorityEnd].lastIndex(of: "@") else { return String(text) }
-        return String(text[..<authorityStart]) + String(text[text.index(after: at)...])
-    }
 
-    /// The client's address for the throttle and the access log: from a trusted proxy, the
-    /// rightmost `X-Forwarded-For` entry that is not itself a trusted proxy.
-    private func clientAddress(_ headers: HTTPHeaders, _ server: ServerConfig) -> String {
-        guard !server.trustedProxies.isEmpty else { return self.peerText }
-        return ClientAddress.resolve(
-            peer: self.peerText, forwardedFor: headers[canonicalForm: "x-forwarded-for"].map(String.init),
-            trustedProxies: server.trustedProxies)
-    }
 
-    /// More header fields than any browser or API client sends (Envoy's default is 100).
-    static let maximumHeaderFields = 256
-
-    private static func usuallyWithoutBody(_ method: HTTPMethod) -> Bool {
-        switch method {
-        case .GET, .HEAD, .DELETE, .OPTIONS, .TRACE: return true
-        default: return false
-        }
-    }
-
-    /// The authority of an absolute-form target, else the Host header.
-    private static func authorityOrHost(_ head: HTTPRequestHead) -> String? {
-        if !head.uri.hasPrefix("/"),
-            case .success(let target) = RequestTarget.normalize(head.uri, mergeSlashes: false),
-            let authority = target.authority
-        {
-            return authority
-        }
-        return head.headers.first(name: "host")?.trimmingSpaces()
-    }
-
-    /// The client's `X-Request-Id` when it is sane (1–128 characters of `[A-Za-z0-9._:-]`),
-    /// else a fresh random one.
-    static func requestID(_ headers: HTTPHeaders) -> String {
-        if let given = headers.first(name: "x-request-id"), !given.isEmpty, given.utf8.count <= 128,
-            given.utf8.allSatisfy({ byte in
-                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
-                    || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".")
-                    || byte == UInt8(ascii: ":")
-            })
-        {
-            return given
-        }
-        return RequestIDs.next()
-    }
-}
-
-/// What a client request header is to the forwarding step.
-private enum ForwardingRole {
-    case forwardedFor, forwardedProto, forwardedHost
-    /// Fields that say who the client is or how it reached the edge (`Forwarded`, `X-Real-IP`,
-    /// every other `X-Forwarded-*`, `True-Client-IP`, `X-Client-IP`, `Front-End-Https`,
-    /// `X-Url-Scheme`): frameworks take scheme, port, prefix and address from them, so they are
-    /// kept from trusted proxies only.
-    case addressClaim
-    case authorization
-    /// `Proxy-Authorization`: a credential for this hop, never passed on.
-    case proxyCredential
-    /// `Host`, `Content-Length`, `Expect`, `X-Request-Id`: set by the gateway itself.
-    case framing
-    case other
-
-    init(_ name: String) {
-        if name.utf8.contains(UInt8(ascii: "_")) {
-            // Read as an upstream that takes `_` for `-` would read it (CGI, and frameworks on it).
-            switch ForwardingRole(String(name.map { $0 == "_" ? "-" : $0 })) {
-            case .forwardedFor, .forwardedProto, .forwardedHost, .addressClaim: self = .addressClaim
-            case .proxyCredential: self = .proxyCredential
-            case .authorization, .framing, .other: self = .other
-            }
-            return
-        }
-        switch name.utf8.count {
-        case 4 where name.equalsIgnoringASCIICase("host"): self = .framing
-        case 6 where name.equalsIgnoringASCIICase("expect"): self = .framing
-        case 9 where name.equalsIgnoringASCIICase("forwarded") || name.equalsIgnoringASCIICase("x-real-ip"): self = .addressClaim
-        case 11 where name.equalsIgnoringASCIICase("x-client-ip"): self = .addressClaim
-        case 12 where name.equalsIgnoringASCIICase("x-request-id"): self = .framing
-        case 12 where name.equalsIgnoringASCIICase("x-url-scheme"): self = .addressClaim
-        case 13 where name.equalsIgnoringASCIICase("authorization"): self = .authorization
-        case 14 where name.equalsIgnoringASCIICase("content-length"): self = .framing
-        case 14 where name.equalsIgnoringASCIICase("true-client-ip"): self = .addressClaim
-        case 15 where name.equalsIgnoringASCIICase("x-forwarded-for"): self = .forwardedFor
-        case 15 where name.equalsIgnoringASCIICase("front-end-https"): self = .addressClaim
-        case 16 where name.equalsIgnoringASCIICase("x-forwarded-host"): self = .forwardedHost
-        case 17 where name.equalsIgnoringASCIICase("x-forwarded-proto"): self = .forwardedProto
-        case 19 where name.equalsIgnoringASCIICase("proxy-authorization"): self = .proxyCredential
-        case 12... where Self.isForwardedFamily(name): self = .addressClaim
-        default: self = .other
-        }
-    }
-
-    /// `X-Forwarded-` followed by anything (`-Port`, `-Prefix`, `-Ssl`, `-Scheme`, `-Server`).
-    private static func isForwardedFamily(_ name: String) -> Bool {
-        let prefix = "x-forwarded-".utf8
-        return name.utf8.prefix(prefix.count).elementsEqual(prefix) { ($0 | 0x20) == $1 }
-    }
-}
-
-/// Request ids: 16 random hex digits chosen at start-up, then a 16-digit counter. Unique per
-/// process and cheap: no random-number call (and no syscall) per request. They correlate log
-/// lines; nothing relies on them being unguessable.
-enum RequestIDs {
-    private static let prefix = SecureRandom.hex(8)
-    private static let counter = Atomic<UInt64>(0)
-
-    private static let prefixBytes = Array(Self.prefix.utf8)
-    private static let hexDigits = Array("0123456789abcdef".utf8)
-
-    static func next() -> String {
-        var value = Self.counter.wrappingAdd(1, ordering: .relaxed).newValue
-        // One allocation: the prefix, then the counter as 16 zero-padded hex digits.
-        return String(unsafeUninitializedCapacity: 32) { buffer in
-            for (index, byte) in Self.prefixBytes.enumerated() { buffer[index] = byte }
-            for index in stride(from: 31, through: 16, by: -1) {
-                buffer[index] = Self.hexDigits[Int(value & 0xF)]
-                value >>= 4
-            }
-            return 32
-        }
-    }
-}
-
-/// Carries one exchange's upstream events from the curl thread to the connection's event loop.
-///
-/// Events are queued and handed over in batches: the first event of a batch schedules one task
-/// on the loop, and every event queued before that task runs rides along. A small response
-/// (head, body and end read in one pass of the curl loop) then costs one hop instead of three.
-final class UpstreamBridge: UpstreamResponseHandler, Sendable {
-    private enum Event {
-        case head(UpstreamResponseHead)
-        case body(ByteBuffer)
-        case wantsBody
-        case finished(UpstreamError?)
-    }
-
-    private struct Queue {
-        var events: [Event] = []
-        var scheduled = false
-    }
-
-    private let handler: NIOLoopBound<GatewayHandler>
-    private let eventLoop: any EventLoop
-    private let generation: Int
-    private let queue = Mutex(Queue())
-
-    init(handler: GatewayHandler, eventLoop: any EventLoop, generation: Int) {
-        self.handler = NIOLoopBound(handler, eventLoop: eventLoop)
-        self.eventLoop = eventLoop
-        self.generation = generation
-    }
-
-    private func enqueue(_ event: Event) {
-        let schedule = self.queue.withLock { queue -> Bool in
-            queue.events.append(event)
-            defer { queue.scheduled = true }
-            return !queue.scheduled
-        }
-        guard schedule else { return }
-        self.eventLoop.execute { [self] in
-            let events = self.queue.withLock { queue -> [Event] in
-                queue.scheduled = false
-                // Handing the array over whole (not emptying it in place) spares a copy.
-                defer { queue.events = [] }
-                return queue.events
-            }
-            let handler = self.handler.value
-            for event in events {
-                switch event {
-                case .head(let head): handler.upstreamHead(head, generation: self.generation)
-                case .body(let bytes): handler.upstreamBody(bytes, generation: self.generation)
-                case .wantsBody: handler.upstreamWantsBody(generation: self.generation)
-                case .finished(let error): handler.upstreamFinished(error, generation: self.generation)
-                }
-            }
-            handler.upstreamBatchHandled()
-        }
-    }
-
-    func upstreamResponseHead(_ head: UpstreamResponseHead) { self.enqueue(.head(head)) }
-    func upstreamResponseBody(_ bytes: ByteBuffer) { self.enqueue(.body(bytes)) }
-    func upstreamWantsRequestBody() { self.enqueue(.wantsBody) }
-    func upstreamFinished(_ error: UpstreamError?) { self.enqueue(.finished(error)) }
 }

@@ -84,13 +84,9 @@ package struct UpstreamResponseHead: Sendable {
 }
 
 extension String {
-    /// Equality with `lowercase` (ASCII, already lower-case), ignoring the case of ASCII letters,
-    /// and with `underscoreAsDash`, reading `_` as `-` (as CGI-style header names do).
-    package func equalsIgnoringASCIICase(_ lowercase: String, underscoreAsDash: Bool = false) -> Bool {
-        guard self.utf8.count == lowercase.utf8.count else { return false }
-        return zip(self.utf8, lowercase.utf8).allSatisfy { byte, expected in
-            if underscoreAsDash && byte == UInt8(ascii: "_") { return expected == UInt8(ascii: "-") }
-            return (byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte) == expected
-        }
+    /// Equality with `lowercase` (ASCII, already lower-case), ignoring the case of ASCII letters.
+    func equalsIgnoringASCIICase(_ lowercase: String) -> Bool {
+        self.utf8.count == lowercase.utf8.count
+            && self.utf8.elementsEqual(lowercase.utf8) { ($0 &- UInt8(ascii: "A") < 26 ? $0 | 0x20 : $0) == $1 }
     }
 }

@@ -28,6 +28,9 @@ struct Check: ParsableCommand {
     @Option(name: .customShort("H"), help: "A request header, 'Name: value' (repeatable).")
     var header: [String] = []
 
+    @Option(name: .long, help: "The client address the request comes from, as serve would see its peer.")
+    var peer: String = "127.0.0.1"
+
     @Flag(name: .long, help: "Print the trace as one JSON object.")
     var json = false
 
@@ -68,17 +71,23 @@ struct Check: ParsableCommand {
             headers.append(("Authorization", "Bearer \(minted)"))
         }
         let policy = Policy(config: config)
-        let facts = RequestFacts.dryRun(method: self.method, target: self.target, headers: headers, policy: policy)
+        let facts = RequestFacts.dryRun(
+            method: self.method, target: self.target, headers: headers, peer: self.peer, tls: policy.config.server.tls != nil,
+            policy: policy)
         var trace = Trace()
         let decision = policy.decideCompletely(facts, now: instant, recorder: &trace)
         let report = TraceReport(facts: facts, trace: trace, decision: decision, policy: policy)
         printOut(self.json ? report.json : report.text)
-        if case .refuse(let refusal) = decision, let set = refusal.keySetToRefresh, !set.isLoaded {
+        if let set = decision.keySetToRefresh, !set.isLoaded {
             // The live gateway would fetch this set and may find the key: no verdict offline.
             printError("check cannot decide offline: the token's key would come from \(set.displayURL), which check does not fetch")
             throw ExitCode(2)
         }
-        if case .refuse = decision { throw ExitCode(1) }
+        switch decision {
+        case .refuse: throw ExitCode(1)
+        case .forward(let plan) where plan.shadowed != nil: throw ExitCode(1)  // would be refused once enforced
+        case .forward, .verify, .serve: break
+        }
     }
 }
 

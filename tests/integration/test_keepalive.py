@@ -161,7 +161,7 @@ def test_upstream_thread_batches_and_event_loops_keep_the_default_policy(echo, s
     gw = spawner.gateway(make_config({"main": upstream(echo.url)}, ROUTES))
     assert requests.get(gw.url("/public/x"), timeout=10).status_code == 200
     threads = _threads(gw.pid)
-    assert threads.get("portcullis-curl") == [3], threads
+    assert threads.get("portcullis-curl") == [3], sorted(threads.items())
     loops = [policy for name, policies in threads.items() if name.startswith("NIO-ELT") for policy in policies]
     assert loops and set(loops) == {0}, threads
 

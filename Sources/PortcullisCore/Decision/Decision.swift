@@ -9,6 +9,18 @@ package enum Decision: Sendable {
     case serve(GatewayAnswer)
 }
 
+extension Decision {
+    /// The key set whose fetch may change this decision: the token named a `kid` its issuer's
+    /// `jwks_url` set lacks (in shadow mode too, where the refusal rides on a forward).
+    package var keySetToRefresh: RemoteKeySet? {
+        switch self {
+        case .refuse(let refusal): return refusal.keySetToRefresh
+        case .forward(let plan): return plan.shadowed?.keySetToRefresh
+        case .verify, .serve: return nil
+        }
+    }
+}
+
 /// What the gateway answers itself.
 package enum GatewayAnswer: Sendable {
     /// `POST` to `token_endpoint.path`: the token endpoint reads the form and answers.
@@ -24,11 +36,14 @@ package struct Identity: Sendable, Hashable {
     package var method: AuthScheme
 }
 
-/// An allowed request, fully resolved: where it goes, with which path and identity.
+/// An allowed request, fully resolved: the complete request head the upstream receives.
+/// `serve` sends exactly this, `check` prints it and `test` compares against it.
 package struct ForwardPlan: Sendable {
     package var routeIndex: Int
     package var routeName: String
     package var upstream: UpstreamConfig
+    /// The method the upstream receives: always the one that was authorized.
+    package var method: String
     /// The path and query sent upstream: the normalized path, after `strip_prefix`, under the
     /// upstream URL's own base path, followed by the query exactly as received.
     package var upstreamTarget: String
@@ -36,11 +51,13 @@ package struct ForwardPlan: Sendable {
     package var upstreamURL: String
     /// `nil` for anonymous requests (`auth: none`, or `optional` without credentials).
     package var identity: Identity?
-    /// Whether the client's `Authorization` header is passed on.
-    package var forwardAuthorization: Bool
-    /// Whether headers that carry API keys are removed (routes that take API keys, unless they
-    /// set `forward_authorization: true`), whether the key was right or not.
-    package var stripAPIKeyHeaders: Bool
+    /// Every header field the upstream receives besides the body's framing (which the upstream
+    /// client sets from the body), in order: the client's fields that may pass, then `Host`,
+    /// `X-Forwarded-*`, `X-Request-Id` and the identity headers.
+    package var headers: [(name: String, value: String)]
+    /// Shadow mode (`dry_run`, or the route's `mode: dry-run`): the refusal enforcement would
+    /// have sent, logged as `would_deny`; the request is forwarded anyway.
+    package var shadowed: Refusal?
 }
 
 /// The facts of a request the decision needs, before normalization.
@@ -55,6 +72,14 @@ package struct RequestFacts: Sendable {
     package var credentialHeaders: [(name: String, value: String)]
     /// The result of the ``CredentialCheck`` a previous decision asked for.
     package var verdict: CredentialVerdict?
+    /// Every header field as received, in order: the upstream request's fields come from these.
+    package var fields: [(name: String, value: String)]
+    /// The connection's peer address, as text (empty when there is none, as on a Unix socket).
+    package var peer: String
+    /// Whether the request came over TLS.
+    package var tls: Bool
+    /// The request's id: the client's `X-Request-Id` when sane (``RequestID/choose(_:)``).
+    package var requestID: String
     /// What `serve` refuses before any decision (its parser, its Host count). The dry-run tools
     /// build requests by hand, so ``dryRun(method:target:headers:authorization:policy:)`` puts
     /// the same refusal here and the decision returns it.
@@ -62,10 +87,15 @@ package struct RequestFacts: Sendable {
 
     package init(
         method: String, rawTarget: String, host: String?, authorization: [String] = [],
-        credentialHeaders: [(name: String, value: String)] = []
+        credentialHeaders: [(name: String, value: String)] = [], fields: [(name: String, value: String)] = [],
+        peer: String = "", tls: Bool = false, requestID: String = ""
     ) {
         // Leading and trailing white space is not part of a field value (RFC 9110 §5.5); the
         // parser leaves trailing white space in, so serve and check both drop it here.
+        self.fields = fields
+        self.peer = peer
+        self.tls = tls
+        self.requestID = requestID
         self.method = method
         self.rawTarget = rawTarget
         self.host = host.map { $0.trimmingSpaces() }
@@ -78,15 +108,20 @@ extension RequestFacts {
     /// The facts of a request that `check` or `test` describes by its headers, refused as
     /// `serve` would refuse it before deciding: a field with a control character is a framing
     /// error of the parser, and more than one Host is refused (RFC 9112 §3.2).
+    /// - Parameters:
+    ///   - peer: the address the request is taken to come from (what `serve` sees as its peer).
     package static func dryRun(
         method: String, target: String, headers: [(name: String, value: String)], authorization extra: [String] = [],
-        policy: Policy
+        peer: String = "127.0.0.1", tls: Bool = false, policy: Policy
     ) -> RequestFacts {
         let hosts = headers.filter { $0.name.lowercased() == "host" }.map(\.value)
+        let fields = headers + extra.map { ("Authorization", $0) }
         var facts = RequestFacts(
             method: method, rawTarget: target, host: hosts.last,
             authorization: headers.filter { $0.name.lowercased() == "authorization" }.map(\.value) + extra,
-            credentialHeaders: headers.filter { policy.credentialHeaderNames.contains($0.name.lowercased()) })
+            credentialHeaders: headers.filter { policy.credentialHeaderNames.contains($0.name.lowercased()) },
+            fields: fields, peer: peer, tls: tls,
+            requestID: RequestID.choose(headers.first { $0.name.lowercased() == "x-request-id" }?.value))
         let controls = headers.contains { field in
             field.value.utf8.contains { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F } || !HeaderName.isToken(field.name)
         }

@@ -12,6 +12,8 @@ package final class Policy: Sendable {
     /// the server passes these in ``RequestFacts/credentialHeaders``.
     package let credentialHeaderNames: Set<String>
     private let users: [String: UserConfig]
+    /// Builds the header list of forwarded requests.
+    let upstreamHeaders: UpstreamHeaders
     /// Lower-case names of the identity headers, removed from every client request.
     package let identityHeaderNames: Set<String>
     /// The token endpoint's JWKS document (asymmetric signing keys only), rendered once.
@@ -32,6 +34,9 @@ package final class Policy: Sendable {
         let scopeAttribute: String
         /// The answer to a Bearer token that lacks the route's scopes.
         let insufficientScope: Refusal
+        /// `Host` for the upstream when the client's is not preserved: the URL's authority,
+        /// without a default port.
+        let upstreamHost: String
     }
 
     package init(config: GatewayConfig) {
@@ -50,6 +55,8 @@ package final class Policy: Sendable {
         }
         self.credentialHeaderNames = names
         self.identityHeaderNames = Set(config.server.identityHeaders.all.map { $0.lowercased() })
+        self.upstreamHeaders = UpstreamHeaders(
+            server: config.server, identityHeaderNames: self.identityHeaderNames, credentialHeaderNames: names)
         self.publishedKeySet = config.tokenEndpoint?.publishedKeySet
         self.publishedKeySetBytes = self.publishedKeySet.map { Array($0.utf8) }
         let realm = config.server.realm
@@ -72,7 +79,8 @@ package final class Policy: Sendable {
                 schemes: schemes, scopeAttribute: scope,
                 insufficientScope: Challenge.refusal(
                     .insufficientScope, realm: realm, description: "The access token lacks the required scope", scope: scope,
-                    status: config.server.insufficientScopeStatus, reason: "insufficient_scope"))
+                    status: config.server.insufficientScopeStatus, reason: "insufficient_scope"),
+                upstreamHost: Self.hostHeader(upstream.target))
         }
     }
 
@@ -128,14 +136,10 @@ package final class Policy: Sendable {
             if case .refuse(var refusal) = decision {
                 refusal.routeName = config.name
                 if self.config.server.dryRun || config.mode == .dryRun {
-                    var plan = Self.plan(index, route, target: target, identity: refusal.shadowIdentity)
-                    if refusal.shadowIdentity == nil, route.config.forwardAuthorization == nil,
-                        case .basic = PresentedCredentials.read(request.authorization)
-                    {
-                        // A Basic password is never passed on by default, right or wrong.
-                        plan.forwardAuthorization = false
-                    }
-                    refusal.shadowPlan = plan
+                    // Shadow mode: forwarded anyway, carrying the refusal it would have been.
+                    var plan = self.plan(index, route, target: target, request: request, identity: refusal.shadowIdentity, shadow: true)
+                    plan.shadowed = refusal
+                    return .forward(plan)
                 }
                 return .refuse(refusal)
             }
@@ -207,7 +211,7 @@ package final class Policy: Sendable {
         let config = route.config
         guard let unauthenticated = route.unauthenticated else {
             recorder.record(.credentials("not required (auth: none)"))
-            return .forward(Self.plan(index, route, target: target, identity: nil))
+            return .forward(self.plan(index, route, target: target, request: request, identity: nil))
         }
         let optional = config.auth == .optional
         let acceptsBearer = route.schemes.contains(.bearer)
@@ -233,7 +237,7 @@ package final class Policy: Sendable {
             case .success(let token):
                 recorder.record(.tokenVerified(token))
                 let identity = Identity(subject: token.subject, scopes: token.scopes, method: .bearer)
-                return self.grant(identity, index, route, target: target, recorder: &recorder)
+                return self.grant(identity, index, route, target: target, request: request, recorder: &recorder)
             }
         case .basic(let encoded) where route.schemes.contains(.basic):
             return self.authorizeBasic(encoded, index, route, target: target, request: request, now: now, recorder: &recorder)
@@ -243,7 +247,7 @@ package final class Policy: Sendable {
             }
             if optional {
                 recorder.record(.credentials("none: forwarded anonymously (auth: optional)"))
-                return .forward(Self.plan(index, route, target: target, identity: nil))
+                return .forward(self.plan(index, route, target: target, request: request, identity: nil))
             }
             recorder.record(.credentials("none that this route accepts"))
             return .refuse(unauthenticated)
@@ -292,7 +296,8 @@ package final class Policy: Sendable {
         // The configured name, byte for byte: Swift compares names by canonical equivalence, so
         // the client's spelling (NFD for NFC) may differ, and upstreams compare bytes.
         return self.grant(
-            Identity(subject: user.username, scopes: user.scopes, method: .basic), index, route, target: target, recorder: &recorder)
+            Identity(subject: user.username, scopes: user.scopes, method: .basic), index, route, target: target, request: request,
+            recorder: &recorder)
     }
 
     /// The answer to a password or API key the login throttle held back (RFC 6585 §4).
@@ -398,14 +403,16 @@ package final class Policy: Sendable {
         }
         let key = self.config.apiKeys[matched]
         recorder.record(.credentials("API key '\(key.name)'"))
-        return self.grant(Identity(subject: key.name, scopes: key.scopes, method: .apiKey), index, route, target: target, recorder: &recorder)
+        return self.grant(Identity(subject: key.name, scopes: key.scopes, method: .apiKey), index, route, target: target, request: request,
+            recorder: &recorder)
     }
 
     /// The route's scope rules against what the credentials hold. A Bearer token that falls
     /// short gets RFC 6750's insufficient_scope challenge; Basic and API-key identities get
     /// none, since other credentials of the same kind would not help.
     private func grant<R: DecisionRecorder>(
-        _ identity: Identity, _ index: Int, _ route: CompiledRoute, target: RequestTarget, recorder: inout R
+        _ identity: Identity, _ index: Int, _ route: CompiledRoute, target: RequestTarget, request: RequestFacts,
+        recorder: inout R
     ) -> Decision {
         let config = route.config
         let missing = config.scopes.filter { !identity.scopes.contains($0) }
@@ -431,10 +438,15 @@ package final class Policy: Sendable {
             refusal.shadowIdentity = identity
             return .refuse(refusal)
         }
-        return .forward(Self.plan(index, route, target: target, identity: identity))
+        return .forward(self.plan(index, route, target: target, request: request, identity: identity))
     }
 
-    static func plan(_ index: Int, _ route: CompiledRoute, target: RequestTarget, identity: Identity?) -> ForwardPlan {
+    /// - Parameter shadow: a refused request forwarded in shadow mode; a Basic password it
+    ///   carries is never passed on by default, right or wrong.
+    func plan(
+        _ index: Int, _ route: CompiledRoute, target: RequestTarget, request: RequestFacts, identity: Identity?,
+        shadow: Bool = false
+    ) -> ForwardPlan {
         var path = target.path
         if let prefix = route.config.stripPrefix, path.hasPrefix(prefix) {
             let rest = path.dropFirst(prefix.count)
@@ -445,12 +457,15 @@ package final class Policy: Sendable {
             }
         }
         let origin: String
+        let upstreamHost: String
         switch route.upstream.target {
         case .http(let base, let basePath):
             origin = base
             path = basePath + path
+            upstreamHost = route.upstreamHost
         case .unixSocket:
             origin = "http://localhost"
+            upstreamHost = "localhost"
         }
         var upstreamTarget = path
         if let query = target.query {
@@ -459,12 +474,31 @@ package final class Policy: Sendable {
         }
         // Default: pass Authorization on for Bearer (and public) routes; never a Basic password
         // or an API key unless the route asks for it.
-        let defaultForward = identity.map { $0.method == .bearer } ?? true
-        let forward = route.config.forwardAuthorization ?? defaultForward
+        var defaultForward = identity.map { $0.method == .bearer } ?? true
+        if shadow && identity == nil, case .basic = PresentedCredentials.read(request.authorization) { defaultForward = false }
+        let clientHost = target.authority ?? request.host
+        let rules = UpstreamHeaders.Rules(
+            forwardAuthorization: route.config.forwardAuthorization ?? defaultForward,
+            stripAPIKeyHeaders: route.schemes.contains(.apiKey) && !(route.config.forwardAuthorization ?? false),
+            host: route.upstream.preserveHost ? clientHost : upstreamHost)
         return ForwardPlan(
-            routeIndex: index, routeName: route.config.name, upstream: route.upstream, upstreamTarget: upstreamTarget,
-            upstreamURL: origin + upstreamTarget, identity: identity, forwardAuthorization: forward,
-            stripAPIKeyHeaders: route.schemes.contains(.apiKey) && !(route.config.forwardAuthorization ?? false))
+            routeIndex: index, routeName: route.config.name, upstream: route.upstream, method: request.method,
+            upstreamTarget: upstreamTarget, upstreamURL: origin + upstreamTarget, identity: identity,
+            headers: self.upstreamHeaders.build(request, clientHost: clientHost, identity: identity, rules: rules))
+    }
+
+    /// The `Host` an upstream URL implies (`http://api:80` is `api`, as libcurl would send it).
+    static func hostHeader(_ target: UpstreamConfig.Target) -> String {
+        guard case .http(let origin, _) = target, let colon = origin.firstIndex(of: ":"),
+            origin[colon...].hasPrefix("://")
+        else { return "localhost" }
+        let scheme = origin[..<colon].lowercased()
+        var authority = origin[origin.index(colon, offsetBy: 3)...]
+        if let at = authority.lastIndex(of: "@") { authority = authority[authority.index(after: at)...] }
+        for (name, port) in [("http", ":80"), ("https", ":443")] where scheme == name && authority.hasSuffix(port) {
+            authority = authority.dropLast(port.count)
+        }
+        return String(authority)
     }
 
     /// The request methods a route can ever see: those llhttp, the server's HTTP/1.1 parser,

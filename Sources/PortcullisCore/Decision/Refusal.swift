@@ -13,11 +13,8 @@ package struct Refusal: Sendable {
     package var keySetToRefresh: RemoteKeySet?
     /// The route that matched, when one did.
     package var routeName: String?
-    /// Shadow mode (`dry_run`, or the route's `mode: dry-run`): the plan the request is forwarded
-    /// with anyway, after this refusal is logged as `would_deny`. Identity is set only when the
-    /// credentials were valid.
-    package var shadowPlan: ForwardPlan?
-    /// Who the valid credentials of a refused request belong to (a token lacking a scope).
+    /// Who the valid credentials of a refused request belong to (a token lacking a scope): in
+    /// shadow mode, the identity the request is forwarded with anyway.
     var shadowIdentity: Identity?
 
     package init(status: Int, headers: [(name: String, value: String)] = [], detail: String, reason: String) {

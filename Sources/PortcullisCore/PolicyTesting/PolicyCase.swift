@@ -80,28 +80,28 @@ extension PolicyCase {
         var challenges: [String] = []
         var forwardedHeaders: [(String, String)] = []
         var upstreamPath: String?
+        if let set = decision.keySetToRefresh, !set.isLoaded {
+            return PolicyCaseResult(
+                name: self.name, location: self.location,
+                failures: ["cannot be decided offline: the token's key would come from \(set.displayURL), which test does not fetch"],
+                summary: "undecidable offline")
+        }
         switch decision {
+        case .forward(let plan) where plan.shadowed != nil:
+            // Shadow mode: the case describes what enforcement answers.
+            status = plan.shadowed!.status
+            route = plan.routeName
+            challenges = plan.shadowed!.challenges
         case .forward(let plan):
             status = 200
             route = plan.routeName
             upstreamPath = plan.upstreamTarget
-            if let identity = plan.identity {
-                let names = policy.config.server.identityHeaders
-                forwardedHeaders = [
-                    (names.subject, identity.subject), (names.scopes, identity.scopes.joined(separator: " ")),
-                    (names.method, identity.method.rawValue),
-                ]
-            }
+            // What the upstream receives, as serve sends it.
+            forwardedHeaders = plan.headers
         case .refuse(let refusal):
             status = refusal.status
             route = refusal.routeName
             challenges = refusal.challenges
-            if let set = refusal.keySetToRefresh, !set.isLoaded {
-                return PolicyCaseResult(
-                    name: self.name, location: self.location,
-                    failures: ["cannot be decided offline: the token's key would come from \(set.displayURL), which test does not fetch"],
-                    summary: "undecidable offline")
-            }
         case .verify:
             status = 500
         case .serve:

@@ -27,7 +27,7 @@ struct TraceReport {
             case .tokenRejected(let rejection):
                 var text = "rejected: \(rejection.errorDescription)"
                 if let field = rejection.failedField { text += " (claim \(field))" }
-                if case .refuse(let refusal) = self.decision, let set = refusal.keySetToRefresh, !set.isLoaded {
+                if let set = self.decision.keySetToRefresh, !set.isLoaded {
                     text += "; the key set at \(set.displayURL) is unavailable offline"
                 }
                 lines.append(("token", text))
@@ -42,20 +42,18 @@ struct TraceReport {
             }
         }
         switch self.decision {
+        case .forward(let plan) where plan.shadowed != nil:
+            Self.refusalLines(plan.shadowed!, into: &lines)
+            lines.append(("shadow", "dry-run mode: logged as would_deny and forwarded anyway to \(plan.upstreamURL)"))
+            for (name, value) in plan.headers { lines.append(("sends", "\(name): \(value)")) }
         case .forward(let plan):
             lines.append(("decision", "allow: would forward"))
             lines.append(("status", "200 (the upstream's answer)"))
-            lines.append(("upstream", plan.upstreamURL))
+            lines.append(("upstream", "\(plan.method) \(plan.upstreamURL)"))
             for (name, value) in self.identityHeaders(plan) { lines.append(("identity", "\(name): \(value)")) }
+            for (name, value) in plan.headers { lines.append(("sends", "\(name): \(value)")) }
         case .refuse(let refusal):
-            lines.append(("decision", "deny: \(refusal.reason)"))
-            lines.append(("status", "\(refusal.status)"))
-            for challenge in refusal.challenges { lines.append(("challenge", challenge)) }
-            for (name, value) in Self.otherHeaders(refusal) { lines.append(("header", "\(name): \(value)")) }
-            lines.append(("body", String(decoding: refusal.body, as: UTF8.self)))
-            if let shadow = refusal.shadowPlan {
-                lines.append(("shadow", "dry-run mode: logged as would_deny and forwarded anyway to \(shadow.upstreamURL)"))
-            }
+            Self.refusalLines(refusal, into: &lines)
         case .verify:
             lines.append(("decision", "undecided: a credential check was not run"))
         case .serve(.tokenEndpoint):
@@ -76,18 +74,23 @@ struct TraceReport {
         }.joined(separator: "\n")
     }
 
+    private static func refusalLines(_ refusal: Refusal, into lines: inout [(String, String)]) {
+        lines.append(("decision", "deny: \(refusal.reason)"))
+        lines.append(("status", "\(refusal.status)"))
+        for challenge in refusal.challenges { lines.append(("challenge", challenge)) }
+        for (name, value) in Self.otherHeaders(refusal) { lines.append(("header", "\(name): \(value)")) }
+        lines.append(("body", String(decoding: refusal.body, as: UTF8.self)))
+    }
+
     /// The refusal's headers besides its challenges (`Allow` on a 405).
     private static func otherHeaders(_ refusal: Refusal) -> [(name: String, value: String)] {
         refusal.headers.filter { $0.name.lowercased() != "www-authenticate" }
     }
 
-    private func identityHeaders(_ plan: ForwardPlan) -> [(String, String)] {
-        guard let identity = plan.identity else { return [] }
-        let names = self.policy.config.server.identityHeaders
-        return [
-            (names.subject, identity.subject), (names.scopes, identity.scopes.joined(separator: " ")),
-            (names.method, identity.method.rawValue),
-        ]
+    /// The identity headers among those the plan sends.
+    private func identityHeaders(_ plan: ForwardPlan) -> [(name: String, value: String)] {
+        guard plan.identity != nil else { return [] }
+        return plan.headers.filter { self.policy.identityHeaderNames.contains($0.name.lowercased()) }
     }
 
     var json: String {
@@ -121,25 +124,24 @@ struct TraceReport {
         fields.append(("route", route))
         fields.append(("steps", "[" + steps.joined(separator: ",") + "]"))
         switch self.decision {
+        case .forward(let plan) where plan.shadowed != nil:
+            Self.refusalFields(plan.shadowed!, into: &fields)
+            fields.append(("shadow_forward", JSONText.string(plan.upstreamURL)))
+            fields.append(("upstream_method", JSONText.string(plan.method)))
+            fields.append(("upstream_headers", Self.pairs(plan.headers)))
         case .forward(let plan):
             fields.append(("decision", "\"allow\""))
             fields.append(("status", "200"))
             fields.append(("challenge", "null"))
+            fields.append(("upstream_method", JSONText.string(plan.method)))
             fields.append(("upstream_url", JSONText.string(plan.upstreamURL)))
             fields.append(("upstream_path", JSONText.string(plan.upstreamTarget)))
             let headers = self.identityHeaders(plan).map { "\(JSONText.string($0.0)):\(JSONText.string($0.1))" }
             fields.append(("identity_headers", "{" + headers.joined(separator: ",") + "}"))
+            fields.append(("upstream_headers", Self.pairs(plan.headers)))
         case .refuse(let refusal):
-            fields.append(("decision", "\"deny\""))
-            fields.append(("reason", JSONText.string(refusal.reason)))
-            fields.append(("status", "\(refusal.status)"))
-            let challenges = refusal.challenges
-            fields.append(("challenge", challenges.isEmpty ? "null" : JSONText.string(challenges.joined(separator: ", "))))
-            fields.append(("challenges", "[" + challenges.map(JSONText.string).joined(separator: ",") + "]"))
-            let headers = Self.otherHeaders(refusal).map { "\(JSONText.string($0.name)):\(JSONText.string($0.value))" }
-            fields.append(("headers", "{" + headers.joined(separator: ",") + "}"))
-            fields.append(("body", String(decoding: refusal.body, as: UTF8.self)))
-            fields.append(("shadow_forward", refusal.shadowPlan.map { JSONText.string($0.upstreamURL) } ?? "null"))
+            Self.refusalFields(refusal, into: &fields)
+            fields.append(("shadow_forward", "null"))
         case .verify:
             fields.append(("decision", "\"undecided\""))
         case .serve(let answer):
@@ -153,6 +155,23 @@ struct TraceReport {
             }
         }
         return "{" + fields.map { "\(JSONText.string($0.0)):\($0.1)" }.joined(separator: ",") + "}"
+    }
+
+    private static func refusalFields(_ refusal: Refusal, into fields: inout [(String, String)]) {
+        fields.append(("decision", "\"deny\""))
+        fields.append(("reason", JSONText.string(refusal.reason)))
+        fields.append(("status", "\(refusal.status)"))
+        let challenges = refusal.challenges
+        fields.append(("challenge", challenges.isEmpty ? "null" : JSONText.string(challenges.joined(separator: ", "))))
+        fields.append(("challenges", "[" + challenges.map(JSONText.string).joined(separator: ",") + "]"))
+        let headers = Self.otherHeaders(refusal).map { "\(JSONText.string($0.name)):\(JSONText.string($0.value))" }
+        fields.append(("headers", "{" + headers.joined(separator: ",") + "}"))
+        fields.append(("body", String(decoding: refusal.body, as: UTF8.self)))
+    }
+
+    /// `[["Name","value"],…]`: the order and repeats of a header list survive.
+    private static func pairs(_ headers: [(name: String, value: String)]) -> String {
+        "[" + headers.map { "[\(JSONText.string($0.name)),\(JSONText.string($0.value))]" }.joined(separator: ",") + "]"
     }
 
     private static func describe(_ step: TraceStep) -> String {

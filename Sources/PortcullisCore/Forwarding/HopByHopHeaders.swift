@@ -1,11 +1,9 @@
-import PortcullisUpstream
-
 /// Header filtering for both directions of the proxy (RFC 9110 §7.6.1).
-enum HopByHopHeaders {
+package enum HopByHopHeaders {
     /// Whether `name` never crosses the gateway in either direction (`Connection`, `Keep-Alive`,
     /// `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`), in any case, without
     /// building a lower-case copy.
-    static func isAlways(_ name: String) -> Bool {
+    package static func isAlways(_ name: String) -> Bool {
         switch name.utf8.count {
         case 2: return name.equalsIgnoringASCIICase("te")
         case 7: return name.equalsIgnoringASCIICase("trailer") || name.equalsIgnoringASCIICase("upgrade")
@@ -18,19 +16,19 @@ enum HopByHopHeaders {
 
     /// The names the gateway sets itself on the way upstream, besides the identity headers, and
     /// `X-Real-IP`, which only a trusted proxy may send.
-    static let gatewaySet = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id", "x-real-ip"]
+    package static let gatewaySet = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id", "x-real-ip"]
 
     /// Whether `name`, which has an underscore, would read as one of `names` (lower-case, with
     /// dashes) to an upstream that treats `_` as `-` (CGI's `HTTP_X_AUTH_SUBJECT`, and
     /// frameworks built on it): such a header could pose as one the gateway sets, so it is
     /// dropped.
-    static func posesAs(_ name: String, _ names: some Sequence<String>) -> Bool {
+    package static func posesAs(_ name: String, _ names: some Sequence<String>) -> Bool {
         names.contains { name.equalsIgnoringASCIICase($0, underscoreAsDash: true) }
     }
 
     /// The lower-case names the `Connection` fields list: they are hop-by-hop too. Works on a
     /// request's `HTTPHeaders` and on an upstream response's header list alike.
-    static func listedInConnection(_ headers: some Sequence<(name: String, value: String)>) -> Set<String> {
+    package static func listedInConnection(_ headers: some Sequence<(name: String, value: String)>) -> Set<String> {
         var names = Set<String>()
         for (name, value) in headers where name.equalsIgnoringASCIICase("connection") {
             for token in value.split(separator: ",") {
@@ -42,8 +40,20 @@ enum HopByHopHeaders {
     }
 }
 
+extension String {
+    /// Equality with `lowercase` (ASCII, already lower-case), ignoring the case of ASCII letters,
+    /// and with `underscoreAsDash`, reading `_` as `-` (as CGI-style header names do).
+    package func equalsIgnoringASCIICase(_ lowercase: String, underscoreAsDash: Bool = false) -> Bool {
+        guard self.utf8.count == lowercase.utf8.count else { return false }
+        return zip(self.utf8, lowercase.utf8).allSatisfy { byte, expected in
+            if underscoreAsDash && byte == UInt8(ascii: "_") { return expected == UInt8(ascii: "-") }
+            return (byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte) == expected
+        }
+    }
+}
+
 extension Substring {
-    func trimmingASCIISpaces() -> Substring {
+    package func trimmingASCIISpaces() -> Substring {
         var result = self
         while let first = result.first, first == " " || first == "\t" { result = result.dropFirst() }
         while let last = result.last, last == " " || last == "\t" { result = result.dropLast() }

@@ -1,0 +1,45 @@
+import NIOCore
+import NIOHTTP1
+import PortcullisCore
+import PortcullisUpstream
+
+/// A request whose decision needs work first: a password check, or a key set fetch.
+struct PendingRequest {
+    var head: HTTPRequestHead
+    var facts: RequestFacts
+    var declaredLength: Int64?
+    var chunked: Bool
+    var requestID: String
+    var generation: Int
+    /// The policy the request arrived under: it is decided again under the same one after
+    /// a password check, whatever reloads happen meanwhile.
+    var policy: Policy
+    var ended = false
+    /// Body parts that arrived while waiting; reading stops meanwhile, so these stay few.
+    var buffered: [ByteBuffer] = []
+    var bufferedBytes = 0
+    var rounds = 0
+}
+
+/// One forwarded request.
+final class ForwardExchange {
+    let generation: Int
+    var transfer: UpstreamTransfer?
+    /// Cleared when the response can only end with the connection (HTTP/1.0, no length).
+    var keepAlive: Bool
+    var requestEnded = false
+    var responseHeadSent = false
+    var requestBodyBytes = 0
+    let requestID: String
+    let isHead: Bool
+    /// An HTTP/1.0 client: no chunked coding can be sent to it (RFC 9112 §6.1).
+    let clientIsHTTP10: Bool
+
+    init(generation: Int, keepAlive: Bool, requestID: String, isHead: Bool, clientIsHTTP10: Bool) {
+        self.generation = generation
+        self.keepAlive = keepAlive
+        self.requestID = requestID
+        self.isHead = isHead
+        self.clientIsHTTP10 = clientIsHTTP10
+    }
+}
