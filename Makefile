@@ -31,7 +31,7 @@ deps:
 	$(call apt_install,$(APT_PACKAGES))
 
 test-deps: deps
-	@$(PYTHON) -c "import pytest, requests, joserfc, cryptography, authlib, yaml" 2>/dev/null || $(PYTHON) -m pip install -q pytest requests joserfc cryptography authlib pyyaml
+	@$(PYTHON) -c "import pytest, requests, joserfc, cryptography, authlib, yaml, jwt, oidc_provider_mock" 2>/dev/null || $(PYTHON) -m pip install -q pytest requests joserfc cryptography authlib pyyaml pyjwt oidc-provider-mock
 
 bench-deps: deps
 	$(call apt_install,$(BENCH_PACKAGES))

@@ -308,6 +308,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         let exchange = ForwardExchange(
             generation: self.generation, keepAlive: head.isKeepAlive, requestID: requestID, isHead: head.method == .HEAD,
             clientIsHTTP10: head.version.major == 1 && head.version.minor == 0)
+        exchange.responseHeaders = plan.responseHeaders
         self.state = .forwarding(exchange)
         self.current.route = plan.routeName
         self.current.subject = plan.identity?.subject
@@ -432,8 +433,8 @@ final class GatewayHandler: ChannelDuplexHandler {
         guard let context = self.context, case .forwarding(let exchange) = self.state, exchange.generation == generation
         else { return }
         let response = ResponseHead.rewrite(
-            head, requestID: exchange.requestID, clientIsHTTP10: exchange.clientIsHTTP10, isHead: exchange.isHead,
-            keepAlive: &exchange.keepAlive)
+            head, requestID: exchange.requestID, adding: exchange.responseHeaders, clientIsHTTP10: exchange.clientIsHTTP10,
+            isHead: exchange.isHead, keepAlive: &exchange.keepAlive)
         exchange.responseHeadSent = true
         self.current.status = head.status
         self.current.statusFromUpstream = true
@@ -539,6 +540,10 @@ final class GatewayHandler: ChannelDuplexHandler {
             var document = Refusal(status: 200, headers: headers, body: body, reason: "discovery")
             document.routeName = Policy.tokenEndpointRoute
             self.refuse(document, requestID: requestID, keepAlive: keepAlive, context: context)
+        case .serve(.preflight(let route, let headers)):
+            var preflight = Refusal(status: 204, headers: headers, body: [], reason: "cors_preflight")
+            preflight.routeName = route
+            self.refuse(preflight, requestID: requestID, keepAlive: keepAlive, context: context)
         case .serve(.tokenEndpoint):
             var unavailable = Refusal(
                 status: 503, detail: "The token endpoint starts with the gateway: restart to enable it",
@@ -571,7 +576,9 @@ final class GatewayHandler: ChannelDuplexHandler {
         let keepAlive = keepAlive && !self.environment.isDraining
         let head = ResponseHead.refusal(refusal, requestID: requestID, keepAlive: keepAlive, clientIsHTTP10: self.answeringHTTP10)
         context.write(self.wrapOutboundOut(.head(head)), promise: nil)
-        context.write(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: refusal.body)))), promise: nil)
+        if !refusal.body.isEmpty {
+            context.write(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: refusal.body)))), promise: nil)
+        }
         let discarding: Bool
         if case .discarding = self.state { discarding = true } else { discarding = false }
         let channel = context.channel

@@ -202,9 +202,7 @@ package final class GatewayServer: Sendable {
             // Key sets already fetched for the same issuer and URL carry over, so readiness and
             // verification do not wait for a new fetch.
             for (issuer, set) in next.verifier.remoteKeySets {
-                if let old = previous.verifier.remoteKeySets[issuer], old.url == set.url, let document = old.lastDocument {
-                    _ = try? set.install(document)
-                }
+                if let old = previous.verifier.remoteKeySets[issuer] { set.inherit(from: old) }
             }
             self.environment.policies.replace(with: next)
             self.startKeySets(next)

@@ -5,7 +5,8 @@ import PortcullisCore
 import PortcullisUpstream
 import Synchronization
 
-/// Fetches issuers' `jwks_url` key sets with the gateway's libcurl driver: once at start, then
+/// Fetches issuers' `jwks_url` key sets (with `discovery`, the discovery document first, then
+/// the `jwks_uri` it names) with the gateway's libcurl driver: once at start, then
 /// every `jwks_refresh` (and every 30 s at most while a set has never loaded), and on demand
 /// when a token names an unknown `kid`. A failed fetch keeps the last good set. There is at
 /// most one fetch per set at a time: asking for another while one is under way waits for it.
@@ -80,12 +81,45 @@ final class JWKSFetcher: Sendable {
             let waiting = self.inFlight.withLock { $0.removeValue(forKey: id) } ?? []
             for waiter in waiting { waiter(succeeded) }
         }
+        guard set.discovery else { return self.fetchKeys(set, from: set.url, reason: reason, completion: completion) }
+        // The discovery document is read again on every fetch: a provider that moves its keys
+        // says so there.
+        self.get(set.url) { [self] result in
+            switch result {
+            case .success(let document):
+                switch set.acceptDiscovery(document) {
+                case .success(let keySetURL):
+                    self.fetchKeys(set, from: keySetURL, reason: reason, completion: completion)
+                case .failure(let error):
+                    self.metrics.keySetFetch(issuer: set.issuer, succeeded: false)
+                    self.logger.warning(
+                        "discovery document refused; the issuer's keys stay as they were",
+                        metadata: ["issuer": "\(set.issuer)", "url": "\(RemoteKeySet.redacted(set.url))", "error": "\(error)"])
+                    completion(false)
+                }
+            case .failure(let message):
+                self.metrics.keySetFetch(issuer: set.issuer, succeeded: false)
+                self.logger.warning(
+                    "discovery document fetch failed; the issuer's keys stay as they were",
+                    metadata: ["issuer": "\(set.issuer)", "url": "\(RemoteKeySet.redacted(set.url))", "error": "\(message)"])
+                completion(false)
+            }
+        }
+    }
+
+    /// GETs a small JSON document; `completion` runs on the curl thread.
+    private func get(_ url: String, completion: @escaping @Sendable (Result<[UInt8], DocumentCollector.FetchError>) -> Void) {
         var headers = UpstreamHeaderLines()
         headers.append(name: "Accept", value: "application/json")
         let request = UpstreamRequest(
-            url: set.url, method: "GET", headers: headers, body: .none,
+            url: url, method: "GET", headers: headers, body: .none,
             connectTimeoutMilliseconds: 2_000, timeoutMilliseconds: Self.fetchTimeoutMilliseconds)
-        let collector = DocumentCollector(limit: Self.maximumDocumentBytes) { [logger = self.logger, metrics = self.metrics] result in
+        _ = self.curl.start(request, handler: DocumentCollector(limit: Self.maximumDocumentBytes, completion: completion))
+    }
+
+    /// Fetches the key set at `url` and installs it if it is good.
+    private func fetchKeys(_ set: RemoteKeySet, from url: String, reason: String, completion: @escaping @Sendable (Bool) -> Void) {
+        self.get(url) { [logger = self.logger, metrics = self.metrics] result in
             switch result {
             case .success(let document):
                 do {
@@ -113,7 +147,6 @@ final class JWKSFetcher: Sendable {
                 completion(false)
             }
         }
-        _ = self.curl.start(request, handler: collector)
     }
 }
 

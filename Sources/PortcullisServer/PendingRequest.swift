@@ -34,6 +34,8 @@ final class ForwardExchange {
     let isHead: Bool
     /// An HTTP/1.0 client: no chunked coding can be sent to it (RFC 9112 §6.1).
     let clientIsHTTP10: Bool
+    /// Fields the decision adds to the upstream's response (CORS).
+    var responseHeaders: [(name: String, value: String)] = []
 
     init(generation: Int, keepAlive: Bool, requestID: String, isHead: Bool, clientIsHTTP10: Bool) {
         self.generation = generation

@@ -8,7 +8,8 @@ enum ResponseHead {
     /// the upstream's `X-Request-Id` gives way to the request's own. `keepAlive` is cleared when
     /// the response can only end with the connection (an HTTP/1.0 client, no length).
     static func rewrite(
-        _ head: UpstreamResponseHead, requestID: String, clientIsHTTP10: Bool, isHead: Bool, keepAlive: inout Bool
+        _ head: UpstreamResponseHead, requestID: String, adding extra: [(name: String, value: String)] = [],
+        clientIsHTTP10: Bool, isHead: Bool, keepAlive: inout Bool
     ) -> HTTPResponseHead {
         var headers = HTTPHeaders()
         headers.reserveCapacity(head.headers.count + 2)
@@ -19,6 +20,11 @@ enum ResponseHead {
             headers.add(name: name, value: value)
         }
         headers.add(name: "X-Request-Id", value: requestID)
+        for (name, value) in extra {
+            // The gateway's CORS answer replaces the upstream's own.
+            if name.equalsIgnoringASCIICase("access-control-allow-origin") { headers.remove(name: name) }
+            headers.add(name: name, value: value)
+        }
         let status = HTTPResponseStatus(statusCode: head.status, reasonPhrase: head.reason)
         var version = HTTPVersion.http1_1
         if clientIsHTTP10, status.mayHaveResponseBody, !isHead, !headers.contains(name: "content-length") {
@@ -39,8 +45,10 @@ enum ResponseHead {
     static func refusal(_ refusal: Refusal, requestID: String, keepAlive: Bool, clientIsHTTP10: Bool) -> HTTPResponseHead {
         var headers = HTTPHeaders()
         for (name, value) in refusal.headers { headers.add(name: name, value: value) }
-        headers.add(name: "Content-Type", value: "application/json")
-        headers.add(name: "Content-Length", value: String(refusal.body.count))
+        if refusal.status != 204 {  // a 204 has neither (RFC 9110 §8.6, §15.3.5)
+            headers.add(name: "Content-Type", value: "application/json")
+            headers.add(name: "Content-Length", value: String(refusal.body.count))
+        }
         headers.add(name: "X-Request-Id", value: requestID)
         if !keepAlive {
             headers.add(name: "Connection", value: "close")

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PortcullisCore
+import PortcullisCrypto
 import PortcullisServer
 
 struct Check: ParsableCommand {
@@ -27,6 +28,12 @@ struct Check: ParsableCommand {
 
     @Option(name: .customShort("H"), help: "A request header, 'Name: value' (repeatable).")
     var header: [String] = []
+
+    @Option(name: .long, help: "Decide as if a verified token with these claims (a JSON object) had been presented.")
+    var claims: String?
+
+    @Option(name: .long, help: "The issuer the --claims come from (default: the only configured one).")
+    var issuer: String?
 
     @Option(name: .long, help: "The client address the request comes from, as serve would see its peer.")
     var peer: String = "127.0.0.1"
@@ -71,9 +78,24 @@ struct Check: ParsableCommand {
             headers.append(("Authorization", "Bearer \(minted)"))
         }
         let policy = Policy(config: config)
-        let facts = RequestFacts.dryRun(
+        var facts = RequestFacts.dryRun(
             method: self.method, target: self.target, headers: headers, peer: self.peer, tls: policy.config.server.tls != nil,
             policy: policy)
+        if let text = self.claims {
+            guard let claims = JSONValue.parse(Array(text.utf8)), case .object = claims else {
+                printError("--claims needs a JSON object, such as '{\"sub\":\"alice\",\"scope\":\"read\"}'")
+                throw ExitCode(2)
+            }
+            switch policy.assumedIssuer(self.issuer) {
+            case .success(let issuer): facts.assumedToken = (issuer, claims)
+            case .failure(let error):
+                printError("--claims: \(error.text)")
+                throw ExitCode(2)
+            }
+        } else if self.issuer != nil {
+            printError("--issuer goes with --claims")
+            throw ExitCode(2)
+        }
         var trace = Trace()
         let decision = policy.decideCompletely(facts, now: instant, recorder: &trace)
         let report = TraceReport(facts: facts, trace: trace, decision: decision, policy: policy)

@@ -1,4 +1,4 @@
-import PortcullisCrypto
+package import PortcullisCrypto
 
 /// Verifies Bearer JWTs against the configured issuers. Built once per policy; all key
 /// material is parsed already, so verification only hashes, verifies and reads claims.
@@ -8,7 +8,7 @@ package struct BearerVerifier: Sendable {
 
     let issuers: [String: IssuerConfig]
     let leeway: Double
-    let scopeClaims: [String]
+    let scopeClaims: [ClaimPath]
     let cache: VerifiedTokenCache?
     /// The gateway's own issuer, whose subjects must be enabled local users.
     let localIssuer: String?
@@ -23,7 +23,7 @@ package struct BearerVerifier: Sendable {
         for issuer in config.jwt.issuers { issuers[issuer.issuer] = issuer }
         self.issuers = issuers
         self.leeway = Double(config.jwt.leeway) / 1000
-        self.scopeClaims = config.jwt.scopeClaims
+        self.scopeClaims = config.jwt.scopeClaims.map { ClaimPath($0) ?? ClaimPath("scope")! }
         let cache = config.jwt.cacheSize > 0 ? VerifiedTokenCache(capacity: config.jwt.cacheSize) : nil
         self.cache = cache
         var remote: [String: RemoteKeySet] = [:]
@@ -31,6 +31,10 @@ package struct BearerVerifier: Sendable {
             if let url = issuer.jwksURL {
                 remote[issuer.issuer] = RemoteKeySet(
                     issuer: issuer.issuer, url: url, refresh: issuer.jwksRefresh, onChange: { cache?.removeAll() })
+            } else if issuer.discovery {
+                remote[issuer.issuer] = RemoteKeySet(
+                    issuer: issuer.issuer, url: issuer.discoveryURL, refresh: issuer.jwksRefresh, discovery: true,
+                    onChange: { cache?.removeAll() })
             }
         }
         self.remoteKeySets = remote
@@ -109,7 +113,16 @@ package struct BearerVerifier: Sendable {
             return .failure(fitting ? .badSignature : .noKeyFits)
         }
         // 6. The claims, trusted only now.
-        let claims = jws.payload
+        return self.checkClaims(
+            jws.payload, issuerName: issuerName, issuer: issuer, verifiedBy: key.kid ?? key.source, algorithm: algorithm.rawValue,
+            now: now)
+    }
+
+    /// The claim checks of a token whose signature verified (or, for the dry run's `--claims`,
+    /// that is taken to have): times, audience, subject, scopes and roles.
+    func checkClaims(
+        _ claims: JSONValue, issuerName: String, issuer: IssuerConfig, verifiedBy: String, algorithm: String, now: Double
+    ) -> Result<VerifiedToken, TokenRejection> {
         guard let exp = claims["exp"] else { return .failure(.missingExpiry) }
         guard let expiry = exp.number else { return .failure(.malformed("exp is not a number")) }
         if now > expiry + self.leeway { return .failure(.expired) }
@@ -136,32 +149,49 @@ package struct BearerVerifier: Sendable {
         }
         guard let subject = claims["sub"]?.string, !subject.isEmpty else { return .failure(.missingSubject) }
         guard Self.subjectFitsAHeader(subject) else { return .failure(.malformed("sub cannot be carried in a header")) }
+        // The first scope claim present wins; every roles claim present adds its roles.
         var scopes: [String] = []
-        for claim in self.scopeClaims {
-            guard let value = claims[claim] else { continue }
-            switch value {
-            case .string(let text):
-                scopes = Self.spaceDelimited(text)
-            case .array(let items):
-                var list: [String] = []
-                for item in items {
-                    guard let text = item.string else { return .failure(.badScopeClaim(claim)) }
-                    list.append(text)
-                }
-                scopes = list
-            default:
-                return .failure(.badScopeClaim(claim))
+        for path in issuer.scopeClaims ?? self.scopeClaims {
+            guard let value = path.lookup(claims) else { continue }
+            guard let list = ClaimReading.stringList(value), list.allSatisfy(Self.isScopeToken) else {
+                return .failure(.badScopeClaim(path.description))
             }
+            scopes = list
             break
         }
-        for scope in scopes where !Self.isScopeToken(scope) {
-            return .failure(.badScopeClaim(self.scopeClaims.first { claims[$0] != nil } ?? "scope"))
+        var roles: [String] = []
+        for path in issuer.rolesClaims {
+            guard let value = path.lookup(claims) else { continue }
+            guard let list = ClaimReading.stringList(value), list.allSatisfy(Self.isScopeToken) else {
+                return .failure(.badRolesClaim(path.description))
+            }
+            for role in list where !roles.contains(role) { roles.append(role) }
         }
-        return .success(
-            VerifiedToken(
-                issuer: issuerName, subject: subject, scopes: scopes, verifiedBy: key.kid ?? key.source, expiresAt: expiry,
-                algorithm: algorithm.rawValue))
+        var token = VerifiedToken(
+            issuer: issuerName, subject: subject, scopes: scopes, verifiedBy: verifiedBy, expiresAt: expiry, algorithm: algorithm)
+        token.roles = roles.sorted()
+        token.claims = claims
+        return .success(token)
     }
+
+    /// Decides as if a token with `claims` from `issuer` had been presented and had verified
+    /// (`check --claims`): no key is needed. `iss` is set, and a missing `exp`, `iat`, or `aud`
+    /// (when the issuer checks one) is filled with a valid value.
+    package func assume(_ claims: JSONValue, issuer issuerName: String, now: Double) -> Result<VerifiedToken, TokenRejection> {
+        guard let issuer = self.issuers[issuerName] else { return .failure(.unknownIssuer) }
+        guard case .object(var members) = claims else { return .failure(.malformed("the claims are not a JSON object")) }
+        members["iss"] = .string(issuerName)
+        if members["exp"] == nil { members["exp"] = .number((now + 3600).rounded(.down)) }
+        if members["iat"] == nil { members["iat"] = .number(now.rounded(.down)) }
+        if members["aud"] == nil, let audience = issuer.audiences.first { members["aud"] = .string(audience) }
+        return self.checkClaims(
+            .object(members), issuerName: issuerName, issuer: issuer, verifiedBy: "--claims (no signature)", algorithm: "none",
+            now: now
+        ).flatMap(self.checkLocalUser)
+    }
+
+    /// The configured issuers' names.
+    package var issuerNames: [String] { self.issuers.keys.sorted() }
 
     /// Whether a subject can travel upstream in a header: at most 512 bytes of visible ASCII,
     /// UTF-8 and spaces, without leading or trailing space (the upstream would read the value

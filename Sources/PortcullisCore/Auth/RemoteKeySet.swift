@@ -11,8 +11,12 @@ package final class RemoteKeySet: Sendable {
     package static let onDemandInterval: Double = 30
 
     package let issuer: String
+    /// The configured `jwks_url`, or, with discovery, the discovery document's URL.
     package let url: String
     package let refresh: Milliseconds
+    /// `discovery: true`: `url` is the OpenID Connect discovery document, whose `jwks_uri`
+    /// names the key set.
+    package let discovery: Bool
 
     private struct State {
         var keys: [IssuerKey] = []
@@ -20,14 +24,17 @@ package final class RemoteKeySet: Sendable {
         var lastOnDemand = -Double.infinity
         var fetches = 0
         var document: [UInt8]?
+        /// With discovery: the `jwks_uri` of the last good discovery document.
+        var discoveredURL: String?
     }
 
     private let state = Mutex(State())
     private let onChange: @Sendable () -> Void
 
-    init(issuer: String, url: String, refresh: Milliseconds, onChange: @escaping @Sendable () -> Void) {
+    init(issuer: String, url: String, refresh: Milliseconds, discovery: Bool = false, onChange: @escaping @Sendable () -> Void) {
         self.issuer = issuer
         self.url = url
+        self.discovery = discovery
         self.refresh = refresh
         self.onChange = onChange
     }
@@ -39,7 +46,33 @@ package final class RemoteKeySet: Sendable {
 
     /// The URL as logs and traces show it: without user information or query, which may hold
     /// credentials (`https://user:secret@idp/jwks?token=…` → `https://***@idp/jwks?…`).
-    package var displayURL: String { Self.redacted(self.url) }
+    package var displayURL: String { Self.redacted(self.keySetURL ?? self.url) }
+
+    /// Where the keys are fetched from: the configured `jwks_url`, or the discovered `jwks_uri`
+    /// (`nil` until a discovery document has been accepted).
+    package var keySetURL: String? { self.discovery ? self.state.withLock { $0.discoveredURL } : self.url }
+
+    /// Accepts an OpenID Connect discovery document (OpenID Connect Discovery 1.0 §4.3): its
+    /// `issuer` must equal the configured one exactly, and its `jwks_uri` be an http(s) URL.
+    /// Returns the key set's URL, or why the document was refused.
+    package func acceptDiscovery(_ document: [UInt8]) -> Result<String, DiscoveryError> {
+        guard let json = JSONValue.parse(document), case .object = json else { return .failure(.init(reason: "not a JSON object")) }
+        guard let issuer = json["issuer"]?.string else { return .failure(.init(reason: "no issuer")) }
+        guard issuer == self.issuer else {
+            return .failure(.init(reason: "its issuer is not the configured one (OpenID Connect Discovery §4.3)"))
+        }
+        guard let uri = json["jwks_uri"]?.string,
+            uri.lowercased().hasPrefix("https://") || uri.lowercased().hasPrefix("http://"),
+            !uri.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F })
+        else { return .failure(.init(reason: "no http(s) jwks_uri")) }
+        self.state.withLock { $0.discoveredURL = uri }
+        return .success(uri)
+    }
+
+    package struct DiscoveryError: Error, CustomStringConvertible {
+        package var reason: String
+        package var description: String { self.reason }
+    }
 
     package static func redacted(_ url: String) -> String {
         var text = Substring(url)
@@ -80,6 +113,14 @@ package final class RemoteKeySet: Sendable {
 
     /// The last good document, so a reloaded configuration can start with the same keys.
     package var lastDocument: [UInt8]? { self.state.withLock { $0.document } }
+
+    /// Starts a set of a reloaded configuration with what `previous` had fetched.
+    package func inherit(from previous: RemoteKeySet) {
+        guard previous.url == self.url, previous.discovery == self.discovery, let document = previous.lastDocument else { return }
+        let discovered = previous.state.withLock { $0.discoveredURL }
+        self.state.withLock { $0.discoveredURL = discovered }
+        _ = try? self.install(document)
+    }
 
     /// Claims the right to one fetch for an unknown `kid`; `false` while rate-limited.
     package func claimOnDemandFetch(now: Double) -> Bool {

@@ -1,3 +1,5 @@
+package import PortcullisCrypto
+
 /// Why a Bearer token was refused. The first failing check wins, as in Envoy's jwt_authn.
 package enum TokenRejection: Error, Hashable, Sendable {
     case tooLarge
@@ -15,6 +17,12 @@ package enum TokenRejection: Error, Hashable, Sendable {
     case wrongAudience
     case missingSubject
     case badScopeClaim(String)
+    /// A `roles_claims` path holds something other than role names.
+    case badRolesClaim(String)
+    /// The route accepts tokens of other issuers only.
+    case issuerNotAccepted
+    /// A claim that `claim_headers` forwards cannot travel in a header undamaged.
+    case badClaimHeader(String)
     /// A token of the gateway's own issuer for a local user who is disabled.
     case inactiveUser
     /// A token of the gateway's own issuer for a subject that is no local user.
@@ -39,6 +47,9 @@ package enum TokenRejection: Error, Hashable, Sendable {
         case .wrongAudience: return "The access token audience is not accepted"
         case .missingSubject: return "The access token has no subject"
         case .badScopeClaim: return "The access token scope claim is malformed"
+        case .badRolesClaim: return "The access token roles claim is malformed"
+        case .issuerNotAccepted: return "The access token issuer is not accepted here"
+        case .badClaimHeader: return "A claim of the access token cannot be forwarded"
         case .inactiveUser: return "Inactive user"
         case .unknownUser: return "Unknown user"
         }
@@ -62,6 +73,9 @@ package enum TokenRejection: Error, Hashable, Sendable {
         case .wrongAudience: return "wrong_audience"
         case .missingSubject: return "missing_sub"
         case .badScopeClaim: return "bad_scope_claim"
+        case .badRolesClaim: return "bad_roles_claim"
+        case .issuerNotAccepted: return "issuer_not_accepted"
+        case .badClaimHeader: return "bad_claim_header"
         case .inactiveUser: return "inactive_user"
         case .unknownUser: return "unknown_user"
         }
@@ -79,7 +93,8 @@ package enum TokenRejection: Error, Hashable, Sendable {
         case .algorithmNotAllowed: return "alg"
         case .unknownKeyID: return "kid"
         case .criticalHeader: return "crit"
-        case .badScopeClaim(let claim): return claim
+        case .badScopeClaim(let claim), .badRolesClaim(let claim), .badClaimHeader(let claim): return claim
+        case .issuerNotAccepted: return "iss"
         default: return nil
         }
     }
@@ -94,4 +109,8 @@ package struct VerifiedToken: Sendable, Hashable {
     package var verifiedBy: String
     package var expiresAt: Double
     package var algorithm: String
+    /// Sorted, without repeats: the union of the issuer's `roles_claims` that are present.
+    package var roles: [String] = []
+    /// The verified payload, for claim conditions and `claim_headers`.
+    package var claims: JSONValue = .object([:])
 }

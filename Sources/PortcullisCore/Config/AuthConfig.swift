@@ -20,6 +20,19 @@ package struct IssuerConfig: Sendable {
     package var jwksURL: String?
     package var jwksRefresh: Milliseconds
     package var location: SourceLocation
+    /// `scope_claims` of this issuer, overriding `jwt.scope_claims`.
+    package var scopeClaims: [ClaimPath]?
+    /// `roles_claims`: every present path adds its roles.
+    package var rolesClaims: [ClaimPath] = []
+    /// `discovery: true`: the key set's URL comes from the OpenID Connect discovery document.
+    package var discovery = false
+
+    /// Where the discovery document is: `{issuer}/.well-known/openid-configuration`.
+    package var discoveryURL: String {
+        var base = self.issuer
+        while base.hasSuffix("/") { base.removeLast() }
+        return base + "/.well-known/openid-configuration"
+    }
 }
 
 /// One verification key of an issuer.

@@ -3,7 +3,10 @@ internal import Yams
 
 extension ConfigLoader {
     static let jwtKeys = ["leeway", "scope_claims", "cache_size", "issuers"]
-    static let issuerKeys = ["issuer", "audiences", "algorithms", "keys", "jwks_file", "jwks_url", "jwks_refresh"]
+    static let issuerKeys = [
+        "issuer", "audiences", "algorithms", "keys", "jwks_file", "jwks_url", "jwks_refresh", "discovery", "scope_claims",
+        "roles_claims",
+    ]
     static let keyKeys = ["kid", "secret_env", "secret_file", "public_key_file"]
     static let userKeys = ["username", "password_hash", "scopes", "disabled", "full_name", "email"]
     static let tokenEndpointKeys = [
@@ -127,14 +130,51 @@ extension ConfigLoader {
         }
         var refresh: Milliseconds = 600_000
         if let node = fields["jwks_refresh"], let value = reader.duration(node, "\(what) jwks_refresh") { refresh = value }
-        if keys.isEmpty && jwksURL == nil && fields["jwks_file"] == nil && fields["keys"] != nil {
+        let discovery = fields["discovery"].flatMap { reader.bool($0, "\(what) discovery") } ?? false
+        if discovery {
+            if let key = ["keys", "jwks_file", "jwks_url"].first(where: { fields[$0] != nil }), let keyNode = fields.keyNode(key) {
+                reader.error(.badValue, keyNode, "\(what) uses discovery, which finds its keys itself: remove \(key)")
+            } else if !algorithms.isEmpty, algorithms.allSatisfy({ $0.family == .hmac }), let node = fields["discovery"] {
+                reader.error(.badValue, node, "\(what) pins HMAC algorithms, but a discovered key set serves only public keys")
+            }
+        }
+        let scopeClaims = fields["scope_claims"].flatMap { Self.claimPaths($0, "\(what) scope_claims", reader) }
+        let rolesClaims = fields["roles_claims"].flatMap { Self.claimPaths($0, "\(what) roles_claims", reader) } ?? []
+        if discovery {
+            // the key set comes from the discovery document
+        } else if keys.isEmpty && jwksURL == nil && fields["jwks_file"] == nil && fields["keys"] != nil {
             // every key failed: already reported
         } else if keys.isEmpty && jwksURL == nil && fields["jwks_file"] == nil {
             reader.error(.missingKey, node, "\(what) has no keys: give keys, jwks_file or jwks_url")
         }
-        return IssuerConfig(
+        var issuer = IssuerConfig(
             issuer: name, audiences: audiences, algorithms: algorithms, keys: keys, jwksURL: jwksURL, jwksRefresh: refresh,
             location: reader.location(issuerNode))
+        issuer.scopeClaims = scopeClaims
+        issuer.rolesClaims = rolesClaims
+        issuer.discovery = discovery
+        if discovery, let node = fields["discovery"], !(name.lowercased().hasPrefix("https://") || name.lowercased().hasPrefix("http://")) {
+            reader.error(.badValue, node, "\(what) uses discovery, so the issuer must be an http:// or https:// URL")
+        }
+        return issuer
+    }
+
+    /// A non-empty list of claim paths.
+    static func claimPaths(_ node: Node, _ what: String, _ reader: ConfigReader) -> [ClaimPath]? {
+        guard let list = reader.stringList(node, what) else { return nil }
+        if list.isEmpty {
+            reader.error(.badValue, node, "\(what) must name at least one claim")
+            return nil
+        }
+        var paths: [ClaimPath] = []
+        for (text, itemNode) in list {
+            if let path = ClaimPath(text) {
+                paths.append(path)
+            } else {
+                reader.error(.badValue, itemNode, "'\(text)' is not a claim path (dot-separated names; quote a name with a dot: \"https://example.com/roles\")")
+            }
+        }
+        return paths
     }
 
     private static func readKey(_ node: Node, _ what: String, _ reader: ConfigReader, _ environment: any ConfigEnvironment)

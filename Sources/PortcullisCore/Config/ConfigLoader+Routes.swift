@@ -1,10 +1,11 @@
+import PortcullisCrypto
 internal import Yams
 
 extension ConfigLoader {
     // MARK: routes
 
     static func readRoutes(
-        _ node: Node, server: ServerConfig, upstreams: [String: UpstreamConfig], _ reader: ConfigReader
+        _ node: Node, server: ServerConfig, jwt: JWTConfig, upstreams: [String: UpstreamConfig], _ reader: ConfigReader
     ) -> [RouteConfig] {
         guard let items = reader.sequence(node, "routes") else { return [] }
         var routes: [RouteConfig] = []
@@ -129,11 +130,13 @@ extension ConfigLoader {
                 }
             }
             guard let path else { continue }
-            routes.append(
-                RouteConfig(
-                    name: name, location: location, path: path, methods: methods, hosts: hosts, auth: auth, scopes: scopes,
-                    scopesAny: scopesAny, upstream: upstreamName, stripPrefix: stripPrefix,
-                    forwardAuthorization: forwardAuthorization, mode: mode))
+            var route = RouteConfig(
+                name: name, location: location, path: path, methods: methods, hosts: hosts, auth: auth, scopes: scopes,
+                scopesAny: scopesAny, upstream: upstreamName, stripPrefix: stripPrefix,
+                forwardAuthorization: forwardAuthorization, mode: mode)
+            self.readTokenRules(fields, into: &route, jwt: jwt, what, reader)
+            if let node = fields["cors"] { route.cors = self.readCORS(node, what, reader) }
+            routes.append(route)
         }
         return routes
     }
@@ -180,5 +183,191 @@ extension ConfigLoader {
             }
         }
         return scopes
+    }
+
+    /// The rules a route sets on tokens (contract §10): `issuers`, `roles`, `roles_any`, `claims`.
+    private static func readTokenRules(
+        _ fields: MappingFields, into route: inout RouteConfig, jwt: JWTConfig, _ what: String, _ reader: ConfigReader
+    ) {
+        if let node = fields["issuers"], let list = reader.stringList(node, "\(what) issuers") {
+            if list.isEmpty { reader.error(.badValue, node, "\(what) issuers is empty: leave the key out to accept any issuer") }
+            for (text, itemNode) in list {
+                if jwt.issuers.contains(where: { $0.issuer == text }) {
+                    route.issuers.append(text)
+                } else {
+                    var message = "\(what) names the unknown issuer '\(text)'"
+                    if let suggestion = closestMatch(text, in: jwt.issuers.map(\.issuer)) { message += "; did you mean '\(suggestion)'?" }
+                    reader.error(.unknownReference, itemNode, message)
+                }
+            }
+        }
+        route.roles = fields["roles"].flatMap { self.readRoles($0, "\(what) roles", reader) } ?? []
+        route.rolesAny = fields["roles_any"].flatMap { self.readRoles($0, "\(what) roles_any", reader) } ?? []
+        if let node = fields["claims"], let items = reader.sequence(node, "\(what) claims") {
+            for item in items {
+                if let condition = self.readClaimCondition(item, what, reader) { route.claims.append(condition) }
+            }
+        }
+        let ruleKey = ["issuers", "roles", "roles_any", "claims"].first { fields[$0] != nil }
+        guard let ruleKey, let keyNode = fields.keyNode(ruleKey) else { return }
+        let acceptsBearer: Bool
+        switch route.auth {
+        case .none:
+            reader.error(.badValue, keyNode, "\(what) has auth: none, so its \(ruleKey) could never be checked")
+            return
+        case .optional: acceptsBearer = true
+        case .required(let schemes): acceptsBearer = schemes.contains(.bearer)
+        }
+        if !acceptsBearer {
+            reader.warning(.badValue, keyNode, "\(what) takes no Bearer tokens, and only tokens carry \(ruleKey): the route can never be passed")
+        }
+        if !route.roles.isEmpty || !route.rolesAny.isEmpty, let node = fields.keyNode("roles") ?? fields.keyNode("roles_any") {
+            let accepted = route.issuers.isEmpty ? jwt.issuers : jwt.issuers.filter { route.issuers.contains($0.issuer) }
+            if !accepted.contains(where: { !$0.rolesClaims.isEmpty }) {
+                reader.warning(
+                    .badValue, node,
+                    "\(what) requires roles, but no issuer it accepts has roles_claims: the route can never be passed")
+            }
+        }
+    }
+
+    private static func readRoles(_ node: Node, _ what: String, _ reader: ConfigReader) -> [String]? {
+        guard let list = reader.stringList(node, what) else { return nil }
+        var roles: [String] = []
+        for (text, itemNode) in list {
+            if BearerVerifier.isScopeToken(text) {
+                roles.append(text)
+            } else {
+                reader.error(.badValue, itemNode, "'\(text)' is not a valid role name (the characters of a scope, RFC 6749 §3.3)")
+            }
+        }
+        return roles
+    }
+
+    static let claimOperators = ["equals", "in", "contains", "present"]
+
+    private static func readClaimCondition(_ node: Node, _ what: String, _ reader: ConfigReader) -> ClaimCondition? {
+        guard let fields = reader.mapping(node, "a claim condition of \(what)", keys: ["claim"] + Self.claimOperators) else {
+            return nil
+        }
+        guard let claimNode = fields.required("claim", reader, "a claim condition of \(what)"),
+            let text = reader.string(claimNode, "\(what) claims[].claim")
+        else { return nil }
+        guard let path = ClaimPath(text) else {
+            reader.error(.badValue, claimNode, "'\(text)' is not a claim path (dot-separated names; quote a name with a dot)")
+            return nil
+        }
+        let operators = Self.claimOperators.filter { fields[$0] != nil }
+        guard operators.count == 1, let name = operators.first, let valueNode = fields[name] else {
+            reader.error(
+                .badValue, node,
+                operators.isEmpty
+                    ? "the condition on '\(text)' needs one of \(Self.claimOperators.joined(separator: ", "))"
+                    : "the condition on '\(text)' has several operators (\(operators.joined(separator: ", "))); write one condition each")
+            return nil
+        }
+        let location = reader.location(node)
+        switch name {
+        case "present":
+            guard let wanted = reader.bool(valueNode, "\(what) claims[].present") else { return nil }
+            return ClaimCondition(path: path, test: .present(wanted), location: location)
+        case "in":
+            guard let items = reader.sequence(valueNode, "\(what) claims[].in") else { return nil }
+            let values = items.compactMap { self.scalarJSON($0, "\(what) claims[].in", reader) }
+            guard values.count == items.count else { return nil }
+            if values.isEmpty { reader.error(.badValue, valueNode, "the condition on '\(text)' lists no values: it could never hold") }
+            return ClaimCondition(path: path, test: .oneOf(values), location: location)
+        default:
+            guard let value = self.scalarJSON(valueNode, "\(what) claims[].\(name)", reader) else { return nil }
+            return ClaimCondition(path: path, test: name == "equals" ? .equals(value) : .contains(value), location: location)
+        }
+    }
+
+    /// A YAML scalar as the JSON value a claim is compared with: plain `true`/`false` are
+    /// booleans, plain numbers are numbers, everything else (and anything quoted) a string.
+    static func scalarJSON(_ node: Node, _ what: String, _ reader: ConfigReader) -> JSONValue? {
+        guard case .scalar(let scalar) = node else {
+            reader.error(.wrongType, node, "\(what) must be a string, number or boolean, found \(describe(node))")
+            return nil
+        }
+        if scalar.style == .plain {
+            switch scalar.string {
+            case "true": return .bool(true)
+            case "false": return .bool(false)
+            default:
+                if let number = Double(scalar.string), scalar.string.allSatisfy({ $0.isNumber || "+-.eE".contains($0) }) {
+                    return .number(number)
+                }
+                if isNull(node) {
+                    reader.error(.badValue, node, "\(what) cannot be null: use present: false for an absent claim")
+                    return nil
+                }
+            }
+        }
+        return .string(scalar.string)
+    }
+
+    /// A YAML tree as JSON: mappings are objects (plain-string keys), sequences arrays, scalars
+    /// as ``scalarJSON(_:_:_:)`` reads them, and a plain `null` is JSON `null`.
+    static func jsonValue(_ node: Node, _ what: String, _ reader: ConfigReader) -> JSONValue? {
+        switch node {
+        case .mapping(let mapping):
+            var members: [String: JSONValue] = [:]
+            for (keyNode, value) in mapping {
+                guard case .scalar(let key) = keyNode else {
+                    reader.error(.wrongType, keyNode, "keys in \(what) must be plain strings")
+                    return nil
+                }
+                guard let member = self.jsonValue(value, what, reader) else { return nil }
+                members[key.string] = member
+            }
+            return .object(members)
+        case .sequence(let sequence):
+            var items: [JSONValue] = []
+            for item in sequence {
+                guard let value = self.jsonValue(item, what, reader) else { return nil }
+                items.append(value)
+            }
+            return .array(items)
+        default:
+            if isNull(node) { return .null }
+            return self.scalarJSON(node, what, reader)
+        }
+    }
+
+    private static func readCORS(_ node: Node, _ what: String, _ reader: ConfigReader) -> CORSConfig? {
+        let keys = ["allow_origins", "allow_methods", "allow_headers", "max_age"]
+        guard let fields = reader.mapping(node, "\(what) cors", keys: keys) else { return nil }
+        guard let originsNode = fields.required("allow_origins", reader, "\(what) cors"),
+            let origins = reader.stringList(originsNode, "\(what) cors.allow_origins")
+        else { return nil }
+        if origins.isEmpty { reader.error(.badValue, originsNode, "\(what) cors.allow_origins is empty: no browser could use it") }
+        for (origin, itemNode) in origins where origin != "*" {
+            let lower = origin.lowercased()
+            if !(lower.hasPrefix("https://") || lower.hasPrefix("http://")) || origin.hasSuffix("/")
+                || origin.dropFirst(8).contains("/")
+            {
+                reader.error(.badValue, itemNode, "'\(origin)' is not an origin (scheme://host[:port], as a browser sends it)")
+            }
+        }
+        if origins.count > 1 && origins.contains(where: { $0.0 == "*" }) {
+            reader.error(.badValue, originsNode, "\(what) cors.allow_origins: '*' stands alone")
+        }
+        var methods = ["GET", "HEAD", "POST"]
+        if let node = fields["allow_methods"], let list = reader.stringList(node, "\(what) cors.allow_methods") {
+            methods = list.map(\.0)
+            for (method, itemNode) in list where !Policy.servedMethods.contains(method) {
+                reader.error(.badValue, itemNode, "'\(method)' is not a method the gateway serves")
+            }
+        }
+        var headers: [String] = []
+        if let node = fields["allow_headers"], let list = reader.stringList(node, "\(what) cors.allow_headers") {
+            headers = list.map(\.0)
+            for (header, itemNode) in list where !HeaderName.isToken(header) {
+                reader.error(.badValue, itemNode, "'\(header)' is not a header name")
+            }
+        }
+        let maxAge = fields["max_age"].flatMap { reader.duration($0, "\(what) cors.max_age", allowZero: true) }
+        return CORSConfig(allowOrigins: origins.map(\.0), allowMethods: methods, allowHeaders: headers, maxAge: maxAge)
     }
 }

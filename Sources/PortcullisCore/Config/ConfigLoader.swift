@@ -23,11 +23,13 @@ package enum ConfigLoader {
     static let serverKeys = [
         "listen", "admin_listen", "realm", "max_request_body", "idle_timeout", "request_header_timeout",
         "shutdown_grace", "merge_slashes", "trusted_proxies", "insufficient_scope_status", "identity_headers",
+        "claim_headers",
         "access_log", "dry_run", "tls",
     ]
     static let upstreamKeys = ["url", "connect_timeout", "timeout", "preserve_host", "tls"]
     static let routeKeys = [
         "name", "match", "auth", "scopes", "scopes_any", "upstream", "strip_prefix", "forward_authorization", "mode",
+        "issuers", "roles", "roles_any", "claims", "cors",
     ]
 
     /// The text without a leading UTF-8 byte-order mark, which YAML allows and Windows editors
@@ -109,7 +111,7 @@ package enum ConfigLoader {
         }
         var routes: [RouteConfig] = []
         if let node = top.required("routes", reader, "the configuration") {
-            routes = self.readRoutes(node, server: server, upstreams: upstreams, reader)
+            routes = self.readRoutes(node, server: server, jwt: jwt, upstreams: upstreams, reader)
         }
         RouteChecks.reportShadowing(routes, reader)
         RouteChecks.reportOpenOverlaps(routes, reader)
@@ -230,6 +232,9 @@ package enum ConfigLoader {
         if let value = fields["identity_headers"] {
             server.identityHeaders = self.readIdentityHeaders(value, reader)
         }
+        if let value = fields["claim_headers"] {
+            server.claimHeaders = self.readClaimHeaders(value, identity: server.identityHeaders, reader)
+        }
         if let value = fields["access_log"], let text = reader.string(value, "server.access_log") {
             switch text {
             case "stdout": server.accessLog = .stdout
@@ -266,33 +271,62 @@ package enum ConfigLoader {
 
     private static func readIdentityHeaders(_ node: Node, _ reader: ConfigReader) -> IdentityHeaders {
         var headers = IdentityHeaders()
-        guard let fields = reader.mapping(node, "server.identity_headers", keys: ["subject", "scopes", "method"]) else {
+        guard let fields = reader.mapping(node, "server.identity_headers", keys: ["subject", "scopes", "method", "roles"]) else {
             return headers
         }
         func name(_ key: String) -> String? {
-            guard let value = fields[key], let text = reader.string(value, "server.identity_headers.\(key)") else {
-                return nil
-            }
-            guard HeaderName.isToken(text) else {
-                reader.error(.badValue, value, "'\(text)' is not a valid header name")
-                return nil
-            }
-            // Framing, routing and credential headers carry meaning of their own: a subject of
-            // "5" in Content-Length would let a token's claim frame the upstream request.
-            guard !IdentityHeaders.reservedNames.contains(text.lowercased()) else {
-                reader.error(.badValue, value, "'\(text)' has a meaning of its own in HTTP or to the gateway; choose another name")
-                return nil
-            }
-            return text
+            guard let value = fields[key] else { return nil }
+            return Self.identityHeaderName(value, "server.identity_headers.\(key)", reader)
         }
         if let value = name("subject") { headers.subject = value }
         if let value = name("scopes") { headers.scopes = value }
         if let value = name("method") { headers.method = value }
-        let names = [("subject", headers.subject), ("scopes", headers.scopes), ("method", headers.method)]
+        if let value = name("roles") { headers.roles = value }
+        let names = [("subject", headers.subject), ("scopes", headers.scopes), ("method", headers.method), ("roles", headers.roles)]
         for (index, (key, header)) in names.enumerated() {
             if let earlier = names[..<index].first(where: { $0.1.lowercased() == header.lowercased() }) {
                 reader.error(.duplicateName, fields[key] ?? node, "'\(header)' is already the \(earlier.0) header")
             }
+        }
+        return headers
+    }
+
+    /// A header name the gateway may set from a credential: a valid token, and none with a
+    /// meaning of its own (a subject of "5" in Content-Length would frame the upstream request).
+    private static func identityHeaderName(_ value: Node, _ what: String, _ reader: ConfigReader) -> String? {
+        guard let text = reader.string(value, what) else { return nil }
+        guard HeaderName.isToken(text) else {
+            reader.error(.badValue, value, "'\(text)' is not a valid header name")
+            return nil
+        }
+        guard !IdentityHeaders.reservedNames.contains(text.lowercased()) else {
+            reader.error(.badValue, value, "'\(text)' has a meaning of its own in HTTP or to the gateway; choose another name")
+            return nil
+        }
+        return text
+    }
+
+    /// `claim_headers`: `Header-Name: claim.path`, in the order written.
+    private static func readClaimHeaders(_ node: Node, identity: IdentityHeaders, _ reader: ConfigReader) -> [ClaimHeader] {
+        guard case .mapping(let mapping) = node else {
+            reader.error(.wrongType, node, "server.claim_headers must be a mapping of header names to claim paths, found \(describe(node))")
+            return []
+        }
+        var headers: [ClaimHeader] = []
+        for (keyNode, value) in mapping {
+            guard let name = Self.identityHeaderName(keyNode, "a claim_headers name", reader),
+                let text = reader.string(value, "server.claim_headers.\(name)")
+            else { continue }
+            let taken = identity.all.contains { $0.lowercased() == name.lowercased() }
+            if taken || headers.contains(where: { $0.name.lowercased() == name.lowercased() }) {
+                reader.error(.duplicateName, keyNode, "'\(name)' is already \(taken ? "an identity header" : "a claim header")")
+                continue
+            }
+            guard let path = ClaimPath(text) else {
+                reader.error(.badValue, value, "'\(text)' is not a claim path (dot-separated names; quote a name with a dot: \"https://example.com/roles\")")
+                continue
+            }
+            headers.append(ClaimHeader(name: name, path: path))
         }
         return headers
     }

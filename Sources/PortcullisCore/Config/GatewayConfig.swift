@@ -23,6 +23,8 @@ package struct ServerConfig: Sendable {
     package var trustedProxies: [CIDR] = []
     package var insufficientScopeStatus: Int = 403
     package var identityHeaders = IdentityHeaders()
+    /// `claim_headers`: claims forwarded as headers, in the order written.
+    package var claimHeaders: [ClaimHeader] = []
     package var accessLog: AccessLogTarget = .stdout
     package var dryRun: Bool = false
     package var tls: TLSFiles?
@@ -46,8 +48,9 @@ package struct IdentityHeaders: Sendable {
     package var subject = "X-Auth-Subject"
     package var scopes = "X-Auth-Scopes"
     package var method = "X-Auth-Method"
+    package var roles = "X-Auth-Roles"
 
-    package var all: [String] { [self.subject, self.scopes, self.method] }
+    package var all: [String] { [self.subject, self.scopes, self.method, self.roles] }
 
     /// Lower-case names an identity header may not take: framing and connection headers, the
     /// ones that route or carry credentials, and the ones the gateway writes itself.
@@ -57,6 +60,17 @@ package struct IdentityHeaders: Sendable {
         "authorization", "cookie", "forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
         "x-real-ip", "x-request-id",
     ]
+}
+
+/// One `claim_headers` entry: the header `name` carries the claim at `path`.
+package struct ClaimHeader: Sendable, Hashable {
+    package var name: String
+    package var path: ClaimPath
+
+    package init(name: String, path: ClaimPath) {
+        self.name = name
+        self.path = path
+    }
 }
 
 package enum AccessLogTarget: Hashable, Sendable {
@@ -130,4 +144,39 @@ package struct RouteConfig: Sendable {
     package var stripPrefix: String?
     package var forwardAuthorization: Bool?
     package var mode: RouteMode
+    /// Only tokens of these issuers; empty: any configured issuer.
+    package var issuers: [String] = []
+    /// All of these roles.
+    package var roles: [String] = []
+    /// At least one of these roles.
+    package var rolesAny: [String] = []
+    /// Every condition must hold.
+    package var claims: [ClaimCondition] = []
+    package var cors: CORSConfig?
+}
+
+/// A route's `cors`: browser preflights answered before authentication, and the CORS headers
+/// on every answer for the listed origins.
+package struct CORSConfig: Sendable {
+    /// Origins as the browser sends them (`https://app.example`), or `["*"]`.
+    package var allowOrigins: [String]
+    package var allowMethods: [String]
+    package var allowHeaders: [String]
+    package var maxAge: Milliseconds?
+
+    package init(allowOrigins: [String], allowMethods: [String], allowHeaders: [String], maxAge: Milliseconds?) {
+        self.allowOrigins = allowOrigins
+        self.allowMethods = allowMethods
+        self.allowHeaders = allowHeaders
+        self.maxAge = maxAge
+    }
+
+    package var allowsAnyOrigin: Bool { self.allowOrigins == ["*"] }
+
+    /// The `Access-Control-Allow-Origin` value for a request from `origin`, or `nil` when the
+    /// origin is not listed.
+    package func allowOrigin(for origin: String) -> String? {
+        if self.allowsAnyOrigin { return "*" }
+        return self.allowOrigins.contains(origin) ? origin : nil
+    }
 }

@@ -1,3 +1,5 @@
+package import PortcullisCrypto
+
 /// What the gateway does with one request. The server executes it; the dry-run tools print it.
 package enum Decision: Sendable {
     case forward(ForwardPlan)
@@ -27,6 +29,8 @@ package enum GatewayAnswer: Sendable {
     case tokenEndpoint
     /// A document the gateway publishes (the JWKS, the RFC 8414 metadata): 200 with this body.
     case document(body: [UInt8], headers: [(name: String, value: String)])
+    /// A CORS preflight the route allows: 204 with these headers, no body.
+    case preflight(route: String, headers: [(name: String, value: String)])
 }
 
 /// Who a request was authenticated as.
@@ -34,6 +38,16 @@ package struct Identity: Sendable, Hashable {
     package var subject: String
     package var scopes: [String]
     package var method: AuthScheme
+    /// Sorted; only tokens carry roles.
+    package var roles: [String] = []
+    /// The `claim_headers` whose claims the token has, rendered for the header.
+    package var claimHeaders: [ClaimHeaderValue] = []
+}
+
+/// A forwarded claim: the header's name and the claim's text.
+package struct ClaimHeaderValue: Sendable, Hashable {
+    package var name: String
+    package var value: String
 }
 
 /// An allowed request, fully resolved: the complete request head the upstream receives.
@@ -58,6 +72,9 @@ package struct ForwardPlan: Sendable {
     /// Shadow mode (`dry_run`, or the route's `mode: dry-run`): the refusal enforcement would
     /// have sent, logged as `would_deny`; the request is forwarded anyway.
     package var shadowed: Refusal?
+    /// Fields the gateway adds to the upstream's response (CORS: `Access-Control-Allow-Origin`
+    /// and `Vary: Origin` for a listed origin).
+    package var responseHeaders: [(name: String, value: String)] = []
 }
 
 /// The facts of a request the decision needs, before normalization.
@@ -72,6 +89,9 @@ package struct RequestFacts: Sendable {
     package var credentialHeaders: [(name: String, value: String)]
     /// The result of the ``CredentialCheck`` a previous decision asked for.
     package var verdict: CredentialVerdict?
+    /// The dry run's `--claims`: decide as if a token of `issuer` with these claims had been
+    /// presented and had verified.
+    package var assumedToken: (issuer: String, claims: JSONValue)?
     /// Every header field as received, in order: the upstream request's fields come from these.
     package var fields: [(name: String, value: String)]
     /// The connection's peer address, as text (empty when there is none, as on a Unix socket).

@@ -9,6 +9,11 @@ package enum TraceStep: Sendable {
     case tokenRejected(TokenRejection)
     case schemeNotAvailable(AuthScheme)
     case scopes(required: [String], requiredAny: [String], granted: [String], missing: [String])
+    case roles(required: [String], requiredAny: [String], granted: [String], missing: [String])
+    /// A `claims` condition of the route: whether it held, and the value the token had.
+    case claimCondition(ClaimCondition, held: Bool, actual: String?)
+    /// A CORS preflight answered by the gateway.
+    case preflight(origin: String, allowed: Bool)
 }
 
 /// Records the steps of a decision. `serve` uses ``NoTrace``, which compiles to nothing.

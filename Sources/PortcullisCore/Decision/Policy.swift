@@ -34,6 +34,8 @@ package final class Policy: Sendable {
         let scopeAttribute: String
         /// The answer to a Bearer token that lacks the route's scopes.
         let insufficientScope: Refusal
+        /// The answer to a Bearer token whose roles or claims fall short of the route's.
+        let insufficientPermissions: Refusal
         /// `Host` for the upstream when the client's is not preserved: the URL's authority,
         /// without a default port.
         let upstreamHost: String
@@ -54,7 +56,10 @@ package final class Policy: Sendable {
             }
         }
         self.credentialHeaderNames = names
-        self.identityHeaderNames = Set(config.server.identityHeaders.all.map { $0.lowercased() })
+        // The identity headers and every claim header: the gateway's word alone, so a client's
+        // own are removed on every route.
+        self.identityHeaderNames = Set(
+            (config.server.identityHeaders.all + config.server.claimHeaders.map(\.name)).map { $0.lowercased() })
         self.upstreamHeaders = UpstreamHeaders(
             server: config.server, identityHeaderNames: self.identityHeaderNames, credentialHeaderNames: names)
         self.publishedKeySet = config.tokenEndpoint?.publishedKeySet
@@ -78,8 +83,11 @@ package final class Policy: Sendable {
                 otherChallenges: schemes.filter { $0 != .bearer }.map { Challenge.header($0, realm: realm, scope: scope) },
                 schemes: schemes, scopeAttribute: scope,
                 insufficientScope: Challenge.refusal(
-                    .insufficientScope, realm: realm, description: "The access token lacks the required scope", scope: scope,
-                    status: config.server.insufficientScopeStatus, reason: "insufficient_scope"),
+                    .insufficientScope, realm: realm, description: "The access token lacks the required scope",
+                    scope: scope.isEmpty ? nil : scope, status: config.server.insufficientScopeStatus, reason: "insufficient_scope"),
+                insufficientPermissions: Challenge.refusal(
+                    .insufficientScope, realm: realm, description: "The access token lacks the required roles or claims",
+                    scope: scope.isEmpty ? nil : scope, status: config.server.insufficientScopeStatus, reason: "insufficient_permissions"),
                 upstreamHost: Self.hostHeader(upstream.target))
         }
     }
@@ -126,6 +134,7 @@ package final class Policy: Sendable {
             if !config.hosts.isEmpty {
                 guard let host, config.hosts.contains(where: { $0.matches(host) }) else { continue }
             }
+            if config.cors != nil, let answer = self.preflight(route, request: request, recorder: &recorder) { return answer }
             guard config.methods.contains(request.method) else {
                 allowed.formUnion(config.methods.methods ?? [])
                 continue
@@ -139,11 +148,11 @@ package final class Policy: Sendable {
                     // Shadow mode: forwarded anyway, carrying the refusal it would have been.
                     var plan = self.plan(index, route, target: target, request: request, identity: refusal.shadowIdentity, shadow: true)
                     plan.shadowed = refusal
-                    return .forward(plan)
+                    return self.withCORS(.forward(plan), route, request: request)
                 }
-                return .refuse(refusal)
+                return self.withCORS(.refuse(refusal), route, request: request)
             }
-            return decision
+            return self.withCORS(decision, route, request: request)
         }
         recorder.record(.noRoute(allowed: allowed.sorted()))
         if allowed.isEmpty { return .refuse(.notFound) }
@@ -215,6 +224,15 @@ package final class Policy: Sendable {
         }
         let optional = config.auth == .optional
         let acceptsBearer = route.schemes.contains(.bearer)
+        if acceptsBearer, let assumed = request.assumedToken {
+            recorder.record(.credentials("claims given with --claims, taken as a verified token of \(assumed.issuer)"))
+            switch self.verifier.assume(assumed.claims, issuer: assumed.issuer, now: now) {
+            case .failure(let rejection): return self.tokenRefusal(rejection, route, recorder: &recorder)
+            case .success(let token):
+                recorder.record(.tokenVerified(token))
+                return self.admit(token, index, route, target: target, request: request, recorder: &recorder)
+            }
+        }
         switch PresentedCredentials.read(request.authorization) {
         case .malformed(let reason) where acceptsBearer:
             recorder.record(.credentials("malformed Authorization header: \(reason)"))
@@ -226,18 +244,10 @@ package final class Policy: Sendable {
             recorder.record(.credentials("Bearer token"))
             switch self.verifier.verify(token, now: now) {
             case .failure(let rejection):
-                recorder.record(.tokenRejected(rejection))
-                var refusal = Challenge.refusal(
-                    .invalidToken, realm: self.config.server.realm, description: rejection.errorDescription,
-                    otherChallenges: route.otherChallenges, reason: rejection.reasonID)
-                if case .unknownKeyID(_, let issuer) = rejection {
-                    refusal.keySetToRefresh = self.verifier.remoteKeySets[issuer]
-                }
-                return .refuse(refusal)
+                return self.tokenRefusal(rejection, route, recorder: &recorder)
             case .success(let token):
                 recorder.record(.tokenVerified(token))
-                let identity = Identity(subject: token.subject, scopes: token.scopes, method: .bearer)
-                return self.grant(identity, index, route, target: target, request: request, recorder: &recorder)
+                return self.admit(token, index, route, target: target, request: request, recorder: &recorder)
             }
         case .basic(let encoded) where route.schemes.contains(.basic):
             return self.authorizeBasic(encoded, index, route, target: target, request: request, now: now, recorder: &recorder)
@@ -410,9 +420,9 @@ package final class Policy: Sendable {
     /// The route's scope rules against what the credentials hold. A Bearer token that falls
     /// short gets RFC 6750's insufficient_scope challenge; Basic and API-key identities get
     /// none, since other credentials of the same kind would not help.
-    private func grant<R: DecisionRecorder>(
-        _ identity: Identity, _ index: Int, _ route: CompiledRoute, target: RequestTarget, request: RequestFacts,
-        recorder: inout R
+    func grant<R: DecisionRecorder>(
+        _ identity: Identity, claims: JSONValue? = nil, _ index: Int, _ route: CompiledRoute, target: RequestTarget,
+        request: RequestFacts, recorder: inout R
     ) -> Decision {
         let config = route.config
         let missing = config.scopes.filter { !identity.scopes.contains($0) }
@@ -421,11 +431,13 @@ package final class Policy: Sendable {
             .scopes(
                 required: config.scopes, requiredAny: config.scopesAny, granted: identity.scopes,
                 missing: anyMissing ? missing + config.scopesAny : missing))
-        if !missing.isEmpty || anyMissing {
+        let scopesHold = missing.isEmpty && !anyMissing
+        let rulesHold = self.tokenRulesHold(config, identity: identity, claims: claims, recorder: &recorder)
+        if !scopesHold || !rulesHold {
             let server = self.config.server
             var refusal: Refusal
             if identity.method == .bearer {
-                refusal = route.insufficientScope
+                refusal = scopesHold ? route.insufficientPermissions : route.insufficientScope
             } else {
                 // Every 401 carries a challenge (RFC 9110 §15.5.2): the route's, as without credentials.
                 let challenge =

@@ -78,6 +78,8 @@ struct UpstreamHeaders {
             lines.append((names.subject, identity.subject))
             lines.append((names.scopes, identity.scopes.joined(separator: " ")))
             lines.append((names.method, identity.method.rawValue))
+            lines.append((names.roles, identity.roles.joined(separator: " ")))
+            for claim in identity.claimHeaders { lines.append((claim.name, claim.value)) }
         }
         return lines
     }

@@ -1,3 +1,5 @@
+package import PortcullisCrypto
+
 /// One case of a policy test file (contract §7): a request, the credentials to send, and what
 /// the decision must be.
 package struct PolicyCase: Sendable {
@@ -18,6 +20,8 @@ package struct PolicyCase: Sendable {
         case minted(subject: String, scopes: [String], ttlSeconds: Int64?)
         case bearer(String)
         case basic(username: String, password: String)
+        /// Decided as if a token of `issuer` with these claims had verified (no key needed).
+        case claims(issuer: String?, claims: JSONValue)
     }
 
     package struct Expectation: Sendable {
@@ -49,7 +53,7 @@ extension PolicyCase {
         let instant = self.now ?? defaultNow
         var authorization: [String] = []
         switch self.credentials {
-        case .none:
+        case .none, .claims:
             break
         case .bearer(let raw):
             authorization.append("Bearer \(raw)")
@@ -69,8 +73,15 @@ extension PolicyCase {
                 return PolicyCaseResult(name: self.name, location: self.location, failures: ["minting failed: \(error)"], summary: "error")
             }
         }
-        let facts = RequestFacts.dryRun(
+        var facts = RequestFacts.dryRun(
             method: self.method, target: self.path, headers: self.headers, authorization: authorization, policy: policy)
+        if case .claims(let named, let claims) = self.credentials {
+            switch policy.assumedIssuer(named) {
+            case .success(let issuer): facts.assumedToken = (issuer, claims)
+            case .failure(let message):
+                return PolicyCaseResult(name: self.name, location: self.location, failures: [message.text], summary: "error")
+            }
+        }
         var trace = Trace()
         let decision = policy.decideCompletely(facts, now: instant, recorder: &trace)
 
@@ -104,6 +115,9 @@ extension PolicyCase {
             challenges = refusal.challenges
         case .verify:
             status = 500
+        case .serve(.preflight(let name, _)):
+            status = 204
+            route = name
         case .serve:
             // The gateway's own answer: a document, or the token endpoint (200 for a good form).
             status = 200
@@ -147,6 +161,8 @@ extension PolicyCase {
             return "answered by the token endpoint"
         case .serve(.document):
             return "a document the gateway publishes"
+        case .serve(.preflight):
+            return "a CORS preflight the gateway answers"
         }
     }
 }

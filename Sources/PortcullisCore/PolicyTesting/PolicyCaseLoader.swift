@@ -1,3 +1,4 @@
+import PortcullisCrypto
 internal import Yams
 
 /// Reads a policy test file strictly: unknown keys and bad values are errors with
@@ -8,7 +9,7 @@ package enum PolicyCaseLoader {
         package var diagnostics: ConfigDiagnostics
     }
 
-    static let caseKeys = ["name", "request", "token", "bearer", "basic", "now", "expect"]
+    static let caseKeys = ["name", "request", "token", "bearer", "basic", "claims", "issuer", "now", "expect"]
 
     package static func load(text: String, file: String, environment: any ConfigEnvironment) -> Result {
         let reader = ConfigReader(file: file)
@@ -48,15 +49,25 @@ package enum PolicyCaseLoader {
             }
         }
         var credentials = PolicyCase.Credentials.none
-        let given = ["token", "bearer", "basic"].filter { fields[$0] != nil }
+        let given = ["token", "bearer", "basic", "claims"].filter { fields[$0] != nil }
         if given.count > 1 {
-            reader.error(.badValue, node, "\(what) may give only one of token, bearer, basic")
+            reader.error(.badValue, node, "\(what) may give only one of token, bearer, basic, claims")
         }
         if let node = fields["token"], let token = reader.mapping(node, "\(what) token", keys: ["sub", "scope", "ttl"]) {
             let subject = token.required("sub", reader, "\(what) token").flatMap { reader.string($0, "\(what) token.sub") } ?? ""
             let scope = token["scope"].flatMap { reader.string($0, "\(what) token.scope", allowEmpty: true) } ?? ""
             let ttl = token["ttl"].flatMap { reader.duration($0, "\(what) token.ttl") }.map { max(1, $0 / 1000) }
             credentials = .minted(subject: subject, scopes: scope.split(separator: " ").map(String.init), ttlSeconds: ttl)
+        }
+        if let node = fields["claims"], let claims = ConfigLoader.jsonValue(node, "\(what) claims", reader) {
+            if case .object = claims {
+                let issuer = fields["issuer"].flatMap { reader.string($0, "\(what) issuer") }
+                credentials = .claims(issuer: issuer, claims: claims)
+            } else {
+                reader.error(.wrongType, node, "\(what) claims must be a mapping of claim names to values")
+            }
+        } else if let node = fields.keyNode("issuer") {
+            reader.error(.badValue, node, "\(what) gives an issuer without claims")
         }
         if let node = fields["bearer"], let raw = reader.string(node, "\(what) bearer") {
             credentials = .bearer(raw)

@@ -39,6 +39,20 @@ struct TraceReport {
                 text += "; granted: " + (granted.isEmpty ? "-" : granted.joined(separator: " "))
                 if !missing.isEmpty { text += "; missing: " + missing.joined(separator: " ") }
                 lines.append(("scopes", text))
+            case .roles(let required, let requiredAny, let granted, let missing):
+                var text = "required: " + (required.isEmpty ? "-" : required.joined(separator: " "))
+                if !requiredAny.isEmpty { text += "; any of: " + requiredAny.joined(separator: " ") }
+                text += "; token has: " + (granted.isEmpty ? "-" : granted.joined(separator: " "))
+                if !missing.isEmpty { text += "; missing: " + missing.joined(separator: " ") }
+                lines.append(("roles", text))
+            case .claimCondition(let condition, let held, let actual):
+                lines.append((
+                    "claim",
+                    "\(condition.summary) (\(condition.location.fileAndLine)): \(held ? "held" : "failed"); the token has "
+                        + (actual ?? "no such claim")
+                ))
+            case .preflight(let origin, let allowed):
+                lines.append(("cors", "preflight from \(origin): \(allowed ? "allowed" : "refused")"))
             }
         }
         switch self.decision {
@@ -59,6 +73,10 @@ struct TraceReport {
         case .serve(.tokenEndpoint):
             lines.append(("decision", "answered by the gateway: the token endpoint reads the form"))
             lines.append(("status", "200 with valid credentials (400/401/429 otherwise, see the token endpoint)"))
+        case .serve(.preflight(_, let headers)):
+            lines.append(("decision", "answered by the gateway: a CORS preflight"))
+            lines.append(("status", "204"))
+            for (name, value) in headers { lines.append(("header", "\(name): \(value)")) }
         case .serve(.document(let body, _)):
             lines.append(("decision", "answered by the gateway: a published document"))
             lines.append(("status", "200"))
@@ -99,6 +117,7 @@ struct TraceReport {
         ]
         var route = "null"
         var steps: [String] = []
+        var conditions: [String] = []
         for step in self.trace.steps {
             switch step {
             case .matched(let name, let location):
@@ -116,12 +135,21 @@ struct TraceReport {
             case .scopes(let required, _, _, let missing):
                 fields.append(("required_scopes", "[" + required.map(JSONText.string).joined(separator: ",") + "]"))
                 fields.append(("missing_scopes", "[" + missing.map(JSONText.string).joined(separator: ",") + "]"))
+            case .roles(let required, _, let granted, let missing):
+                fields.append(("required_roles", "[" + required.map(JSONText.string).joined(separator: ",") + "]"))
+                fields.append(("roles", "[" + granted.map(JSONText.string).joined(separator: ",") + "]"))
+                fields.append(("missing_roles", "[" + missing.map(JSONText.string).joined(separator: ",") + "]"))
+            case .claimCondition(let condition, let held, let actual):
+                conditions.append(
+                    "{\"condition\":\(JSONText.string(condition.summary)),\"file\":\(JSONText.string(condition.location.file)),"
+                        + "\"line\":\(condition.location.line),\"held\":\(held),\"actual\":\(actual ?? "null")}")
             default:
                 break
             }
             steps.append(JSONText.string(Self.describe(step)))
         }
         fields.append(("route", route))
+        if !conditions.isEmpty { fields.append(("claim_conditions", "[" + conditions.joined(separator: ",") + "]")) }
         fields.append(("steps", "[" + steps.joined(separator: ",") + "]"))
         switch self.decision {
         case .forward(let plan) where plan.shadowed != nil:
@@ -144,6 +172,12 @@ struct TraceReport {
             fields.append(("shadow_forward", "null"))
         case .verify:
             fields.append(("decision", "\"undecided\""))
+        case .serve(.preflight(_, let headers)):
+            fields.append(("decision", "\"gateway\""))
+            fields.append(("status", "204"))
+            fields.append(("challenge", "null"))
+            let rendered = headers.map { "\(JSONText.string($0.name)):\(JSONText.string($0.value))" }
+            fields.append(("headers", "{" + rendered.joined(separator: ",") + "}"))
         case .serve(let answer):
             fields.append(("decision", "\"gateway\""))
             fields.append(("status", "200"))
@@ -186,6 +220,11 @@ struct TraceReport {
         case .schemeNotAvailable(let scheme): return "\(scheme.rawValue) not available"
         case .scopes(let required, _, let granted, let missing):
             return "scopes required [\(required.joined(separator: " "))] granted [\(granted.joined(separator: " "))] missing [\(missing.joined(separator: " "))]"
+        case .roles(let required, _, let granted, let missing):
+            return "roles required [\(required.joined(separator: " "))] token has [\(granted.joined(separator: " "))] missing [\(missing.joined(separator: " "))]"
+        case .claimCondition(let condition, let held, let actual):
+            return "claim \(condition.summary) at \(condition.location.fileAndLine): \(held ? "held" : "failed") (token has \(actual ?? "no such claim"))"
+        case .preflight(let origin, let allowed): return "CORS preflight from \(origin) \(allowed ? "allowed" : "refused")"
         }
     }
 }
