@@ -18,6 +18,11 @@ struct ConfigOptions: ParsableArguments {
 
     /// Reads and checks the file. Every diagnostic is in the result; the caller prints them.
     func load() -> ConfigLoader.Result {
+        self.load(environment: ProcessConfigEnvironment(configFile: self.path))
+    }
+
+    /// Reads and checks the file with secrets and key files from `environment`.
+    func load(environment: any ConfigEnvironment) -> ConfigLoader.Result {
         let path = self.path
         let data: [UInt8]
         do {
@@ -37,7 +42,7 @@ struct ConfigOptions: ParsableArguments {
                         .error, .syntax, at: SourceLocation(file: path, line: 1, column: 1), "the file is not valid UTF-8")
                 ]))
         }
-        var result = ConfigLoader.load(text: text, file: path, environment: ProcessConfigEnvironment(configFile: path))
+        var result = ConfigLoader.load(text: text, file: path, environment: environment)
         if var config = result.config {
             config.resolvePaths(relativeTo: URL(fileURLWithPath: path).deletingLastPathComponent().path)
             result.config = config

@@ -8,7 +8,9 @@ struct Portcullis: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "portcullis",
         abstract: "A reverse-proxy authentication gateway.",
-        subcommands: [Serve.self, Validate.self, Check.self, TestCommand.self, HashPassword.self, Token.self, Version.self])
+        subcommands: [
+            Serve.self, Validate.self, Check.self, TestCommand.self, Diff.self, HashPassword.self, Token.self, Version.self,
+        ])
 
     /// ArgumentParser reports usage errors as EX_USAGE (64); the contract says 2.
     static func main() async {

@@ -48,9 +48,15 @@ package struct PolicyCaseResult: Sendable {
 }
 
 extension PolicyCase {
-    /// Runs the case through ``Policy/decide(_:now:recorder:)``, the function `serve` uses.
-    package func run(_ policy: Policy, now defaultNow: Double) -> PolicyCaseResult {
-        let instant = self.now ?? defaultNow
+    /// Why a case cannot be decided on a configuration.
+    package struct Problem: Error, Sendable {
+        package var text: String
+        package var summary: String
+    }
+
+    /// The request facts of the case on `policy`, credentials included: a minted token is minted
+    /// with the policy's signing key at `defaultNow`.
+    package func prepare(_ policy: Policy, now defaultNow: Double) -> Result<RequestFacts, Problem> {
         var authorization: [String] = []
         switch self.credentials {
         case .none, .claims:
@@ -61,16 +67,14 @@ extension PolicyCase {
             authorization.append("Basic " + Base64.encode(Array("\(username):\(password)".utf8)))
         case .minted(let subject, let scopes, let ttl):
             guard let endpoint = policy.config.tokenEndpoint else {
-                return PolicyCaseResult(
-                    name: self.name, location: self.location, failures: ["'token' needs token_endpoint.signing_key in the configuration"],
-                    summary: "no signing key")
+                return .failure(Problem(text: "'token' needs token_endpoint.signing_key in the configuration", summary: "no signing key"))
             }
             do {
                 let token = try TokenMinter.mint(
                     endpoint, subject: subject, scopes: scopes, ttlSeconds: ttl ?? endpoint.accessTokenTTL / 1000, now: defaultNow)
                 authorization.append("Bearer \(token)")
             } catch {
-                return PolicyCaseResult(name: self.name, location: self.location, failures: ["minting failed: \(error)"], summary: "error")
+                return .failure(Problem(text: "minting failed: \(error)", summary: "error"))
             }
         }
         var facts = RequestFacts.dryRun(
@@ -79,8 +83,20 @@ extension PolicyCase {
             switch policy.assumedIssuer(named) {
             case .success(let issuer): facts.assumedToken = (issuer, claims)
             case .failure(let message):
-                return PolicyCaseResult(name: self.name, location: self.location, failures: [message.text], summary: "error")
+                return .failure(Problem(text: message.text, summary: "error"))
             }
+        }
+        return .success(facts)
+    }
+
+    /// Runs the case through ``Policy/decide(_:now:recorder:)``, the function `serve` uses.
+    package func run(_ policy: Policy, now defaultNow: Double) -> PolicyCaseResult {
+        let instant = self.now ?? defaultNow
+        let facts: RequestFacts
+        switch self.prepare(policy, now: defaultNow) {
+        case .success(let prepared): facts = prepared
+        case .failure(let problem):
+            return PolicyCaseResult(name: self.name, location: self.location, failures: [problem.text], summary: problem.summary)
         }
         var trace = Trace()
         let decision = policy.decideCompletely(facts, now: instant, recorder: &trace)
