@@ -12,7 +12,7 @@ export PORTCULLIS_JWT_SECRET
 BIN_DEBUG = $(shell $(SWIFT) build --show-bin-path)
 BIN_RELEASE = $(shell $(SWIFT) build -c release --show-bin-path)
 
-.PHONY: token all deps test-deps bench-deps build build-tests run test unit-test integration-test bench clean
+.PHONY: fuzz token all deps test-deps bench-deps build build-tests run test unit-test integration-test bench clean
 
 all: build
 
@@ -71,6 +71,24 @@ test: build-tests test-deps
 bench: bench-deps
 	$(SWIFT) build -c release
 	PORTCULLIS_BIN=$(BIN_RELEASE)/portcullis ECHO_UPSTREAM_BIN=$(BIN_RELEASE)/echo-upstream bash bench/run.sh $(BENCH_ARGS)
+
+# Coverage-guided fuzzing of every parser with libFuzzer and AddressSanitizer (fuzz/README.md):
+# each target runs FUZZ_SECONDS from its seeds in fuzz/corpus, keeping what it learns in
+# fuzz/work (git-ignored); a crash leaves its input in fuzz/findings/TARGET. Move a finding to
+# fuzz/regressions/TARGET once fixed: `swift test` replays it ever after.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= request-target jose bearer forms credentials key-sets claims config
+fuzz: deps
+	PORTCULLIS_FUZZ=1 $(SWIFT) build --product portcullis-fuzz --scratch-path .build-fuzz \
+		-Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/work/$$t fuzz/findings/$$t; \
+		echo "== $$t ($(FUZZ_SECONDS) s)"; \
+		FUZZ_TARGET=$$t .build-fuzz/debug/portcullis-fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 \
+			-artifact_prefix=fuzz/findings/$$t/ -print_final_stats=1 fuzz/work/$$t fuzz/corpus/$$t 2>&1 | \
+			grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::new_units_added|==[0-9]+==ERROR|property failed|SUMMARY)" ; \
+		if ls fuzz/findings/$$t/* >/dev/null 2>&1; then echo "$$t: findings in fuzz/findings/$$t"; exit 1; fi; \
+	done
 
 clean:
 	rm -rf .build

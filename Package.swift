@@ -63,11 +63,21 @@ let package = Package(
         ),
         .executableTarget(name: "echo-upstream", dependencies: [nioCore, nioPosix, nioHTTP1]),
         .executableTarget(name: "token-bench", dependencies: ["PortcullisCore", "PortcullisCrypto"]),
+        .target(name: "PortcullisFuzzing", dependencies: ["PortcullisCore", "PortcullisCrypto"]),
         .testTarget(name: "PortcullisCryptoTests", dependencies: ["PortcullisCrypto"]),
         .testTarget(name: "PortcullisCoreTests", dependencies: ["PortcullisCore", "PortcullisCrypto"]),
         .testTarget(name: "PortcullisServerTests", dependencies: ["PortcullisServer"]),
+        .testTarget(name: "PortcullisFuzzingTests", dependencies: ["PortcullisFuzzing"]),
     ]
 )
+
+// `make fuzz` builds the libFuzzer targets of the parsers (fuzz/README.md); they have no `main`
+// of their own, so they exist only in that build.
+if Context.environment["PORTCULLIS_FUZZ"] != nil {
+    package.targets.append(
+        .executableTarget(name: "portcullis-fuzz", dependencies: ["PortcullisFuzzing"]))
+    package.products.append(.executable(name: "portcullis-fuzz", targets: ["portcullis-fuzz"]))
+}
 
 for target in package.targets where target.type != .system {
     target.swiftSettings = (target.swiftSettings ?? []) + strict

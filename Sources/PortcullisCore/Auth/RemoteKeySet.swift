@@ -31,7 +31,9 @@ package final class RemoteKeySet: Sendable {
     private let state = Mutex(State())
     private let onChange: @Sendable () -> Void
 
-    init(issuer: String, url: String, refresh: Milliseconds, discovery: Bool = false, onChange: @escaping @Sendable () -> Void) {
+    package init(
+        issuer: String, url: String, refresh: Milliseconds, discovery: Bool = false, onChange: @escaping @Sendable () -> Void
+    ) {
         self.issuer = issuer
         self.url = url
         self.discovery = discovery
