@@ -21,7 +21,9 @@ struct TestCommand: ParsableCommand {
     @Flag(name: .long, help: "Print which outcomes of each route (allow, 401, 403) the cases reached.")
     var coverage = false
 
-    @Option(name: .long, help: ArgumentHelp("Exit 1 when the coverage is below PCT percent (implies --coverage).", valueName: "PCT"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Exit 1 when the coverage is below PCT percent (implies --coverage).", valueName: "PCT"))
     var minCoverage: Double?
 
     @Flag(name: .long, help: "Print the results as one JSON object.")
@@ -104,7 +106,8 @@ enum JUnitWriter {
         var out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"portcullis policy tests\">\n"
         for (file, results) in files {
             let failures = results.filter { !$0.passed }.count
-            out += "  <testsuite name=\"\(escape(file))\" tests=\"\(results.count)\" failures=\"\(failures)\" errors=\"0\" skipped=\"0\">\n"
+            out += "  <testsuite name=\"\(escape(file))\" tests=\"\(results.count)\" failures=\"\(failures)\" errors=\"0\""
+            out += " skipped=\"0\">\n"
             for result in results {
                 out += "    <testcase name=\"\(escape(result.name))\" classname=\"\(escape(file))\""
                 if result.passed {
@@ -118,9 +121,11 @@ enum JUnitWriter {
         }
         if let coverage {
             let uncovered = coverage.routes.flatMap { route in route.unreached.map { (route, $0) } }
-            out += "  <testsuite name=\"coverage\" tests=\"\(uncovered.count)\" failures=\"0\" errors=\"0\" skipped=\"\(uncovered.count)\">\n"
+            out += "  <testsuite name=\"coverage\" tests=\"\(uncovered.count)\" failures=\"0\" errors=\"0\""
+            out += " skipped=\"\(uncovered.count)\">\n"
             for (route, outcome) in uncovered {
-                let message = "no case reached the \(outcome.rawValue) outcome of route '\(route.name)' (\(route.location.fileAndLine))"
+                let message =
+                    "no case reached the \(outcome.rawValue) outcome of route '\(route.name)' (\(route.location.fileAndLine))"
                 out += "    <testcase name=\"\(escape("coverage: \(route.name) \(outcome.rawValue)"))\" classname=\"coverage\">\n"
                 out += "      <skipped message=\"\(escape(message))\"/>\n    </testcase>\n"
             }

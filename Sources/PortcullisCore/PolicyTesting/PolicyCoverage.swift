@@ -12,14 +12,10 @@
 /// enforcement would have given.
 package struct PolicyCoverage: Sendable {
     /// One answer a route can give. The raw value is how it is printed.
-    package enum Outcome: String, CaseIterable, Comparable, Hashable, Sendable {
+    package enum Outcome: String, CaseIterable, Hashable, Sendable {
         case allow
         case unauthenticated = "401"
         case insufficientScope = "403"
-
-        package static func < (lhs: Outcome, rhs: Outcome) -> Bool {
-            Self.allCases.firstIndex(of: lhs)! < Self.allCases.firstIndex(of: rhs)!
-        }
     }
 
     /// The route and outcome one decision reached.

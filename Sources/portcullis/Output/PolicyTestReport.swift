@@ -36,7 +36,10 @@ struct PolicyTestReport {
             outcomes.isEmpty ? "-" : outcomes.map(\.rawValue).joined(separator: " ")
         }
         let rows = coverage.routes.map { route in
-            (name: route.name, location: route.location.fileAndLine, reached: list(route.reached), unreached: list(route.unreached))
+            (
+                name: route.name, location: route.location.fileAndLine, reached: list(route.reached),
+                unreached: list(route.unreached)
+            )
         }
         let nameWidth = rows.map(\.name.count).max() ?? 0
         let locationWidth = rows.map(\.location.count).max() ?? 0
@@ -45,8 +48,8 @@ struct PolicyTestReport {
         var lines = ["coverage per route (outcomes allow, 401, 403):"]
         for row in rows {
             lines.append(
-                "  \(pad(row.name, nameWidth))  \(pad(row.location, locationWidth))  reached: \(pad(row.reached, reachedWidth))  not reached: \(row.unreached)"
-            )
+                "  \(pad(row.name, nameWidth))  \(pad(row.location, locationWidth))"
+                    + "  reached: \(pad(row.reached, reachedWidth))  not reached: \(row.unreached)")
         }
         lines.append("coverage: \(coverage.covered) of \(coverage.total) outcomes (\(coverage.percentText)%)")
         return lines
@@ -68,7 +71,8 @@ struct PolicyTestReport {
             let routes = coverage.routes.map { route in
                 "{\"name\":\(JSONText.string(route.name)),\"file\":\(JSONText.string(route.location.file)),"
                     + "\"line\":\(route.location.line),\"outcomes\":\(strings(route.outcomes.map(\.rawValue))),"
-                    + "\"reached\":\(strings(route.reached.map(\.rawValue))),\"unreached\":\(strings(route.unreached.map(\.rawValue)))}"
+                    + "\"reached\":\(strings(route.reached.map(\.rawValue))),"
+                    + "\"unreached\":\(strings(route.unreached.map(\.rawValue)))}"
             }
             var members = [
                 ("routes", "[" + routes.joined(separator: ",") + "]"), ("covered", String(coverage.covered)),
