@@ -64,7 +64,7 @@ integration-test: build-tests test-deps
 test: build-tests test-deps
 	$(SWIFT) test --skip-build
 	$(BIN_DEBUG)/portcullis validate --config routes.yaml
-	$(BIN_DEBUG)/portcullis test --config routes.yaml policy-tests.yaml
+	$(BIN_DEBUG)/portcullis test --config routes.yaml --coverage --min-coverage 100 policy-tests.yaml
 	PORTCULLIS_BIN=$(BIN_DEBUG)/portcullis ECHO_UPSTREAM_BIN=$(BIN_DEBUG)/echo-upstream \
 		$(PYTHON) -m pytest -q tests/integration
 

@@ -43,6 +43,9 @@ package struct PolicyCaseResult: Sendable {
     /// Empty when the case passed.
     package var failures: [String]
     package var summary: String
+    /// The route outcome the case's decision reached, for `--coverage`; `nil` when none or
+    /// when the case could not be decided.
+    package var reached: PolicyCoverage.Reach? = nil
 
     package var passed: Bool { self.failures.isEmpty }
 }
@@ -158,7 +161,9 @@ extension PolicyCase {
                 failures.append("expected forwarded header \(name): \(value), got \(actual.map { "\(name): \($0)" } ?? "none")")
             }
         }
-        return PolicyCaseResult(name: self.name, location: self.location, failures: failures, summary: "\(status) \(why)")
+        return PolicyCaseResult(
+            name: self.name, location: self.location, failures: failures, summary: "\(status) \(why)",
+            reached: PolicyCoverage.reach(of: decision))
     }
 
     private static func reason(_ trace: Trace, _ decision: Decision) -> String {
