@@ -23,8 +23,8 @@ def sha(key: str) -> str:
     return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
-# Every kind of route. Outcomes: none 1, optional 2, optional with scopes 3, the scoped routes 3
-# each, a Bearer route without scopes 2 (it can never refuse for scope): 23 in all.
+# Every kind of route. Outcomes (contract §13): none 1, optional 2 (with scopes too), every other
+# route 3 (the bare route refuses on a claim condition): 23 in all.
 CONFIG = f"""version: 1
 server:
   admin_listen: ""
@@ -80,6 +80,8 @@ routes:
   - name: bare
     match: {{ path: /bare }}
     auth: bearer
+    claims:
+      - {{ claim: scope, contains: ops }}
     upstream: echo
   - name: shadow
     match: {{ path: /shadow }}
@@ -92,12 +94,12 @@ routes:
 OUTCOMES = {
     "status": ["allow"],
     "maybe": ["allow", "401"],
-    "maybe-scoped": ["allow", "401", "403"],
+    "maybe-scoped": ["allow", "401"],
     "profile": ["allow", "401", "403"],
     "admin": ["allow", "401", "403"],
     "keyed": ["allow", "401", "403"],
     "either": ["allow", "401", "403"],
-    "bare": ["allow", "401"],
+    "bare": ["allow", "401", "403"],
     "shadow": ["allow", "401", "403"],
 }
 TOTAL = 23
@@ -131,10 +133,14 @@ PARTIAL = f"""cases:
   - name: either without credentials
     request: {{ path: /either }}
     expect: {{ status: 401, route: either }}
-  - name: any token on the bare route
+  - name: a token with ops on the bare route
     request: {{ path: /bare }}
-    token: {{ sub: johndoe, scope: "" }}
+    token: {{ sub: johndoe, scope: ops }}
     expect: {{ status: 200, route: bare }}
+  - name: a token without ops on the bare route
+    request: {{ path: /bare }}
+    token: {{ sub: johndoe, scope: me }}
+    expect: {{ status: 403, route: bare }}
   - name: shadow mode reports what enforcement answers
     request: {{ path: /shadow }}
     token: {{ sub: johndoe, scope: me }}
@@ -153,16 +159,16 @@ PARTIAL = f"""cases:
     request: {{ path: /profile%2Fx }}
     expect: {{ status: 400 }}
 """
-N_PARTIAL = 14
+N_PARTIAL = 15
 PARTIAL_REACHED = {
     "status": ["allow"],
     "maybe": ["401"],
-    "maybe-scoped": ["403"],
+    "maybe-scoped": [],  # an optional route's 403 is no outcome of it
     "profile": ["401", "403"],
     "admin": ["403"],
     "keyed": ["allow"],
     "either": ["401"],
-    "bare": ["allow"],
+    "bare": ["allow", "403"],
     "shadow": ["403"],
 }
 PARTIAL_COVERED = 10  # 10 of 23 is 43.478…%: printed 43.4, rounded down

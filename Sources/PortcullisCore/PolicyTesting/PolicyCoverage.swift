@@ -59,14 +59,16 @@ package struct PolicyCoverage: Sendable {
         }
     }
 
-    /// Every outcome this route's rules can give.
+    /// The outcomes a route is covered for (contract §13): `auth: none` has only `allow`,
+    /// `optional` has `allow` and `401`, every other route `allow`, `401` and `403` (scopes,
+    /// roles or claims that fall short). A protected route without such rules has a `403` no
+    /// case can reach: the report names it, and the figure says the policy has a rule-free
+    /// protected route.
     package static func outcomes(of route: RouteConfig) -> [Outcome] {
         switch route.auth {
-        case .none:
-            return [.allow]
-        case .optional, .required:
-            let checksScopes = !route.scopes.isEmpty || !route.scopesAny.isEmpty
-            return checksScopes ? [.allow, .unauthenticated, .insufficientScope] : [.allow, .unauthenticated]
+        case .none: return [.allow]
+        case .optional: return [.allow, .unauthenticated]
+        case .required: return [.allow, .unauthenticated, .insufficientScope]
         }
     }
 
@@ -87,13 +89,14 @@ package struct PolicyCoverage: Sendable {
     }
 
     private static func outcome(of refusal: Refusal) -> Outcome? {
-        if refusal.reason == Self.insufficientScopeReason { return .insufficientScope }
+        if Self.insufficientReasons.contains(refusal.reason) { return .insufficientScope }
         if refusal.status == 401 { return .unauthenticated }
         return nil
     }
 
-    /// The reason of the refusal of credentials that lack the route's scopes, whatever its status.
-    static let insufficientScopeReason = "insufficient_scope"
+    /// The reasons of refusals of credentials that fall short of the route's scopes, roles or
+    /// claims, whatever their status.
+    static let insufficientReasons: Set<String> = ["insufficient_scope", "insufficient_permissions"]
 
     /// Outcomes some case reached.
     package var covered: Int { self.routes.reduce(0) { $0 + $1.reached.count } }
