@@ -12,7 +12,7 @@ export PORTCULLIS_JWT_SECRET
 BIN_DEBUG = $(shell $(SWIFT) build --show-bin-path)
 BIN_RELEASE = $(shell $(SWIFT) build -c release --show-bin-path)
 
-.PHONY: fuzz token all deps test-deps bench-deps build build-tests run test unit-test integration-test bench clean
+.PHONY: soak fuzz token all deps test-deps bench-deps build build-tests run test unit-test integration-test bench clean
 
 all: build
 
@@ -71,6 +71,12 @@ test: build-tests test-deps
 bench: bench-deps
 	$(SWIFT) build -c release
 	PORTCULLIS_BIN=$(BIN_RELEASE)/portcullis ECHO_UPSTREAM_BIN=$(BIN_RELEASE)/echo-upstream bash bench/run.sh $(BENCH_ARGS)
+
+# Ten minutes of mixed load under reloads, key rotations and an upstream restart (bench/soak.py);
+# not part of `make test`. SOAK_SECONDS=60 for a short run.
+soak: bench-deps test-deps
+	$(SWIFT) build -c release
+	PORTCULLIS_BIN=$(BIN_RELEASE)/portcullis ECHO_UPSTREAM_BIN=$(BIN_RELEASE)/echo-upstream $(PYTHON) bench/soak.py
 
 # Coverage-guided fuzzing of every parser with libFuzzer and AddressSanitizer (fuzz/README.md):
 # each target runs FUZZ_SECONDS from its seeds in fuzz/corpus, keeping what it learns in
