@@ -27,6 +27,13 @@ extension Policy {
         return self.grant(identity, claims: token.claims, index, route, target: target, request: request, recorder: &recorder)
     }
 
+    /// What a credential lacks of `all` (each of them) and `any` (one of them, listed whole
+    /// when none is held): empty when it holds what the rule asks.
+    static func missing(all: [String], any: [String], held: [String]) -> [String] {
+        let missing = all.filter { !held.contains($0) }
+        return !any.isEmpty && !any.contains(where: held.contains) ? missing + any : missing
+    }
+
     /// 401 invalid_token for `rejection`, with the route's other challenges.
     func tokenRefusal<R: DecisionRecorder>(_ rejection: TokenRejection, _ route: CompiledRoute, recorder: inout R) -> Decision {
         recorder.record(.tokenRejected(rejection))
@@ -46,13 +53,9 @@ extension Policy {
     ) -> Bool {
         var holds = true
         if !config.roles.isEmpty || !config.rolesAny.isEmpty {
-            let missing = config.roles.filter { !identity.roles.contains($0) }
-            let anyMissing = !config.rolesAny.isEmpty && !config.rolesAny.contains(where: identity.roles.contains)
-            recorder.record(
-                .roles(
-                    required: config.roles, requiredAny: config.rolesAny, granted: identity.roles,
-                    missing: anyMissing ? missing + config.rolesAny : missing))
-            holds = missing.isEmpty && !anyMissing
+            let missing = Self.missing(all: config.roles, any: config.rolesAny, held: identity.roles)
+            recorder.record(.roles(required: config.roles, requiredAny: config.rolesAny, granted: identity.roles, missing: missing))
+            holds = missing.isEmpty
         }
         let payload = claims ?? .object([:])
         for condition in config.claims {

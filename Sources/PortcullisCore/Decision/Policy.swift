@@ -425,13 +425,9 @@ package final class Policy: Sendable {
         request: RequestFacts, recorder: inout R
     ) -> Decision {
         let config = route.config
-        let missing = config.scopes.filter { !identity.scopes.contains($0) }
-        let anyMissing = !config.scopesAny.isEmpty && !config.scopesAny.contains(where: identity.scopes.contains)
-        recorder.record(
-            .scopes(
-                required: config.scopes, requiredAny: config.scopesAny, granted: identity.scopes,
-                missing: anyMissing ? missing + config.scopesAny : missing))
-        let scopesHold = missing.isEmpty && !anyMissing
+        let missing = Self.missing(all: config.scopes, any: config.scopesAny, held: identity.scopes)
+        recorder.record(.scopes(required: config.scopes, requiredAny: config.scopesAny, granted: identity.scopes, missing: missing))
+        let scopesHold = missing.isEmpty
         let rulesHold = self.tokenRulesHold(config, identity: identity, claims: claims, recorder: &recorder)
         if !scopesHold || !rulesHold {
             let server = self.config.server
