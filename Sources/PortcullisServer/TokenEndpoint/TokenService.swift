@@ -1,15 +1,16 @@
 import Foundation
 import Logging
 import NIOCore
-import NIOPosix
 import PortcullisCore
 import PortcullisCrypto
 
 /// The built-in OAuth2 token endpoint (contract §6): the password grant against local users
 /// and the refresh grant with rotation and reuse detection.
 ///
-/// Argon2 runs on the hashing pool and the store on its own thread; the event loop only parses
-/// and writes.
+/// Argon2 runs on the hashing pool and the store's work off the event loops (its own writer
+/// queue for SQLite, asynchronous I/O for PostgreSQL); the event loop only parses and writes.
+/// When the store fails, the answer is 503 and no token is issued that the store has not
+/// recorded.
 final class TokenService: Sendable {
     struct Answer: Sendable {
         var status: Int
@@ -21,28 +22,26 @@ final class TokenService: Sendable {
     }
 
     let store: any RefreshTokenStore
-    private let storeThread: NIOThreadPool
     private let hashPool: PasswordHashPool
-    private let throttle: LoginThrottle
+    private let throttle: any LoginThrottle
     private let metrics: GatewayMetrics
     private let logger: Logger
 
+    /// The answer while the store cannot be reached or fails (contract §12).
+    static let storeUnavailable = Answer(
+        status: 503, headers: [("Retry-After", "5"), ("Cache-Control", "no-store"), ("Pragma", "no-cache")],
+        body: Array(JSONText.object([("detail", "Service Unavailable")]).utf8), outcome: "store_unavailable")
+
     init(
-        endpoint: TokenEndpointConfig, hashPool: PasswordHashPool, throttle: LoginThrottle, metrics: GatewayMetrics, logger: Logger
-    ) throws {
-        switch endpoint.store {
-        case .memory: self.store = MemoryRefreshTokenStore()
-        case .sqlite(let path): self.store = try SQLiteRefreshTokenStore(path: path)
-        }
-        self.storeThread = NIOThreadPool(numberOfThreads: 1)
-        self.storeThread.start()
+        store: any RefreshTokenStore, hashPool: PasswordHashPool, throttle: any LoginThrottle, metrics: GatewayMetrics,
+        logger: Logger
+    ) {
+        self.store = store
         self.hashPool = hashPool
         self.throttle = throttle
         self.metrics = metrics
         self.logger = logger
     }
-
-    func shutdown() { try? self.storeThread.syncShutdownGracefully() }
 
     /// Answers one token request. `policy` is the policy the request arrived under.
     func answer(
@@ -161,8 +160,9 @@ final class TokenService: Sendable {
         let users = policy.config.users
         let declared = Set(endpoint.scopes.map(\.name))
         let ttl = Double(endpoint.refreshTokenTTL) / 1000
-        return self.storeThread.runIfActive(eventLoop: eventLoop) { () throws -> RefreshRedemption in
-            try self.store.redeem(digest: digest, replacementDigest: replacement.digest, now: now) { record in
+        let store = self.store
+        return self.storeFuture("redeem", on: eventLoop) {
+            try await store.redeem(digest: digest, replacementDigest: replacement.digest, now: now) { record in
                 guard let user = users.first(where: { $0.username == record.subject }), !user.disabled else {
                     return .failure(.inactiveUser)
                 }
@@ -179,6 +179,7 @@ final class TokenService: Sendable {
                     RefreshRecord(family: record.family, subject: record.subject, scopes: record.scopes, clientID: record.clientID, expiresAt: now + ttl))
             }
         }.flatMap { redemption in
+            guard let redemption else { return eventLoop.makeSucceededFuture(Self.storeUnavailable) }
             switch redemption {
             case .rotated(_, let next):
                 guard let user = users.first(where: { $0.username == next.subject }) else {
@@ -235,12 +236,33 @@ final class TokenService: Sendable {
         let record = RefreshRecord(
             family: family ?? SecureRandom.hex(16), subject: subject, scopes: scopes, clientID: clientID,
             expiresAt: now + Double(endpoint.refreshTokenTTL) / 1000)
-        return self.storeThread.runIfActive(eventLoop: eventLoop) {
-            try self.store.issue(digest: refresh.digest, record)
-        }.flatMap {
-            self.answerWithTokens(
+        let store = self.store
+        return self.storeFuture("issue", on: eventLoop) {
+            try await store.issue(digest: refresh.digest, record)
+        }.flatMap { recorded in
+            guard recorded != nil else { return eventLoop.makeSucceededFuture(Self.storeUnavailable) }
+            return self.answerWithTokens(
                 endpoint: endpoint, subject: subject, scopes: scopes, clientID: clientID, refreshToken: refresh.token, now: now,
                 eventLoop: eventLoop)
+        }
+    }
+
+    /// Runs a store operation off the event loop. A failure is counted, logged, and comes back
+    /// as `nil`: the caller answers 503 (``storeUnavailable``) and issues nothing.
+    private func storeFuture<Value: Sendable>(
+        _ operation: String, on eventLoop: any EventLoop, _ body: @escaping @Sendable () async throws -> Value
+    ) -> EventLoopFuture<Value?> {
+        eventLoop.makeFutureWithTask {
+            do {
+                return try await body()
+            } catch {
+                self.metrics.storeError(operation: operation)
+                // A PostgreSQL store logs when it becomes unreachable and when it is back.
+                self.logger.log(
+                    level: error is PostgresDatabase.Failure ? .debug : .error, "token store operation failed",
+                    metadata: ["operation": "\(operation)", "error": "\(error)"])
+                return nil
+            }
         }
     }
 
