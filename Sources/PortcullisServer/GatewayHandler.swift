@@ -185,8 +185,9 @@ final class GatewayHandler: ChannelDuplexHandler {
                                    requestID: requestID, keepAlive: head.isKeepAlive, context: context)
             }
             self.current.route = Policy.tokenEndpointRoute
-            if case .serve(.tokenEndpoint) = answer, self.environment.tokenService != nil {
-                self.state = .token(TokenExchange(head: head, requestID: requestID, policy: policy, endpoint: endpoint))
+            if let revocation = TokenExchange.revocation(answer), self.environment.tokenService != nil {
+                self.state = .token(
+                    TokenExchange(head: head, requestID: requestID, policy: policy, endpoint: endpoint, revocation: revocation))
                 return
             }
             return self.answer(answer, requestID: requestID, keepAlive: head.isKeepAlive, context: context)
@@ -406,7 +407,8 @@ final class GatewayHandler: ChannelDuplexHandler {
                 keepAlive: false, context: context)
         }
         let answer = service.answer(
-            policy: exchange.policy, endpoint: exchange.endpoint, contentType: exchange.head.headers.first(name: "content-type"),
+            policy: exchange.policy, endpoint: exchange.endpoint, revocation: exchange.revocation,
+            contentType: exchange.head.headers.first(name: "content-type"),
             authorization: exchange.head.headers["authorization"], body: exchange.body, client: self.current.client,
             eventLoop: context.eventLoop)
         let generation = self.generation
@@ -539,7 +541,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             var document = Refusal(status: 200, headers: headers, body: body, reason: "discovery")
             document.routeName = Policy.tokenEndpointRoute
             self.refuse(document, requestID: requestID, keepAlive: keepAlive, context: context)
-        case .serve(.tokenEndpoint):
+        case .serve(.tokenEndpoint), .serve(.tokenRevocation):
             var unavailable = Refusal(
                 status: 503, detail: "The token endpoint starts with the gateway: restart to enable it",
                 reason: "token_endpoint_unavailable")

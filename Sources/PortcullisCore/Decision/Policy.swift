@@ -164,9 +164,9 @@ package final class Policy: Sendable {
     ///     URLs in the metadata: they say where this client reached the gateway.
     package func gatewayDecision(method: String, path: String, host: String?) -> Decision? {
         guard let endpoint = self.config.tokenEndpoint else { return nil }
-        if path == endpoint.path {
+        if path == endpoint.path || path == endpoint.revocationPath {
             guard method == "POST" else { return .refuse(Self.methodNotAllowed("POST")) }
-            return .serve(.tokenEndpoint)
+            return .serve(path == endpoint.path ? .tokenEndpoint : .tokenRevocation)
         }
         guard let keySet = self.publishedKeySetBytes,
             path == TokenEndpointConfig.jwksPath || path == TokenEndpointConfig.metadataPath

@@ -4,8 +4,8 @@ import NIOCore
 import PortcullisCore
 import PortcullisCrypto
 
-/// The built-in OAuth2 token endpoint (contract §6): the password grant against local users
-/// and the refresh grant with rotation and reuse detection.
+/// The built-in OAuth2 token endpoint (contract §6): the password grant against local users,
+/// the refresh grant with rotation and reuse detection, and RFC 7009 revocation.
 ///
 /// Argon2 runs on the hashing pool and the store's work off the event loops (its own writer
 /// queue for SQLite, asynchronous I/O for PostgreSQL); the event loop only parses and writes.
@@ -19,6 +19,12 @@ final class TokenService: Sendable {
         /// For the access log and metrics.
         var subject: String?
         var outcome: String
+    }
+
+    /// A token request, or a revocation (`POST {path}/revoke`).
+    private enum Request {
+        case grant(TokenRequest)
+        case revocation(RevocationRequest)
     }
 
     let store: any RefreshTokenStore
@@ -43,27 +49,31 @@ final class TokenService: Sendable {
         self.logger = logger
     }
 
-    /// Answers one token request. `policy` is the policy the request arrived under.
+    /// Answers one token request, or with `revocation`, one revocation request. `policy` is
+    /// the policy the request arrived under.
     func answer(
-        policy: Policy, endpoint: TokenEndpointConfig, contentType: String?, authorization: [String], body: [UInt8],
-        client address: String, eventLoop: any EventLoop
+        policy: Policy, endpoint: TokenEndpointConfig, revocation: Bool = false, contentType: String?, authorization: [String],
+        body: [UInt8], client address: String, eventLoop: any EventLoop
     ) -> EventLoopFuture<Answer> {
         let now = WallClock.now()
-        let request: TokenRequest
+        let request: Request
         let clientCredentials: (id: String, secret: String, viaBasic: Bool)?
         do {
             let fields = try FormFields.parse(contentType: contentType, body: body)
-            request = try TokenRequest.read(fields, requireGrantType: endpoint.requireGrantType)
+            request =
+                revocation
+                ? .revocation(try RevocationRequest.read(fields))
+                : .grant(try TokenRequest.read(fields, requireGrantType: endpoint.requireGrantType))
             clientCredentials = try Self.clientCredentials(fields, authorization, realm: policy.config.server.realm)
         } catch {
             return eventLoop.makeSucceededFuture(Self.failure(error))
         }
         // Every key the request could fail under is looked at before any Argon2 work, so a
         // throttled address or client learns nothing from the answer, not even that a guessed
-        // client secret was right. A refresh without client credentials guesses nothing (the
-        // token is 256 random bits) and is not held up by its address's failed logins.
+        // client secret was right. A refresh or revocation without client credentials guesses
+        // nothing (the token is 256 random bits) and is not held up by its address's failed logins.
         let guesses: Bool
-        if case .password = request { guesses = true } else { guesses = clientCredentials != nil }
+        if case .grant(.password) = request { guesses = true } else { guesses = clientCredentials != nil }
         if guesses, let wait = self.throttle.retryAfter(address: address, now: now) {
             self.metrics.loginFailure(reason: "throttled")
             return eventLoop.makeSucceededFuture(Self.failure(.tooManyAttempts(retryAfter: wait)))
@@ -96,14 +106,16 @@ final class TokenService: Sendable {
         }
         return clientCheck.flatMap { clientID in
             switch request {
-            case .password(let username, let password, let scopes):
+            case .grant(.password(let username, let password, let scopes)):
                 return self.passwordGrant(
                     policy: policy, endpoint: endpoint, username: username, password: password, scopes: scopes, clientID: clientID,
                     address: address, now: now, eventLoop: eventLoop)
-            case .refresh(let token, let scopes):
+            case .grant(.refresh(let token, let scopes)):
                 return self.refreshGrant(
                     policy: policy, endpoint: endpoint, token: token, scopes: scopes, clientID: clientID, now: now,
                     eventLoop: eventLoop)
+            case .revocation(let revocation):
+                return self.revoke(revocation.token, clientID: clientID, eventLoop: eventLoop)
             }
         }.flatMapErrorThrowing { error in
             guard let oauth = error as? OAuthError else {
@@ -244,6 +256,24 @@ final class TokenService: Sendable {
             return self.answerWithTokens(
                 endpoint: endpoint, subject: subject, scopes: scopes, clientID: clientID, refreshToken: refresh.token, now: now,
                 eventLoop: eventLoop)
+        }
+    }
+
+    /// RFC 7009: revokes the family of a refresh token issued to this client (or to no client,
+    /// when none authenticated). The answer is 200 whether or not the token was known, so it
+    /// tells nothing about other clients' tokens; an access token is not stored and stays
+    /// valid until it expires.
+    private func revoke(_ token: String, clientID: String?, eventLoop: any EventLoop) -> EventLoopFuture<Answer> {
+        let digest = DigestAlgorithm.sha256.hash(Array(token.utf8))
+        let store = self.store
+        return self.storeFuture("revoke", on: eventLoop) {
+            try await store.revokeFamily(digest: digest, clientID: clientID)
+        }.map { revoked in
+            guard let revoked else { return Self.storeUnavailable }
+            if revoked { self.logger.info("a refresh token family was revoked on request") }
+            return Answer(
+                status: 200, headers: [("Cache-Control", "no-store"), ("Pragma", "no-cache")], body: Array("{}".utf8),
+                outcome: revoked ? "revoked" : "revoke_unknown_token")
         }
     }
 

@@ -59,6 +59,9 @@ struct TraceReport {
         case .serve(.tokenEndpoint):
             lines.append(("decision", "answered by the gateway: the token endpoint reads the form"))
             lines.append(("status", "200 with valid credentials (400/401/429 otherwise, see the token endpoint)"))
+        case .serve(.tokenRevocation):
+            lines.append(("decision", "answered by the gateway: the token endpoint revokes the refresh token's family"))
+            lines.append(("status", "200 (401/429 when client authentication fails)"))
         case .serve(.document(let body, _)):
             lines.append(("decision", "answered by the gateway: a published document"))
             lines.append(("status", "200"))
