@@ -287,7 +287,15 @@ extension ConfigLoader {
                 namesPostgres = true
                 do {
                     var settings = try PostgresStoreSettings.parse(text)
-                    settings.sslRootCert = settings.sslRootCert.map(environment.resolve)
+                    if let root = settings.sslRootCert {
+                        let path = environment.resolve(root)
+                        settings.sslRootCert = path
+                        do {
+                            _ = try environment.readFile(path)
+                        } catch {
+                            reader.error(.unreadableFile, node, "token_endpoint.store: cannot read sslrootcert \(path): \(error)")
+                        }
+                    }
                     endpoint.store = .postgresql(settings)
                 } catch {
                     reader.error(.badValue, node, "token_endpoint.store: \(error.message)")
