@@ -390,6 +390,21 @@ def test_a_schema_from_a_newer_gateway_stops_serve(pg, echo, tmp_path):
     assert pg.psql("SELECT count(*) FROM pg_tables WHERE tablename = 'refresh_tokens'", "portcullis_newer").strip() == "0"
 
 
+def test_a_role_without_create_rights_uses_tables_made_for_it(pg, echo, tmp_path):
+    pg.psql("CREATE DATABASE portcullis_dml OWNER portcullis")
+    owner = start(tmp_path / "owner.yaml", config(echo, pg.url("portcullis_dml")), pg)  # creates the schema
+    owner.stop()
+    pg.psql(f"CREATE ROLE portcullis_app LOGIN PASSWORD '{pg.password}'")
+    pg.psql("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO portcullis_app", "portcullis_dml")
+    url = pg.url("portcullis_dml").replace("portcullis@", "portcullis_app@")
+    gw = start(tmp_path / "app.yaml", config(echo, url), pg)
+    try:
+        refreshed(gw, login(gw)["refresh_token"])
+        assert "token store unreachable" not in gw.stderr()
+    finally:
+        gw.stop()
+
+
 @pytest.mark.parametrize("sslmode,rootcert,works", [
     ("require", False, True),
     ("verify-full", False, False),  # the server's certificate is not in the system's trust store

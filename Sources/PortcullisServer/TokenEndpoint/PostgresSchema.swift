@@ -49,25 +49,36 @@ enum PostgresSchema {
         "CREATE INDEX IF NOT EXISTS login_failures_failed_at ON login_failures (failed_at)",
     ]
 
-    /// Creates what is missing and checks the version, in one transaction under an advisory
-    /// lock: replicas that start together do not race each other's `CREATE TABLE`.
+    /// Checks the version and creates what is missing, in one transaction under an advisory
+    /// lock: replicas that start together do not race each other's `CREATE TABLE`. A database
+    /// already at this version is only read, so a role without the right to create tables
+    /// can use tables an administrator created.
     /// - Throws: ``TooNew`` for a newer schema, or what the database said.
     static func prepare(_ connection: PostgresConnection, logger: Logger) async throws {
         try await connection.perform("BEGIN", logger: logger)
         try await connection.perform("SELECT pg_advisory_xact_lock(\(Self.advisoryLock))", logger: logger)
-        try await connection.perform("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)", logger: logger)
         var found: Int?
-        for try await version in try await connection.query("SELECT max(version) FROM schema_version", logger: logger).decode(
-            Int?.self)
-        {
-            found = version
+        var versioned = false
+        for try await exists in try await connection.query(
+            "SELECT to_regclass('schema_version') IS NOT NULL", logger: logger
+        ).decode(Bool.self) {
+            versioned = exists
+        }
+        if versioned {
+            for try await version in try await connection.query("SELECT max(version) FROM schema_version", logger: logger)
+                .decode(Int?.self)
+            {
+                found = version
+            }
         }
         if let found, found > Self.version {
             try await connection.perform("ROLLBACK", logger: logger)
             throw TooNew(found: found)
         }
-        for statement in Self.statements { try await connection.perform(statement, logger: logger) }
-        if found == nil {
+        if found != Self.version {
+            try await connection.perform("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)", logger: logger)
+            for statement in Self.statements { try await connection.perform(statement, logger: logger) }
+            try await connection.perform("DELETE FROM schema_version", logger: logger)
             try await connection.perform("INSERT INTO schema_version (version) VALUES (\(Self.version))", logger: logger)
         }
         try await connection.perform("COMMIT", logger: logger)
