@@ -67,11 +67,14 @@ final class GatewayEnvironment: Sendable {
 
     func startDraining() { self.draining.store(true, ordering: .relaxed) }
 
-    /// Connects to a PostgreSQL store and starts sharing the login-throttle counts through it.
+    /// Connects to a PostgreSQL store once, so that the log says whether it is reachable.
     /// - Throws: ``PostgresSchema/TooNew`` when the database belongs to a newer gateway.
     func connectStore() async throws {
-        guard let database = self.database else { return }
-        try await database.connectAtStart()
+        try await self.database?.connectAtStart()
+    }
+
+    /// Starts sharing the login-throttle counts through a PostgreSQL store (once).
+    func startSharingThrottle() {
         (self.loginThrottle as? PostgresLoginThrottle)?.start()
     }
 

@@ -99,6 +99,7 @@ package final class GatewayServer: Sendable {
                 }
             }
         self.startKeySets(self.environment.policies.current)
+        self.environment.startSharingThrottle()
         let channel = try await bootstrap.bind(host: address.host, port: address.port).get()
         let bound = channel.localAddress.map { "\($0.ipAddress ?? address.host):\($0.port ?? address.port)" } ?? "\(address)"
         self.logger.notice("portcullis listening", metadata: ["address": "\(bound)"])

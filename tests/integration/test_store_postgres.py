@@ -292,9 +292,9 @@ def test_the_database_stopped_under_a_running_gateway(pg, echo, tmp_path):
         # was not consumed by the refresh that was answered 503.
         login(gw)
         refreshed(gw, before["refresh_token"])
-        log = gw.stderr()
-        assert "token store unreachable" in log and "token store reachable again" in log, log
-        assert pg.password not in log
+        # Log lines go through a writer thread: they may follow the answer by a moment.
+        log = wait_until(lambda: "token store reachable again" in gw.stderr() and gw.stderr(), message="the log")
+        assert "token store unreachable" in log and pg.password not in log, log
     finally:
         gw.stop()
 
@@ -424,7 +424,7 @@ def test_tls_follows_sslmode(pg, echo, tmp_path, sslmode, rootcert, works):
             assert encrypted.split() == ["t"], encrypted
         else:
             assert_unavailable(gw.login())
-            assert "token store unreachable" in gw.stderr()
+            wait_until(lambda: "token store unreachable" in gw.stderr(), message="the log")
     finally:
         gw.stop()
 
