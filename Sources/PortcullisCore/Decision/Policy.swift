@@ -153,8 +153,8 @@ package final class Policy: Sendable {
                 reason: "method_not_allowed"))
     }
 
-    /// The paths the gateway answers itself, ahead of every route: `token_endpoint.path` (POST
-    /// only) and, with an asymmetric signing key, `/.well-known/jwks.json` and
+    /// The paths the gateway answers itself, ahead of every route: `token_endpoint.path` and its
+    /// revocation endpoint `{path}/revoke` (POST only) and, with an asymmetric signing key, `/.well-known/jwks.json` and
     /// `/.well-known/oauth-authorization-server` (GET and HEAD). `nil` for any other path.
     /// `serve` asks this before it reads a body, and ``decide(_:now:recorder:)`` asks it first,
     /// so `check` and `test` see these paths exactly as `serve` does.
