@@ -433,8 +433,10 @@ def test_tls_follows_sslmode(pg, echo, tmp_path, sslmode, rootcert, works):
 # Last: what the database holds
 
 
-def test_the_database_holds_digests_never_tokens_or_passwords(pg):
-    assert len(ISSUED) > 100
+def test_the_database_holds_digests_never_tokens_or_passwords(pg, replicas):
+    a, b = replicas
+    for _ in range(3):  # tokens of its own, when the tests before it did not run
+        refreshed(b, login(a)["refresh_token"])
     dump = pg.dump()
     for token in ISSUED:
         assert token not in dump
@@ -443,4 +445,4 @@ def test_the_database_holds_digests_never_tokens_or_passwords(pg):
     # What is there instead: the SHA-256 of each refresh token the PostgreSQL gateways issued.
     stored = set(re.findall(r"\\\\x([0-9a-f]{64})", dump))
     refresh_tokens = [t for t in ISSUED if "." not in t]
-    assert sum(digest(t) in stored for t in refresh_tokens) > 50
+    assert sum(digest(t) in stored for t in refresh_tokens) >= 6
