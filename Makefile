@@ -5,6 +5,8 @@ SWIFT ?= swift
 PYTHON ?= python3
 APT_PACKAGES := libcurl4-openssl-dev libargon2-dev libssl-dev libsqlite3-dev pkg-config
 BENCH_PACKAGES := nginx-light wrk haproxy
+# The shared-store tests run a real PostgreSQL server; the replicas example is checked with nginx.
+TEST_PACKAGES := postgresql nginx-light
 # A development signing secret, made once and kept in .dev-jwt-secret (git-ignored), so that
 # `make run` and `make token` agree. Set PORTCULLIS_JWT_SECRET yourself in any real deployment.
 PORTCULLIS_JWT_SECRET ?= $(shell cat .dev-jwt-secret 2>/dev/null || (head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | tee .dev-jwt-secret))
@@ -31,6 +33,7 @@ deps:
 	$(call apt_install,$(APT_PACKAGES))
 
 test-deps: deps
+	$(call apt_install,$(TEST_PACKAGES))
 	@$(PYTHON) -c "import pytest, requests, joserfc, cryptography, authlib, yaml, jwt, oidc_provider_mock" 2>/dev/null || $(PYTHON) -m pip install -q pytest requests joserfc cryptography authlib pyyaml pyjwt oidc-provider-mock
 
 bench-deps: deps

@@ -1,4 +1,5 @@
 import Logging
+import NIOCore
 import PortcullisCore
 import PortcullisUpstream
 import Synchronization
@@ -15,22 +16,43 @@ final class GatewayEnvironment: Sendable {
     let hashPool: PasswordHashPool
     /// Failed passwords and API keys, counted alike on the token endpoint, Basic routes and
     /// Argon2-hashed API keys; settings from `token_endpoint.login_throttle` (or its defaults).
-    let loginThrottle: LoginThrottle
+    /// Counted in the database when the store is PostgreSQL, so that replicas count together.
+    let loginThrottle: any LoginThrottle
     /// The token endpoint, when the configuration at start-up had one.
     let tokenService: TokenService?
+    /// The database of a `postgresql://` store.
+    let database: PostgresDatabase?
     private let draining = Atomic<Bool>(false)
 
-    init(policies: PolicyStore, curl: CurlMulti, logger: Logger, accessLog: AccessLog?, hashThreads: Int) throws {
+    init(
+        policies: PolicyStore, curl: CurlMulti, logger: Logger, accessLog: AccessLog?, hashThreads: Int,
+        group: any EventLoopGroup
+    ) throws {
         let hashPool = PasswordHashPool(threads: hashThreads)
         self.hashPool = hashPool
         let endpoint = policies.current.config.tokenEndpoint
-        let throttle = LoginThrottle(
-            maxFailures: endpoint?.throttleMaxFailures ?? TokenEndpointConfig.defaultThrottleMaxFailures,
-            windowSeconds: Double(endpoint?.throttleWindow ?? TokenEndpointConfig.defaultThrottleWindow) / 1000)
-        self.loginThrottle = throttle
-        if let endpoint = policies.current.config.tokenEndpoint {
-            self.tokenService = try TokenService(
-                endpoint: endpoint, hashPool: hashPool, throttle: throttle, metrics: self.metrics, logger: logger)
+        let maxFailures = endpoint?.throttleMaxFailures ?? TokenEndpointConfig.defaultThrottleMaxFailures
+        let window = Double(endpoint?.throttleWindow ?? TokenEndpointConfig.defaultThrottleWindow) / 1000
+        let store: any RefreshTokenStore
+        switch endpoint?.store {
+        case .postgresql(let settings)?:
+            let database = try PostgresDatabase(settings: settings, group: group, logger: logger)
+            self.database = database
+            store = PostgresRefreshTokenStore(database: database, logger: logger)
+            self.loginThrottle = PostgresLoginThrottle(
+                database: database, maxFailures: maxFailures, windowSeconds: window, metrics: self.metrics, logger: logger)
+        case .sqlite(let path)?:
+            self.database = nil
+            store = try SQLiteRefreshTokenStore(path: path)
+            self.loginThrottle = MemoryLoginThrottle(maxFailures: maxFailures, windowSeconds: window)
+        case .memory?, nil:
+            self.database = nil
+            store = MemoryRefreshTokenStore()
+            self.loginThrottle = MemoryLoginThrottle(maxFailures: maxFailures, windowSeconds: window)
+        }
+        if endpoint != nil {
+            self.tokenService = TokenService(
+                store: store, hashPool: hashPool, throttle: self.loginThrottle, metrics: self.metrics, logger: logger)
         } else {
             self.tokenService = nil
         }
@@ -44,5 +66,21 @@ final class GatewayEnvironment: Sendable {
     var isDraining: Bool { self.draining.load(ordering: .relaxed) }
 
     func startDraining() { self.draining.store(true, ordering: .relaxed) }
+
+    /// Connects to a PostgreSQL store once, so that the log says whether it is reachable.
+    /// - Throws: ``PostgresSchema/TooNew`` when the database belongs to a newer gateway.
+    func connectStore() async throws {
+        try await self.database?.connectAtStart()
+    }
+
+    /// Starts sharing the login-throttle counts through a PostgreSQL store (once).
+    func startSharingThrottle() {
+        (self.loginThrottle as? PostgresLoginThrottle)?.start()
+    }
+
+    func shutdownStore() async {
+        (self.loginThrottle as? PostgresLoginThrottle)?.stop()
+        await self.database?.shutdown()
+    }
 
 }

@@ -185,8 +185,9 @@ final class GatewayHandler: ChannelDuplexHandler {
                                    requestID: requestID, keepAlive: head.isKeepAlive, context: context)
             }
             self.current.route = Policy.tokenEndpointRoute
-            if case .serve(.tokenEndpoint) = answer, self.environment.tokenService != nil {
-                self.state = .token(TokenExchange(head: head, requestID: requestID, policy: policy, endpoint: endpoint))
+            if let revocation = TokenExchange.revocation(answer), self.environment.tokenService != nil {
+                self.state = .token(
+                    TokenExchange(head: head, requestID: requestID, policy: policy, endpoint: endpoint, revocation: revocation))
                 return
             }
             return self.answer(answer, requestID: requestID, keepAlive: head.isKeepAlive, context: context)
@@ -407,7 +408,8 @@ final class GatewayHandler: ChannelDuplexHandler {
                 keepAlive: false, context: context)
         }
         let answer = service.answer(
-            policy: exchange.policy, endpoint: exchange.endpoint, contentType: exchange.head.headers.first(name: "content-type"),
+            policy: exchange.policy, endpoint: exchange.endpoint, revocation: exchange.revocation,
+            contentType: exchange.head.headers.first(name: "content-type"),
             authorization: exchange.head.headers["authorization"], body: exchange.body, client: self.current.client,
             eventLoop: context.eventLoop)
         let generation = self.generation
@@ -544,7 +546,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             var preflight = Refusal(status: 204, headers: headers, body: [], reason: "cors_preflight")
             preflight.routeName = route
             self.refuse(preflight, requestID: requestID, keepAlive: keepAlive, context: context)
-        case .serve(.tokenEndpoint):
+        case .serve(.tokenEndpoint), .serve(.tokenRevocation):
             var unavailable = Refusal(
                 status: 503, detail: "The token endpoint starts with the gateway: restart to enable it",
                 reason: "token_endpoint_unavailable")

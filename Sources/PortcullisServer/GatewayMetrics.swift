@@ -19,6 +19,8 @@ final class GatewayMetrics: Sendable {
     nonisolated(unsafe) private static let tokens = name("tokens_issued", "total", "Access tokens issued by the token endpoint.")
     nonisolated(unsafe) private static let loginFailures = name("login_failures", "total", "Failed logins (token endpoint, Basic routes, API keys) by reason.")
     nonisolated(unsafe) private static let reloads = name("config_reloads", "total", "Configuration reloads by result.")
+    nonisolated(unsafe) private static let storeErrors = name(
+        "store_errors", "total", "Failed operations on the token store (unreachable or failing), by operation.")
     nonisolated(unsafe) private static let droppedLines = name(
         "log_dropped_lines", "total", "Log lines dropped because their target (access log, stderr) did not keep up.")
     nonisolated(unsafe) private static let connectionTimeouts = name(
@@ -34,6 +36,7 @@ final class GatewayMetrics: Sendable {
             (Self.droppedLines, "log", ["access", "stderr"]),
             (Self.connectionTimeouts, "kind", ["request_header", "idle"]),
             (Self.upstreamErrors, "kind", ["bad_gateway", "timeout", "request_body"]),
+            (Self.storeErrors, "operation", Self.storeOperations),
         ]
         for (descriptor, label, values) in known {
             for value in values { _ = self.registry.makeCounter(descriptor: descriptor, labels: [(label, value)]) }
@@ -85,6 +88,14 @@ final class GatewayMetrics: Sendable {
 
     func loginFailure(reason: String) {
         self.registry.makeCounter(descriptor: Self.loginFailures, labels: [("reason", reason)]).increment()
+    }
+
+    /// What ``storeError(operation:)`` counts: writing a new token, rotating one, revoking a
+    /// family, and sharing the login-throttle counts (PostgreSQL stores).
+    static let storeOperations = ["issue", "redeem", "revoke", "throttle"]
+
+    func storeError(operation: String) {
+        self.registry.makeCounter(descriptor: Self.storeErrors, labels: [("operation", operation)]).increment()
     }
 
     func configReload(succeeded: Bool) {

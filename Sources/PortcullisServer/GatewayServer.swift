@@ -22,10 +22,18 @@ package final class GatewayServer: Sendable {
     package init(policy: Policy, logger: Logger) throws {
         let curl = CurlMulti(logger: logger)
         let accessLog = try AccessLog(policy.config.server.accessLog)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: Self.usableCores())
         self.environment = try GatewayEnvironment(policies: PolicyStore(policy), curl: curl, logger: logger, accessLog: accessLog,
-            hashThreads: policy.config.tokenEndpoint?.maxConcurrentHashes ?? 2)
-        self.group = MultiThreadedEventLoopGroup(numberOfThreads: Self.usableCores())
+            hashThreads: policy.config.tokenEndpoint?.maxConcurrentHashes ?? 2, group: group)
+        self.group = group
         self.logger = logger
+    }
+
+    /// Connects to the token store when it is a database, and logs whether it could; the
+    /// gateway serves either way (the token endpoint answers 503 until the store is reachable).
+    /// - Throws: when the database's schema is newer than this gateway's: it must not be used.
+    package func connectStore() async throws {
+        try await self.environment.connectStore()
     }
 
     /// Serves under a swift-service-lifecycle group: SIGTERM and SIGINT begin a graceful
@@ -91,6 +99,7 @@ package final class GatewayServer: Sendable {
                 }
             }
         self.startKeySets(self.environment.policies.current)
+        self.environment.startSharingThrottle()
         let channel = try await bootstrap.bind(host: address.host, port: address.port).get()
         let bound = channel.localAddress.map { "\($0.ipAddress ?? address.host):\($0.port ?? address.port)" } ?? "\(address)"
         self.logger.notice("portcullis listening", metadata: ["address": "\(bound)"])
@@ -156,7 +165,7 @@ package final class GatewayServer: Sendable {
             self.logger.error("the access log target did not take the last lines within 2 s; they are lost")
         }
         self.environment.hashPool.shutdown()
-        self.environment.tokenService?.shutdown()
+        await self.environment.shutdownStore()
         try? await self.group.shutdownGracefully()
         self.logger.notice("stopped")
     }

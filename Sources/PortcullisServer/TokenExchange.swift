@@ -7,8 +7,20 @@ struct TokenExchange {
     var requestID: String
     var policy: Policy
     var endpoint: TokenEndpointConfig
+    /// `POST {path}/revoke` (RFC 7009) rather than a token request.
+    var revocation = false
     var body: [UInt8] = []
     var tooLarge = false
+
+    /// Whether `answer` asks for the revocation endpoint (`true`) or the token endpoint
+    /// (`false`) to read the body; `nil` for every other answer.
+    static func revocation(_ answer: Decision) -> Bool? {
+        switch answer {
+        case .serve(.tokenEndpoint): return false
+        case .serve(.tokenRevocation): return true
+        default: return nil
+        }
+    }
 
     /// Token requests are small forms; anything larger is refused.
     static let maximumRequestBytes = 64 << 10

@@ -1,5 +1,12 @@
 internal import CPortcullisCurl
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// glibc's `pthread_setname_np`, which its headers declare only under `_GNU_SOURCE`.
+@_silgen_name("pthread_setname_np")
+private func setThreadName(_ thread: pthread_t, _ name: UnsafePointer<CChar>) -> CInt
 package import Logging
 import NIOCore
 import Synchronization
@@ -95,7 +102,9 @@ package final class CurlMulti: @unchecked Sendable {  // everything but `inbox`,
     // MARK: the curl thread
 
     private func run() {
-        Thread.current.name = "portcullis-curl"  // names the thread for top -H, perf, /proc
+        // Names the thread for top -H, perf and /proc, with the system call itself: Foundation's
+        // own naming of a new thread can land after an assignment to `Thread.current.name`.
+        _ = setThreadName(pthread_self(), "portcullis-curl")
         // Every request wakes this thread, and every upstream reply too. Under the default
         // policy each wake-up preempts the event loop on a shared core, so the two threads take
         // turns request by request (two context switches each). Under SCHED_BATCH the loop

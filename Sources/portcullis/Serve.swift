@@ -60,6 +60,13 @@ struct Serve: AsyncParsableCommand {
             printError("\(place): error: cannot start: \(error)")
             throw ExitCode(2)
         }
+        do {
+            try await server.connectStore()
+        } catch {
+            let place = config.tokenEndpoint.map { "\($0.location)" } ?? self.options.path
+            printError("\(place): error: cannot start: \(error)")
+            throw ExitCode(2)
+        }
         let options = self.options
         let dryRun = self.dryRun
         try await server.serve(listen: address ?? config.server.listen) {

@@ -81,7 +81,7 @@ package struct TokenEndpointConfig: Sendable {
     package var requireGrantType = false
     package var clients: [ClientConfig] = []
     package var requireClientAuth = false
-    /// `sqlite:PATH` (resolved) or `memory:`.
+    /// `sqlite:PATH` (resolved), `postgresql://…` or `memory:`.
     package var store: RefreshStoreLocation = .memory
     package var throttleMaxFailures = Self.defaultThrottleMaxFailures
     package var throttleWindow: Milliseconds = Self.defaultThrottleWindow
@@ -99,6 +99,8 @@ package struct ClientConfig: Sendable {
 package enum RefreshStoreLocation: Sendable, Hashable {
     case memory
     case sqlite(path: String)
+    /// Shared by every replica that names it: refresh tokens and login-throttle counters.
+    case postgresql(PostgresStoreSettings)
 }
 
 /// One API key (`api_keys`).

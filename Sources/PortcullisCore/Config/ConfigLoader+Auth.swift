@@ -11,7 +11,8 @@ extension ConfigLoader {
     static let userKeys = ["username", "password_hash", "scopes", "disabled", "full_name", "email"]
     static let tokenEndpointKeys = [
         "path", "issuer", "audience", "signing_key", "access_token_ttl", "refresh_token_ttl", "scopes", "default_scopes",
-        "require_grant_type", "clients", "require_client_auth", "store", "login_throttle", "max_concurrent_hashes",
+        "require_grant_type", "clients", "require_client_auth", "store", "store_password_env", "login_throttle",
+        "max_concurrent_hashes",
     ]
     static let signingKeyKeys = ["alg", "kid", "secret_env", "secret_file", "private_key_file"]
 
@@ -315,13 +316,45 @@ extension ConfigLoader {
                 endpoint.clients.append(ClientConfig(clientID: id, secretHash: hash))
             }
         }
+        // A postgresql:// URL with an error is already reported: no second error for its password.
+        var namesPostgres = false
         if let node = fields["store"], let text = reader.string(node, "token_endpoint.store") {
             if text == "memory:" {
                 endpoint.store = .memory
             } else if text.hasPrefix("sqlite:"), text.count > 7 {
                 endpoint.store = .sqlite(path: environment.resolve(String(text.dropFirst(7))))
+            } else if text.lowercased().hasPrefix("postgresql:") || text.lowercased().hasPrefix("postgres:") {
+                namesPostgres = true
+                do {
+                    var settings = try PostgresStoreSettings.parse(text)
+                    if let root = settings.sslRootCert {
+                        let path = environment.resolve(root)
+                        settings.sslRootCert = path
+                        do {
+                            _ = try environment.readFile(path)
+                        } catch {
+                            reader.error(.unreadableFile, node, "token_endpoint.store: cannot read sslrootcert \(path): \(error)")
+                        }
+                    }
+                    endpoint.store = .postgresql(settings)
+                } catch {
+                    reader.error(.badValue, node, "token_endpoint.store: \(error.message)")
+                }
             } else {
-                reader.error(.badValue, node, "token_endpoint.store must be sqlite:PATH or memory:")
+                reader.error(.badValue, node, "token_endpoint.store must be sqlite:PATH, postgresql://USER@HOST:PORT/DATABASE or memory:")
+            }
+        }
+        if let node = fields["store_password_env"], let name = reader.string(node, "token_endpoint.store_password_env") {
+            if case .postgresql(var settings) = endpoint.store {
+                // Named, never inline: the value is read here and shows up in no message.
+                if let password = environment.variable(name), !password.isEmpty {
+                    settings.password = password
+                    endpoint.store = .postgresql(settings)
+                } else {
+                    reader.error(.badValue, node, "the environment variable \(name) is not set or empty")
+                }
+            } else if !namesPostgres {
+                reader.error(.badValue, node, "token_endpoint.store_password_env applies only to a postgresql:// store")
             }
         }
         if let node = fields["login_throttle"],

@@ -27,6 +27,8 @@ extension Decision {
 package enum GatewayAnswer: Sendable {
     /// `POST` to `token_endpoint.path`: the token endpoint reads the form and answers.
     case tokenEndpoint
+    /// `POST` to `{token_endpoint.path}/revoke`: RFC 7009 revocation of a refresh token.
+    case tokenRevocation
     /// A document the gateway publishes (the JWKS, the RFC 8414 metadata): 200 with this body.
     case document(body: [UInt8], headers: [(name: String, value: String)])
     /// A CORS preflight the route allows: 204 with these headers, no body.

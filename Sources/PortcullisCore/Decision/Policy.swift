@@ -162,8 +162,8 @@ package final class Policy: Sendable {
                 reason: "method_not_allowed"))
     }
 
-    /// The paths the gateway answers itself, ahead of every route: `token_endpoint.path` (POST
-    /// only) and, with an asymmetric signing key, `/.well-known/jwks.json` and
+    /// The paths the gateway answers itself, ahead of every route: `token_endpoint.path` and its
+    /// revocation endpoint `{path}/revoke` (POST only) and, with an asymmetric signing key, `/.well-known/jwks.json` and
     /// `/.well-known/oauth-authorization-server` (GET and HEAD). `nil` for any other path.
     /// `serve` asks this before it reads a body, and ``decide(_:now:recorder:)`` asks it first,
     /// so `check` and `test` see these paths exactly as `serve` does.
@@ -173,9 +173,9 @@ package final class Policy: Sendable {
     ///     URLs in the metadata: they say where this client reached the gateway.
     package func gatewayDecision(method: String, path: String, host: String?) -> Decision? {
         guard let endpoint = self.config.tokenEndpoint else { return nil }
-        if path == endpoint.path {
+        if path == endpoint.path || path == endpoint.revocationPath {
             guard method == "POST" else { return .refuse(Self.methodNotAllowed("POST")) }
-            return .serve(.tokenEndpoint)
+            return .serve(path == endpoint.path ? .tokenEndpoint : .tokenRevocation)
         }
         guard let keySet = self.publishedKeySetBytes,
             path == TokenEndpointConfig.jwksPath || path == TokenEndpointConfig.metadataPath

@@ -180,6 +180,8 @@ extension PolicyCase {
             return "credential check left undone"
         case .serve(.tokenEndpoint):
             return "answered by the token endpoint"
+        case .serve(.tokenRevocation):
+            return "answered by the token revocation endpoint"
         case .serve(.document):
             return "a document the gateway publishes"
         case .serve(.preflight):

@@ -9,30 +9,67 @@ import Synchronization
 /// guesser with many addresses gets `maxFailures` guesses per address and window; that is the
 /// price of never refusing a correct password from an address that has not failed. The address
 /// is the client's (``ClientAddress``), so clients behind one trusted proxy are counted apart.
-final class LoginThrottle: Sendable {
-    private let maxFailures: Int
-    private let window: Double
-    private let failures = Mutex<[String: [Double]]>([:])
+///
+/// Both methods are called on event loops: they never wait for I/O.
+protocol LoginThrottle: Sendable {
+    /// Seconds to wait when `address` is over the limit, else `nil`.
+    func retryAfter(address: String, now: Double) -> Int?
+    func recordFailure(address: String, now: Double)
+}
 
-    init(maxFailures: Int, windowSeconds: Double) {
+/// The failures one gateway knows of: its own, each with its time, and those other replicas
+/// reported through a shared store, as a count and the oldest time per address.
+struct FailureTable {
+    let maxFailures: Int
+    let window: Double
+    private var local: [String: [Double]] = [:]
+    private var others: [String: (count: Int, oldest: Double)] = [:]
+
+    /// A flood of addresses must not grow the table forever.
+    static let maximumAddresses = 100_000
+
+    init(maxFailures: Int, window: Double) {
         self.maxFailures = maxFailures
-        self.window = windowSeconds
+        self.window = window
     }
 
-    /// Seconds to wait when `address` is over the limit, else `nil`.
-    func retryAfter(address: String, now: Double) -> Int? {
-        self.failures.withLock { table in
-            let recent = (table[address] ?? []).filter { now - $0 < self.window }
-            table[address] = recent.isEmpty ? nil : recent
-            guard recent.count >= self.maxFailures, let oldest = recent.first else { return nil }
-            return max(1, Int((oldest + self.window - now).rounded(.up)))
+    mutating func retryAfter(address: String, now: Double) -> Int? {
+        let recent = (self.local[address] ?? []).filter { now - $0 < self.window }
+        self.local[address] = recent.isEmpty ? nil : recent
+        var count = recent.count
+        var oldest = recent.first
+        if let reported = self.others[address], now - reported.oldest < self.window {
+            count += reported.count
+            oldest = min(oldest ?? reported.oldest, reported.oldest)
         }
+        guard count >= self.maxFailures, let oldest else { return nil }
+        return max(1, Int((oldest + self.window - now).rounded(.up)))
+    }
+
+    mutating func record(address: String, now: Double) {
+        self.local[address, default: []].append(now)
+        if self.local.count > Self.maximumAddresses { self.local.removeAll() }
+    }
+
+    /// Replaces what the other replicas reported with a newer reading of the store.
+    mutating func replaceOthers(_ reported: [String: (count: Int, oldest: Double)]) {
+        self.others = reported
+    }
+}
+
+/// The throttle of a gateway that shares no store (`memory:` and `sqlite:` stores).
+final class MemoryLoginThrottle: LoginThrottle {
+    private let table: Mutex<FailureTable>
+
+    init(maxFailures: Int, windowSeconds: Double) {
+        self.table = Mutex(FailureTable(maxFailures: maxFailures, window: windowSeconds))
+    }
+
+    func retryAfter(address: String, now: Double) -> Int? {
+        self.table.withLock { $0.retryAfter(address: address, now: now) }
     }
 
     func recordFailure(address: String, now: Double) {
-        self.failures.withLock { table in
-            table[address, default: []].append(now)
-            if table.count > 100_000 { table.removeAll() }  // a flood of addresses must not grow this forever
-        }
+        self.table.withLock { $0.record(address: address, now: now) }
     }
 }

@@ -1,7 +1,4 @@
-import Foundation
-import GRDB
 import PortcullisCore
-import Synchronization
 
 /// What is kept of a refresh token: never the token, only its SHA-256 digest.
 struct RefreshRecord: Sendable {
@@ -23,139 +20,34 @@ enum RefreshRedemption: Sendable {
     case refused(OAuthError)
 }
 
-/// Where refresh tokens live. Every method may block: call them off the event loops.
-protocol RefreshTokenStore: Sendable {
-    func issue(digest: [UInt8], _ record: RefreshRecord) throws
-    /// In one transaction: looks the digest up and, if `decide` accepts the record, retires it and
-    /// stores the replacement under `replacementDigest`. A retired digest revokes its family.
-    func redeem(
-        digest: [UInt8], replacementDigest: [UInt8], now: Double,
-        decide: (RefreshRecord) -> Result<RefreshRecord, OAuthError>
-    ) throws -> RefreshRedemption
-}
-
-private enum TokenState: Int {
+/// The states a stored digest goes through: active until used once (retired) or until its
+/// family is revoked. Stored as these integers by the SQLite and PostgreSQL stores.
+enum RefreshTokenState: Int {
     case active = 0
     case retired = 1
     case revoked = 2
 }
 
-/// Refresh tokens in SQLite through GRDB: WAL, and `synchronous = FULL` so a token is on disk
-/// before the answer that carries it is sent.
-final class SQLiteRefreshTokenStore: RefreshTokenStore {
-    private let queue: DatabaseQueue
+/// Where refresh tokens live (`token_endpoint.store`).
+///
+/// Each method returns once its change is durable in the store, so no token reaches a client
+/// before the store has it. A method that throws has changed nothing the caller relies on: the
+/// token endpoint answers 503 and the client may try again.
+protocol RefreshTokenStore: Sendable {
+    /// Records the first token of a new family, or of a login.
+    func issue(digest: [UInt8], _ record: RefreshRecord) async throws
 
-    init(path: String) throws {
-        let folder = (path as NSString).deletingLastPathComponent
-        if !folder.isEmpty { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
-        var configuration = Configuration()
-        // Another process on the same file (a second gateway, a backup) holds the write lock for
-        // moments: wait for it rather than fail the refresh with "database is locked".
-        configuration.busyMode = .timeout(5)
-        configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = FULL")
-        }
-        self.queue = try DatabaseQueue(path: path, configuration: configuration)
-        try self.queue.writeWithoutTransaction { db in
-            _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
-        }
-        try self.queue.write { db in
-            try db.execute(
-                sql: """
-                    CREATE TABLE IF NOT EXISTS refresh_tokens (
-                        digest BLOB PRIMARY KEY NOT NULL,
-                        family TEXT NOT NULL,
-                        subject TEXT NOT NULL,
-                        scopes TEXT NOT NULL,
-                        client_id TEXT,
-                        expires_at REAL NOT NULL,
-                        state INTEGER NOT NULL
-                    );
-                    CREATE INDEX IF NOT EXISTS refresh_tokens_family ON refresh_tokens (family);
-                    """)
-        }
-    }
-
-    func issue(digest: [UInt8], _ record: RefreshRecord) throws {
-        try self.queue.write { db in try Self.insert(db, digest, record) }
-    }
-
-    private static func insert(_ db: Database, _ digest: [UInt8], _ record: RefreshRecord) throws {
-        try db.execute(
-            sql: "INSERT INTO refresh_tokens (digest, family, subject, scopes, client_id, expires_at, state) VALUES (?, ?, ?, ?, ?, ?, 0)",
-            arguments: [Data(digest), record.family, record.subject, record.scopes.joined(separator: " "), record.clientID, record.expiresAt])
-    }
-
+    /// Atomically, also against other processes on the same store: looks the digest up and,
+    /// if `decide` accepts the record, retires it and stores the replacement under
+    /// `replacementDigest`. Of two redemptions of one token, exactly one can rotate it; the
+    /// other finds it retired, which revokes its family.
     func redeem(
-        digest: [UInt8], replacementDigest: [UInt8], now: Double, decide: (RefreshRecord) -> Result<RefreshRecord, OAuthError>
-    ) throws -> RefreshRedemption {
-        try self.queue.write { db -> RefreshRedemption in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM refresh_tokens WHERE digest = ?", arguments: [Data(digest)])
-            else { return .unknown }
-            let record = RefreshRecord(
-                family: row["family"], subject: row["subject"],
-                scopes: (row["scopes"] as String).split(separator: " ").map(String.init), clientID: row["client_id"],
-                expiresAt: row["expires_at"])
-            switch TokenState(rawValue: row["state"]) {
-            case .retired?:
-                try db.execute(sql: "UPDATE refresh_tokens SET state = 2 WHERE family = ?", arguments: [record.family])
-                return .reused
-            case .revoked?, nil:
-                return .reused
-            case .active?:
-                break
-            }
-            if record.expiresAt < now { return .expired }
-            switch decide(record) {
-            case .failure(let error):
-                return .refused(error)
-            case .success(let replacement):
-                try db.execute(sql: "UPDATE refresh_tokens SET state = 1 WHERE digest = ?", arguments: [Data(digest)])
-                try Self.insert(db, replacementDigest, replacement)
-                return .rotated(old: record, replacement: replacement)
-            }
-        }
-    }
-}
+        digest: [UInt8], replacementDigest: [UInt8], now: Double,
+        decide: @escaping @Sendable (RefreshRecord) -> Result<RefreshRecord, OAuthError>
+    ) async throws -> RefreshRedemption
 
-/// Refresh tokens in memory (`store: "memory:"`), for tests and single-instance experiments.
-final class MemoryRefreshTokenStore: RefreshTokenStore {
-    private struct Entry {
-        var record: RefreshRecord
-        var state: TokenState
-    }
-
-    private let entries = Mutex<[[UInt8]: Entry]>([:])
-
-    func issue(digest: [UInt8], _ record: RefreshRecord) throws {
-        self.entries.withLock { $0[digest] = Entry(record: record, state: .active) }
-    }
-
-    func redeem(
-        digest: [UInt8], replacementDigest: [UInt8], now: Double, decide: (RefreshRecord) -> Result<RefreshRecord, OAuthError>
-    ) throws -> RefreshRedemption {
-        self.entries.withLock { entries in
-            guard let entry = entries[digest] else { return .unknown }
-            switch entry.state {
-            case .retired:
-                for (key, value) in entries where value.record.family == entry.record.family {
-                    entries[key]?.state = .revoked
-                }
-                return .reused
-            case .revoked:
-                return .reused
-            case .active:
-                break
-            }
-            if entry.record.expiresAt < now { return .expired }
-            switch decide(entry.record) {
-            case .failure(let error):
-                return .refused(error)
-            case .success(let replacement):
-                entries[digest]?.state = .retired
-                entries[replacementDigest] = Entry(record: replacement, state: .active)
-                return .rotated(old: entry.record, replacement: replacement)
-            }
-        }
-    }
+    /// Revokes the whole family of the token with this digest (RFC 7009), when the token was
+    /// issued to `clientID` (or to no client, and `clientID` is `nil`).
+    /// - Returns: whether a family was revoked; `false` for an unknown token or another client's.
+    func revokeFamily(digest: [UInt8], clientID: String?) async throws -> Bool
 }

@@ -1,15 +1,16 @@
 import Foundation
 import Logging
 import NIOCore
-import NIOPosix
 import PortcullisCore
 import PortcullisCrypto
 
-/// The built-in OAuth2 token endpoint (contract §6): the password grant against local users
-/// and the refresh grant with rotation and reuse detection.
+/// The built-in OAuth2 token endpoint (contract §6): the password grant against local users,
+/// the refresh grant with rotation and reuse detection, and RFC 7009 revocation.
 ///
-/// Argon2 runs on the hashing pool and the store on its own thread; the event loop only parses
-/// and writes.
+/// Argon2 runs on the hashing pool and the store's work off the event loops (its own writer
+/// queue for SQLite, asynchronous I/O for PostgreSQL); the event loop only parses and writes.
+/// When the store fails, the answer is 503 and no token is issued that the store has not
+/// recorded.
 final class TokenService: Sendable {
     struct Answer: Sendable {
         var status: Int
@@ -20,51 +21,59 @@ final class TokenService: Sendable {
         var outcome: String
     }
 
+    /// A token request, or a revocation (`POST {path}/revoke`).
+    private enum Request {
+        case grant(TokenRequest)
+        case revocation(RevocationRequest)
+    }
+
     let store: any RefreshTokenStore
-    private let storeThread: NIOThreadPool
     private let hashPool: PasswordHashPool
-    private let throttle: LoginThrottle
+    private let throttle: any LoginThrottle
     private let metrics: GatewayMetrics
     private let logger: Logger
 
+    /// The answer while the store cannot be reached or fails (contract §12).
+    static let storeUnavailable = Answer(
+        status: 503, headers: [("Retry-After", "5"), ("Cache-Control", "no-store"), ("Pragma", "no-cache")],
+        body: Array(JSONText.object([("detail", "Service Unavailable")]).utf8), outcome: "store_unavailable")
+
     init(
-        endpoint: TokenEndpointConfig, hashPool: PasswordHashPool, throttle: LoginThrottle, metrics: GatewayMetrics, logger: Logger
-    ) throws {
-        switch endpoint.store {
-        case .memory: self.store = MemoryRefreshTokenStore()
-        case .sqlite(let path): self.store = try SQLiteRefreshTokenStore(path: path)
-        }
-        self.storeThread = NIOThreadPool(numberOfThreads: 1)
-        self.storeThread.start()
+        store: any RefreshTokenStore, hashPool: PasswordHashPool, throttle: any LoginThrottle, metrics: GatewayMetrics,
+        logger: Logger
+    ) {
+        self.store = store
         self.hashPool = hashPool
         self.throttle = throttle
         self.metrics = metrics
         self.logger = logger
     }
 
-    func shutdown() { try? self.storeThread.syncShutdownGracefully() }
-
-    /// Answers one token request. `policy` is the policy the request arrived under.
+    /// Answers one token request, or with `revocation`, one revocation request. `policy` is
+    /// the policy the request arrived under.
     func answer(
-        policy: Policy, endpoint: TokenEndpointConfig, contentType: String?, authorization: [String], body: [UInt8],
-        client address: String, eventLoop: any EventLoop
+        policy: Policy, endpoint: TokenEndpointConfig, revocation: Bool = false, contentType: String?, authorization: [String],
+        body: [UInt8], client address: String, eventLoop: any EventLoop
     ) -> EventLoopFuture<Answer> {
         let now = WallClock.now()
-        let request: TokenRequest
+        let request: Request
         let clientCredentials: (id: String, secret: String, viaBasic: Bool)?
         do {
             let fields = try FormFields.parse(contentType: contentType, body: body)
-            request = try TokenRequest.read(fields, requireGrantType: endpoint.requireGrantType)
+            request =
+                revocation
+                ? .revocation(try RevocationRequest.read(fields))
+                : .grant(try TokenRequest.read(fields, requireGrantType: endpoint.requireGrantType))
             clientCredentials = try Self.clientCredentials(fields, authorization, realm: policy.config.server.realm)
         } catch {
             return eventLoop.makeSucceededFuture(Self.failure(error))
         }
         // Every key the request could fail under is looked at before any Argon2 work, so a
         // throttled address or client learns nothing from the answer, not even that a guessed
-        // client secret was right. A refresh without client credentials guesses nothing (the
-        // token is 256 random bits) and is not held up by its address's failed logins.
+        // client secret was right. A refresh or revocation without client credentials guesses
+        // nothing (the token is 256 random bits) and is not held up by its address's failed logins.
         let guesses: Bool
-        if case .password = request { guesses = true } else { guesses = clientCredentials != nil }
+        if case .grant(.password) = request { guesses = true } else { guesses = clientCredentials != nil }
         if guesses, let wait = self.throttle.retryAfter(address: address, now: now) {
             self.metrics.loginFailure(reason: "throttled")
             return eventLoop.makeSucceededFuture(Self.failure(.tooManyAttempts(retryAfter: wait)))
@@ -97,14 +106,16 @@ final class TokenService: Sendable {
         }
         return clientCheck.flatMap { clientID in
             switch request {
-            case .password(let username, let password, let scopes):
+            case .grant(.password(let username, let password, let scopes)):
                 return self.passwordGrant(
                     policy: policy, endpoint: endpoint, username: username, password: password, scopes: scopes, clientID: clientID,
                     address: address, now: now, eventLoop: eventLoop)
-            case .refresh(let token, let scopes):
+            case .grant(.refresh(let token, let scopes)):
                 return self.refreshGrant(
                     policy: policy, endpoint: endpoint, token: token, scopes: scopes, clientID: clientID, now: now,
                     eventLoop: eventLoop)
+            case .revocation(let revocation):
+                return self.revoke(revocation.token, clientID: clientID, eventLoop: eventLoop)
             }
         }.flatMapErrorThrowing { error in
             guard let oauth = error as? OAuthError else {
@@ -161,8 +172,9 @@ final class TokenService: Sendable {
         let users = policy.config.users
         let declared = Set(endpoint.scopes.map(\.name))
         let ttl = Double(endpoint.refreshTokenTTL) / 1000
-        return self.storeThread.runIfActive(eventLoop: eventLoop) { () throws -> RefreshRedemption in
-            try self.store.redeem(digest: digest, replacementDigest: replacement.digest, now: now) { record in
+        let store = self.store
+        return self.storeFuture("redeem", on: eventLoop) {
+            try await store.redeem(digest: digest, replacementDigest: replacement.digest, now: now) { record in
                 guard let user = users.first(where: { $0.username == record.subject }), !user.disabled else {
                     return .failure(.inactiveUser)
                 }
@@ -179,6 +191,7 @@ final class TokenService: Sendable {
                     RefreshRecord(family: record.family, subject: record.subject, scopes: record.scopes, clientID: record.clientID, expiresAt: now + ttl))
             }
         }.flatMap { redemption in
+            guard let redemption else { return eventLoop.makeSucceededFuture(Self.storeUnavailable) }
             switch redemption {
             case .rotated(_, let next):
                 guard let user = users.first(where: { $0.username == next.subject }) else {
@@ -235,12 +248,51 @@ final class TokenService: Sendable {
         let record = RefreshRecord(
             family: family ?? SecureRandom.hex(16), subject: subject, scopes: scopes, clientID: clientID,
             expiresAt: now + Double(endpoint.refreshTokenTTL) / 1000)
-        return self.storeThread.runIfActive(eventLoop: eventLoop) {
-            try self.store.issue(digest: refresh.digest, record)
-        }.flatMap {
-            self.answerWithTokens(
+        let store = self.store
+        return self.storeFuture("issue", on: eventLoop) {
+            try await store.issue(digest: refresh.digest, record)
+        }.flatMap { recorded in
+            guard recorded != nil else { return eventLoop.makeSucceededFuture(Self.storeUnavailable) }
+            return self.answerWithTokens(
                 endpoint: endpoint, subject: subject, scopes: scopes, clientID: clientID, refreshToken: refresh.token, now: now,
                 eventLoop: eventLoop)
+        }
+    }
+
+    /// RFC 7009: revokes the family of a refresh token issued to this client (or to no client,
+    /// when none authenticated). The answer is 200 whether or not the token was known, so it
+    /// tells nothing about other clients' tokens; an access token is not stored and stays
+    /// valid until it expires.
+    private func revoke(_ token: String, clientID: String?, eventLoop: any EventLoop) -> EventLoopFuture<Answer> {
+        let digest = DigestAlgorithm.sha256.hash(Array(token.utf8))
+        let store = self.store
+        return self.storeFuture("revoke", on: eventLoop) {
+            try await store.revokeFamily(digest: digest, clientID: clientID)
+        }.map { revoked in
+            guard let revoked else { return Self.storeUnavailable }
+            if revoked { self.logger.info("a refresh token family was revoked on request") }
+            return Answer(
+                status: 200, headers: [("Cache-Control", "no-store"), ("Pragma", "no-cache")], body: Array("{}".utf8),
+                outcome: revoked ? "revoked" : "revoke_unknown_token")
+        }
+    }
+
+    /// Runs a store operation off the event loop. A failure is counted, logged, and comes back
+    /// as `nil`: the caller answers 503 (``storeUnavailable``) and issues nothing.
+    private func storeFuture<Value: Sendable>(
+        _ operation: String, on eventLoop: any EventLoop, _ body: @escaping @Sendable () async throws -> Value
+    ) -> EventLoopFuture<Value?> {
+        eventLoop.makeFutureWithTask {
+            do {
+                return try await body()
+            } catch {
+                self.metrics.storeError(operation: operation)
+                // A PostgreSQL store logs when it becomes unreachable and when it is back.
+                self.logger.log(
+                    level: error is PostgresDatabase.Failure ? .debug : .error, "token store operation failed",
+                    metadata: ["operation": "\(operation)", "error": "\(error)"])
+                return nil
+            }
         }
     }
 

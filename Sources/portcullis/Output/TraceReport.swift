@@ -77,6 +77,9 @@ struct TraceReport {
             lines.append(("decision", "answered by the gateway: a CORS preflight"))
             lines.append(("status", "204"))
             for (name, value) in headers { lines.append(("header", "\(name): \(value)")) }
+        case .serve(.tokenRevocation):
+            lines.append(("decision", "answered by the gateway: the token endpoint revokes the refresh token's family"))
+            lines.append(("status", "200 (401/429 when client authentication fails)"))
         case .serve(.document(let body, _)):
             lines.append(("decision", "answered by the gateway: a published document"))
             lines.append(("status", "200"))
