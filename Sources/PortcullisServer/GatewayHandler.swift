@@ -261,6 +261,10 @@ final class GatewayHandler: ChannelDuplexHandler {
         _ head: HTTPRequestHead, plan: ForwardPlan, declaredLength: Int64?, chunked: Bool, requestID: String,
         context: ChannelHandlerContext
     ) {
+        guard let upstream = plan.upstream else {
+            // Only a route without upstream has none, and the decision never forwards to it.
+            return self.refuse(Refusal.notFound, requestID: requestID, keepAlive: head.isKeepAlive, context: context)
+        }
         let exchange = ForwardExchange(
             generation: self.generation, keepAlive: head.isKeepAlive, requestID: requestID, isHead: head.method == .HEAD,
             clientIsHTTP10: head.version.major == 1 && head.version.minor == 0)
@@ -281,7 +285,6 @@ final class GatewayHandler: ChannelDuplexHandler {
         } else {
             body = .none
         }
-        let upstream = plan.upstream
         var socketPath: String?
         if case .unixSocket(let path) = upstream.target { socketPath = path }
         let request = UpstreamRequest(

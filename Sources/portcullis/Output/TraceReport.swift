@@ -53,6 +53,8 @@ struct TraceReport {
                 ))
             case .preflight(let origin, let allowed):
                 lines.append(("cors", "preflight from \(origin): \(allowed ? "allowed" : "refused")"))
+            case .notServedHere(let why):
+                lines.append(("listener", "not served here: \(why)"))
             }
         }
         switch self.decision {
@@ -63,7 +65,7 @@ struct TraceReport {
         case .forward(let plan):
             lines.append(("decision", "allow: would forward"))
             lines.append(("status", "200 (the upstream's answer)"))
-            lines.append(("upstream", "\(plan.method) \(plan.upstreamURL)"))
+            lines.append(("upstream", plan.upstream == nil ? "none: only the decision service answers this route" : "\(plan.method) \(plan.upstreamURL)"))
             for (name, value) in self.identityHeaders(plan) { lines.append(("identity", "\(name): \(value)")) }
             for (name, value) in plan.headers { lines.append(("sends", "\(name): \(value)")) }
         case .refuse(let refusal):
@@ -225,6 +227,7 @@ struct TraceReport {
         case .claimCondition(let condition, let held, let actual):
             return "claim \(condition.summary) at \(condition.location.fileAndLine): \(held ? "held" : "failed") (token has \(actual ?? "no such claim"))"
         case .preflight(let origin, let allowed): return "CORS preflight from \(origin) \(allowed ? "allowed" : "refused")"
+        case .notServedHere(let why): return "not served here: \(why)"
         }
     }
 }
