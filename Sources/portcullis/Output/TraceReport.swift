@@ -6,6 +6,8 @@ struct TraceReport {
     let trace: Trace
     let decision: Decision
     let policy: Policy
+    /// With `--listener decisions`: what the decision service answers.
+    var serviceAnswer: DecisionServiceAnswer?
 
     private var lines: [(String, String)] {
         var lines: [(String, String)] = [("request", "\(self.facts.method) \(self.facts.rawTarget)" + (self.facts.host.map { " (Host: \($0))" } ?? ""))]
@@ -62,10 +64,13 @@ struct TraceReport {
             Self.refusalLines(plan.shadowed!, into: &lines)
             lines.append(("shadow", "dry-run mode: logged as would_deny and forwarded anyway to \(plan.upstreamURL)"))
             for (name, value) in plan.headers { lines.append(("sends", "\(name): \(value)")) }
+        case .forward where self.serviceAnswer != nil:
+            // The decision service forwards nothing: its answer (below) is the whole outcome.
+            lines.append(("decision", "allow: the edge proxy forwards the request"))
         case .forward(let plan):
             lines.append(("decision", "allow: would forward"))
             lines.append(("status", "200 (the upstream's answer)"))
-            lines.append(("upstream", plan.upstream == nil ? "none: only the decision service answers this route" : "\(plan.method) \(plan.upstreamURL)"))
+            lines.append(("upstream", "\(plan.method) \(plan.upstreamURL)"))
             for (name, value) in self.identityHeaders(plan) { lines.append(("identity", "\(name): \(value)")) }
             for (name, value) in plan.headers { lines.append(("sends", "\(name): \(value)")) }
         case .refuse(let refusal):
@@ -83,6 +88,12 @@ struct TraceReport {
             lines.append(("decision", "answered by the gateway: a published document"))
             lines.append(("status", "200"))
             lines.append(("body", String(decoding: body, as: UTF8.self)))
+        }
+        if let answer = self.serviceAnswer {
+            let decided = answer.decidedStatus == answer.status ? "" : " (decided \(answer.decidedStatus))"
+            lines.append(("service", "the decision service answers \(answer.status)\(decided)"))
+            for (name, value) in answer.headers { lines.append(("answers", "\(name): \(value)")) }
+            if !answer.body.isEmpty { lines.append(("", String(decoding: answer.body, as: UTF8.self))) }
         }
         return lines
     }
@@ -151,6 +162,14 @@ struct TraceReport {
             steps.append(JSONText.string(Self.describe(step)))
         }
         fields.append(("route", route))
+        if let answer = self.serviceAnswer {
+            fields.append((
+                "decision_service",
+                "{\"status\":\(answer.status),\"decided_status\":\(answer.decidedStatus),\"decision\":\(JSONText.string(answer.outcome)),"
+                    + "\"headers\":\(Self.pairs(answer.headers)),\"body\":"
+                    + (answer.body.isEmpty ? "null" : String(decoding: answer.body, as: UTF8.self)) + "}"
+            ))
+        }
         if !conditions.isEmpty { fields.append(("claim_conditions", "[" + conditions.joined(separator: ",") + "]")) }
         fields.append(("steps", "[" + steps.joined(separator: ",") + "]"))
         switch self.decision {
