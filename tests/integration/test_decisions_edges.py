@@ -10,10 +10,16 @@ client's own X-Original-URI or X-Forwarded-Uri) change nothing."""
 
 from __future__ import annotations
 
-import pytest
+import re
 
-from edge_support import DOCS_OF, MODES, PROXIES, DecisionGateway, decisions_section, request
-from ops_support import ENV, REALM, token, trusted_issuer_and_johndoe
+import pytest
+import yaml
+
+from edge_support import DOCS_OF, MODES, PROXIES, DecisionGateway, decisions_section, doc_block, replace_all, request
+from harness import REPO
+from ops_support import ENV, REALM, run, token, trusted_issuer_and_johndoe
+
+DOCKER = REPO / "docker"
 
 ROUTES = """routes:
   - { name: public, match: { path: "/public/**" }, auth: none }
@@ -146,3 +152,33 @@ def test_headers_naming_a_public_path_do_not_open_a_protected_one(edge):
     resp = request(proxy.port, "GET", "/users/me?m=lies", lies)
     assert resp.status == 401, resp
     assert not upstream_saw(rec, "m=lies")
+
+
+# -- docker/compose.decisions.yaml: nginx in front, with the documented configuration ---------
+
+
+def without_leading_comments(text: str) -> str:
+    return re.sub(r"\A(#.*\n)+", "", text)
+
+
+def test_the_compose_files_are_the_documented_configuration_with_container_addresses():
+    nginx = replace_all(doc_block("edge-nginx.md", "portcullis.conf"), [
+        ("server 127.0.0.1:9902;", "server portcullis:9902;"), ("server 127.0.0.1:9001;", "server upstream:9001;"),
+        ("listen 127.0.0.1:8080;", "listen 8080;")])
+    assert without_leading_comments((DOCKER / "nginx.decisions.conf").read_text()) == without_leading_comments(nginx)
+    portcullis = replace_all(doc_block("edge-nginx.md", "routes.yaml (Portcullis)"), [
+        ('listen: "127.0.0.1:9902"', 'listen: "0.0.0.0:9902"'), ('admin_listen: "127.0.0.1:9901"', 'admin_listen: "0.0.0.0:9901"'),
+        ('trusted_proxies: ["127.0.0.1/32"]', 'trusted_proxies: ["172.28.0.10/32"]')])
+    assert without_leading_comments((DOCKER / "routes.decisions.yaml").read_text()) == without_leading_comments(portcullis)
+
+
+def test_the_compose_file_runs_portcullis_decision_only_and_trusts_nginx_alone(spawner):
+    compose = yaml.safe_load((DOCKER / "compose.decisions.yaml").read_text())
+    services = compose["services"]
+    assert services["portcullis"]["command"] == ["serve"]  # no --listen: server.listen "" holds
+    config = services["portcullis"]["environment"]["PORTCULLIS_CONFIG"]
+    assert [v.split(":")[0] for v in services["portcullis"]["volumes"] if v.split(":")[1] == config] == ["./routes.decisions.yaml"]
+    assert services["nginx"]["networks"]["edge"]["ipv4_address"] == "172.28.0.10"
+    assert any(v.startswith("./nginx.decisions.conf:/etc/nginx/conf.d/") for v in services["nginx"]["volumes"])
+    proc = run(["validate", "--config", str(DOCKER / "routes.decisions.yaml")])
+    assert proc.returncode == 0, proc.stderr
