@@ -65,12 +65,16 @@ final class DecisionHandler: ChannelInboundHandler {
 
     private func decide(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         let policy = self.environment.policies.current
+        // NIO sends no body in the answer to a HEAD decision request.
+        let sendsBody = head.method != .HEAD
         guard let decisions = policy.config.decisions else {
             // A reload removed the service: it stays bound until a restart, and decides nothing.
-            return self.write(.forbidden(reason: "decision_service_off"), keepAlive: head.isKeepAlive, context: context)
+            return self.write(
+                .forbidden(reason: "decision_service_off"), keepAlive: head.isKeepAlive, sendsBody: sendsBody, context: context)
         }
         guard decisions.trusts(self.peer) else {
-            return self.write(.forbidden(reason: "untrusted_peer"), keepAlive: head.isKeepAlive, context: context)
+            return self.write(
+                .forbidden(reason: "untrusted_peer"), keepAlive: head.isKeepAlive, sendsBody: sendsBody, context: context)
         }
         var fields: [(name: String, value: String)] = []
         fields.reserveCapacity(head.headers.count)
@@ -84,7 +88,9 @@ final class DecisionHandler: ChannelInboundHandler {
         let keepAlive = head.isKeepAlive
         switch DecisionRunner(environment: self.environment).run(facts, policy: policy, client: facts.peer, on: context.eventLoop) {
         case .decided(let decision):
-            self.write(policy.decisionServiceAnswer(decision, requestID: facts.requestID), keepAlive: keepAlive, context: context)
+            self.write(
+                policy.decisionServiceAnswer(decision, requestID: facts.requestID), keepAlive: keepAlive, sendsBody: sendsBody,
+                context: context)
         case .pending(let decision):
             decision.assumeIsolated().whenComplete { [generation = self.generation] result in
                 guard generation == self.generation, let context = self.context else { return }
@@ -93,15 +99,19 @@ final class DecisionHandler: ChannelInboundHandler {
                 case .success(let decision): final = decision
                 case .failure: final = .refuse(Refusal(status: 500, detail: "Internal Server Error", reason: "credential_check_failed"))
                 }
-                self.write(policy.decisionServiceAnswer(final, requestID: facts.requestID), keepAlive: keepAlive, context: context)
+                self.write(
+                    policy.decisionServiceAnswer(final, requestID: facts.requestID), keepAlive: keepAlive, sendsBody: sendsBody,
+                    context: context)
             }
         }
     }
 
-    private func write(_ answer: DecisionServiceAnswer, keepAlive requested: Bool, context: ChannelHandlerContext) {
+    private func write(
+        _ answer: DecisionServiceAnswer, keepAlive requested: Bool, sendsBody: Bool, context: ChannelHandlerContext
+    ) {
         self.current.route = answer.routeName
         self.current.subject = answer.subject
-        self.current.bytes = self.current.method == "HEAD" ? 0 : answer.body.count
+        self.current.bytes = sendsBody ? answer.body.count : 0
         if answer.outcome == "would_deny" {
             self.current.wouldDeny = (answer.decidedStatus, answer.reason ?? "")
             self.current.status = answer.status

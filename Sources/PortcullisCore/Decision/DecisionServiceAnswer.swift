@@ -36,9 +36,12 @@ extension Policy {
     package static let portcullisRouteHeader = "X-Portcullis-Route"
 
     /// The identity headers the decision service answers for `identity`: every one, empty when
-    /// the request is anonymous or a claim is absent (``ServerConfig/identityFields(_:includingEmpty:)``).
+    /// the request is anonymous or a claim is absent (``ServerConfig/appendIdentityFields(_:includingEmpty:to:)``).
     package func identityHeaders(for identity: Identity?) -> [(name: String, value: String)] {
-        self.config.server.identityFields(identity, includingEmpty: true)
+        var fields: [(name: String, value: String)] = []
+        fields.reserveCapacity(6 + self.config.server.claimHeaders.count)
+        self.config.server.appendIdentityFields(identity, includingEmpty: true, to: &fields)
+        return fields
     }
 
     /// The decision service's answer to `decision`.

@@ -73,7 +73,7 @@ struct UpstreamHeaders {
         lines.append(("X-Forwarded-Proto", forwardedProto ?? (request.tls ? "https" : "http")))
         if let host = forwardedHost ?? clientHost { lines.append(("X-Forwarded-Host", host)) }
         lines.append(("X-Request-Id", request.requestID))
-        if identity != nil { lines += self.server.identityFields(identity, includingEmpty: false) }
+        if identity != nil { self.server.appendIdentityFields(identity, includingEmpty: false, to: &lines) }
         return lines
     }
 
@@ -90,11 +90,11 @@ extension ServerConfig {
     /// every one, empty when the request is anonymous or the claim absent
     /// (`includingEmpty: true`), so that an edge proxy that copies them overwrites whatever a
     /// client sent under those names.
-    package func identityFields(_ identity: Identity?, includingEmpty: Bool) -> [(name: String, value: String)] {
-        var fields: [(name: String, value: String)] = []
-        guard identity != nil || includingEmpty else { return fields }
+    package func appendIdentityFields(
+        _ identity: Identity?, includingEmpty: Bool, to fields: inout [(name: String, value: String)]
+    ) {
+        guard identity != nil || includingEmpty else { return }
         let names = self.identityHeaders
-        fields.reserveCapacity(4 + self.claimHeaders.count)
         fields.append((names.subject, identity?.subject ?? ""))
         fields.append((names.scopes, identity?.scopes.joined(separator: " ") ?? ""))
         fields.append((names.method, identity?.method.rawValue ?? ""))
@@ -107,7 +107,6 @@ extension ServerConfig {
         } else {
             for claim in claims { fields.append((claim.name, claim.value)) }
         }
-        return fields
     }
 }
 
