@@ -68,7 +68,8 @@ package struct ForwardPlan: Sendable {
     package var identity: Identity?
     /// Every header field the upstream receives besides the body's framing (which the upstream
     /// client sets from the body), in order: the client's fields that may pass, then `Host`,
-    /// `X-Forwarded-*`, `X-Request-Id` and the identity headers.
+    /// `X-Forwarded-*`, `X-Request-Id` and the identity headers. Empty on the decision service,
+    /// which forwards nothing.
     package var headers: [(name: String, value: String)]
     /// Shadow mode (`dry_run`, or the route's `mode: dry-run`): the refusal enforcement would
     /// have sent, logged as `would_deny`; the request is forwarded anyway.

@@ -521,7 +521,9 @@ package final class Policy: Sendable {
         return ForwardPlan(
             routeIndex: index, routeName: route.config.name, upstream: route.upstream, method: request.method,
             upstreamTarget: upstreamTarget, upstreamURL: route.upstream == nil ? "" : origin + upstreamTarget, identity: identity,
-            headers: self.upstreamHeaders.build(request, clientHost: clientHost, identity: identity, rules: rules))
+            // The decision service forwards nothing: the edge proxy builds the upstream's head.
+            headers: request.listener == .decisions
+                ? [] : self.upstreamHeaders.build(request, clientHost: clientHost, identity: identity, rules: rules))
     }
 
     /// The `Host` an upstream URL implies (`http://api:80` is `api`, as libcurl would send it).
