@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from edge_support import DOCS_OF, MODES, PROXIES, DecisionGateway, decisions_section, doc_block, replace_all, request
-from harness import REPO
+from harness import REPO, RawConn
 from ops_support import ENV, REALM, run, token, trusted_issuer_and_johndoe
 
 DOCKER = REPO / "docker"
@@ -182,3 +182,28 @@ def test_the_compose_file_runs_portcullis_decision_only_and_trusts_nginx_alone(s
     assert any(v.startswith("./nginx.decisions.conf:/etc/nginx/conf.d/") for v in services["nginx"]["volumes"])
     proc = run(["validate", "--config", str(DOCKER / "routes.decisions.yaml")])
     assert proc.returncode == 0, proc.stderr
+
+
+def time_wait_with(port: int) -> int:
+    """TCP connections to or from `port` in TIME_WAIT: each is a connection that was closed."""
+    count = 0
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            local, remote, state = fields[1], fields[2], fields[3]
+            if state == "06" and port in (int(local.split(":")[1], 16), int(remote.split(":")[1], 16)):
+                count += 1
+    return count
+
+
+@pytest.mark.parametrize("edge", ["nginx"], indirect=True)
+def test_nginx_keeps_its_connections_to_the_decision_service_across_refusals(edge):
+    # auth_request closes an upstream connection whose answer has a body it did not read; the
+    # documented HEAD subrequest has none, so refusals cost no new connection.
+    proxy, gateway, _ = edge
+    request(proxy.port, "GET", "/users/me")  # a connection to the decision service is pooled
+    before = time_wait_with(gateway.port)
+    with RawConn(proxy.port) as conn:
+        for _ in range(20):
+            assert conn.request(b"GET /users/me HTTP/1.1\r\nHost: api.example\r\n\r\n").status == 401
+    assert time_wait_with(gateway.port) - before <= 1
