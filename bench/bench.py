@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Portcullis benchmark: the gateway against nginx and HAProxy on one machine, in one run.
+"""Portcullis benchmark: the gateway against nginx and HAProxy on one machine, in one run, and
+its decision service behind nginx's auth_request.
 
 Every scenario is measured with the same wrk settings against the same echo upstream. The
 primary figure is the proxy's CPU time per request (utime+stime of its processes, from /proc,
@@ -137,14 +138,21 @@ class Bench:
             f.write(text)
         return path
 
-    def measure(self, name, port, pids_fn, path="/bench", headers=(), expect_status=200, note=""):
-        """Warm up, then measure one scenario; pids_fn lists the processes whose CPU counts."""
+    def measure(self, name, port, pids_fn, path="/bench", headers=(), expect_status=200, note="", also=()):
+        """Warm up, then measure one scenario; pids_fn lists the processes whose CPU counts.
+        `also`: (label, pids_fn) of further processes whose CPU per request goes in the note."""
         run_wrk(port, path, headers, 2, self.args.connections, 0)
         pids = pids_fn()
+        others = [(label, fn()) for label, fn in also]
         before = cpu_ticks(pids)
+        others_before = [cpu_ticks(p) for _, p in others]
         result = run_wrk(port, path, headers, self.args.duration, self.args.connections, 0)
         after = cpu_ticks(pids)
+        others_after = [cpu_ticks(p) for _, p in others]
         result["cpu_us"] = (after - before) * 1_000_000 / CLK_TCK / max(1, result["requests"])
+        for (label, _), b, a in zip(others, others_before, others_after):
+            result[f"{label}_cpu_us"] = (a - b) * 1_000_000 / CLK_TCK / max(1, result["requests"])
+            note = f"{note} {label} {result[f'{label}_cpu_us']:.1f} µs/req".strip()
         result["name"] = name
         result["note"] = note
         if expect_status == 200 and result["non2xx"]:
@@ -289,6 +297,61 @@ routes:
         wait_port(port)
         return port, proc, config
 
+    def decisions(self, upstream):
+        """Portcullis as nginx's auth_request service: docs/edge-nginx.md's nginx configuration
+        (its addresses changed) in front of the same upstream, asking a decision-only
+        Portcullis about HS256 tokens. Both run on the core under test."""
+        decisions_port = free_port()
+        config = self.write("portcullis-decisions.yaml", f"""
+version: 1
+server: {{ listen: "", admin_listen: "", access_log: "off" }}
+decisions: {{ listen: "127.0.0.1:{decisions_port}", request_from: original, trusted_proxies: ["127.0.0.1/32"] }}
+jwt:
+  cache_size: 10000
+  issuers:
+    - issuer: "https://bench.local"
+      audiences: ["api"]
+      algorithms: [HS256]
+      keys: [ {{ kid: k1, secret_env: PORTCULLIS_JWT_SECRET }} ]
+token_endpoint:
+  issuer: "https://bench.local"
+  audience: api
+  signing_key: {{ alg: HS256, kid: k1, secret_env: PORTCULLIS_JWT_SECRET }}
+  store: "memory:"
+routes:
+  - {{ name: open, match: {{ path: "/bench" }}, auth: none }}
+  - {{ name: items, match: {{ path: "/items" }}, auth: bearer, scopes: [items] }}
+""")
+        portcullis = self.start([os.environ["PORTCULLIS_BIN"], "serve", "--config", config], 1)
+        wait_port(decisions_port)
+        port = free_port()
+        doc = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "edge-nginx.md")).read()
+        [site] = [b for b in re.findall(r"^```[a-z]*\n(.*?)^```", doc, re.S | re.M) if b.startswith("# portcullis.conf")]
+        for old, new in (("127.0.0.1:8080", f"127.0.0.1:{port}"), ("127.0.0.1:9902", f"127.0.0.1:{decisions_port}"),
+                         ("127.0.0.1:9001", f"127.0.0.1:{upstream}")):
+            site = site.replace(old, new)
+        self.write("portcullis-site.conf", site)
+        conf = self.write("nginx-auth-request.conf", f"""
+daemon off;
+master_process on;
+worker_processes 1;
+pid {self.tmp}/nginx-auth-request.pid;
+error_log {self.tmp}/nginx-auth-request-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {self.tmp}/client_body;
+    proxy_temp_path {self.tmp}/proxy;
+    fastcgi_temp_path {self.tmp}/fastcgi;
+    uwsgi_temp_path {self.tmp}/uwsgi;
+    scgi_temp_path {self.tmp}/scgi;
+    include {self.tmp}/portcullis-site.conf;
+}}
+""")
+        nginx = self.start(["nginx", "-p", self.tmp, "-c", conf], 1)
+        wait_port(port)
+        return port, nginx, portcullis, config
+
     def token(self, config, scope):
         out = subprocess.run([os.environ["PORTCULLIS_BIN"], "token", "--config", config, "--sub", "bench",
                               "--scope", scope, "--ttl", "2h"], capture_output=True, text=True, env=self.env, check=True)
@@ -339,6 +402,17 @@ routes:
                      [f"Authorization: Bearer {narrow}"], expect_status=403)
         loaded_rss = rss_kib(proc.pid)
         self.stop(proc)
+
+        # The decision service behind nginx: its CPU per decision, and nginx's around it.
+        port, nginx_proc, decider, decider_config = self.decisions(upstream)
+        nginx_pids = lambda: [nginx_proc.pid] + children(nginx_proc.pid)
+        good = self.token(decider_config, "items")
+        self.measure("decisions HS256 (nginx front)", port, lambda: [decider.pid], "/items",
+                     [f"Authorization: Bearer {good}"], also=[("nginx", nginx_pids)])
+        self.measure("decisions 401 (nginx front)", port, lambda: [decider.pid], "/items", expect_status=401,
+                     also=[("nginx", nginx_pids)])
+        self.stop(nginx_proc)
+        self.stop(decider)
         self.logins(upstream)
 
         if not self.args.quick:
@@ -450,6 +524,14 @@ routes:
                     parts.append(f"vs auth: none carrying the same header {on['cpu_us'] / same['cpu_us']:.2f}x")
             if parts:
                 lines.append(f"{alg}: " + ", ".join(parts))
+        allowed = by_name.get("decisions HS256 (nginx front)")
+        refused = by_name.get("decisions 401 (nginx front)")
+        proxied = by_name.get("portcullis 401 no token")
+        if allowed and refused and proxied:
+            lines.append(f"decision service (Portcullis's CPU per decision): HS256 allowed {allowed['cpu_us']:.1f} µs, "
+                         f"401 without token {refused['cpu_us']:.1f} µs, vs the proxy's 401 without token "
+                         f"{proxied['cpu_us']:.1f} µs; nginx's own CPU around it {allowed['nginx_cpu_us']:.1f} µs "
+                         f"and {refused['nginx_cpu_us']:.1f} µs per request")
         lines.append(f"portcullis RSS: idle {idle_rss / 1024:.1f} MiB, after load {loaded_rss / 1024:.1f} MiB")
         if getattr(self, "login_line", None):
             lines.append(self.login_line)

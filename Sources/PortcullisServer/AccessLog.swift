@@ -4,7 +4,7 @@ package import PortcullisCore
 import Glibc
 #endif
 
-/// One JSON line per request (contract §8), written off the event loops by a ``LineWriter``:
+/// One JSON line per request (contract §8) and per decision of the decision service (§11), written off the event loops by a ``LineWriter``:
 /// a target that stalls (stdout piped to a reader that stopped) costs dropped, counted lines,
 /// never memory without bound or a waiting event loop.
 ///
@@ -81,6 +81,8 @@ package final class AccessLog: Sendable {
         /// by the upstream as forwarded.
         var sentStatus: Int?
         var sentReason: String?
+        /// `decisions` for the decision service's lines; absent on the public listener's.
+        var listener: String?
     }
 
     func record(_ entry: Entry) {
@@ -96,6 +98,7 @@ package final class AccessLog: Sendable {
         if let upstreamStatus = entry.upstreamStatus { line += ",\"upstream_status\":\(upstreamStatus)" }
         if let sentStatus = entry.sentStatus { line += ",\"sent_status\":\(sentStatus)" }
         if let sentReason = entry.sentReason { line += ",\"sent_reason\":\(JSONText.string(sentReason))" }
+        if let listener = entry.listener { line += ",\"listener\":\(JSONText.string(listener))" }
         line += "}\n"
         self.writer.append(line.utf8)
     }

@@ -194,83 +194,39 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
 
         let facts = RequestFacts.received(head, policy: policy, peer: self.peerText, requestID: requestID)
-        let pending = PendingRequest(
-            head: head, facts: facts, declaredLength: declaredLength, chunked: chunked, requestID: requestID,
-            generation: self.generation, policy: policy)
-        self.handle(policy.decide(facts, now: WallClock.now()), pending, policy: policy, context: context)
-    }
-
-
-    private func handle(_ decision: Decision, _ pending: PendingRequest, policy: Policy, context: ChannelHandlerContext) {
-        var pending = pending
-        pending.rounds += 1
-        switch decision {
-        case .verify(let check) where pending.rounds <= 2:
-            let throttle = self.environment.loginThrottle
-            let client = self.current.client
-            if let wait = throttle.retryAfter(address: client, now: WallClock.now()) {
-                // Held back without hashing: the decision renders the 429.
-                self.environment.metrics.loginFailure(reason: "throttled")
-                pending.facts.verdict = .throttled(check, retryAfter: wait)
-                return self.handle(policy.decide(pending.facts, now: WallClock.now()), pending, policy: policy, context: context)
-            }
-            guard let future = self.environment.hashPool.run(check, on: context.eventLoop) else {
-                var refusal = Refusal(status: 503, headers: [("Retry-After", "1")], detail: "Service Unavailable", reason: "hash_queue_full")
-                refusal.routeName = nil
-                return self.refuse(refusal, requestID: pending.requestID, keepAlive: false, context: context)
-            }
+        var pending = PendingRequest(
+            head: head, declaredLength: declaredLength, chunked: chunked, requestID: requestID, generation: self.generation)
+        switch DecisionRunner(environment: self.environment).run(facts, policy: policy, client: self.current.client, on: context.eventLoop) {
+        case .decided(let decision):
+            self.act(on: decision, pending, context: context)
+        case .pending(let decision):
+            // A password check or a key set fetch: reading stops until the decision is final,
+            // and body parts that arrive meanwhile wait in `pending`.
+            pending.waited = true
             self.state = .awaiting(pending)
             self.readPaused = true
-            future.assumeIsolated().whenComplete { [generation = pending.generation, metrics = self.environment.metrics] result in
-                guard case .success(let verdict) = result else { return }
-                if verdict.matched == nil {
-                    throttle.recordFailure(address: client, now: WallClock.now())
-                    metrics.loginFailure(reason: check.kind == .apiKey ? "bad_api_key" : "bad_credentials")
+            decision.assumeIsolated().whenComplete { [generation = self.generation] result in
+                guard let context = self.context, case .awaiting(let pending) = self.state, pending.generation == generation else {
+                    return
                 }
-                self.resume(generation: generation) { pending in pending.facts.verdict = verdict }
+                self.state = .idle
+                switch result {
+                case .success(let decision):
+                    self.act(on: decision, pending, context: context)
+                case .failure:
+                    var refusal = Refusal(status: 500, detail: "Internal Server Error", reason: "credential_check_failed")
+                    refusal.closesConnection = true
+                    self.act(on: .refuse(refusal), pending, context: context)
+                }
             }
-        case .verify:
-            self.refuse(Refusal(status: 500, detail: "Internal Server Error", reason: "credential_loop"),
-                        requestID: pending.requestID, keepAlive: false, context: context)
-        case _ where decision.keySetToRefresh != nil && pending.rounds <= 2
-            && self.awaitKeySet(decision.keySetToRefresh!, pending, context: context):
-            // The token names a kid its issuer's key set lacks: the request waits for one fetch
-            // of the set (under way, or started now within the rate limit), then is decided again.
-            break
-        default:
-            self.act(on: decision, pending, policy: policy, context: context)
         }
     }
 
-
-    /// Waits for a fetch of `set` if one is under way or allowed; `false` when neither.
-    private func awaitKeySet(_ set: RemoteKeySet, _ pending: PendingRequest, context: ChannelHandlerContext) -> Bool {
-        let loop = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let waiting = self.environment.jwks.fetchForUnknownKid(set, now: WallClock.now()) {
-            [eventLoop = context.eventLoop, generation = pending.generation] _ in
-            eventLoop.execute { loop.value.resume(generation: generation) { _ in } }
-        }
-        guard waiting else { return false }
-        self.state = .awaiting(pending)
-        self.readPaused = true
-        return true
-    }
-
-    /// Decides again once the work a decision asked for is done.
-    private func resume(generation: Int, _ update: (inout PendingRequest) -> Void) {
-        guard let context = self.context, case .awaiting(var pending) = self.state, pending.generation == generation else {
-            return
-        }
-        update(&pending)
-        self.state = .idle
-        self.handle(pending.policy.decide(pending.facts, now: WallClock.now()), pending, policy: pending.policy, context: context)
-    }
-
-    private func act(on decision: Decision, _ pending: PendingRequest, policy: Policy, context: ChannelHandlerContext) {
+    private func act(on decision: Decision, _ pending: PendingRequest, context: ChannelHandlerContext) {
         switch decision {
         case .refuse(let refusal):
             // After CONNECT the parser treats the connection as a tunnel: nothing after it can be read as HTTP.
-            let keepAlive = pending.head.isKeepAlive && pending.head.method != .CONNECT
+            let keepAlive = pending.head.isKeepAlive && pending.head.method != .CONNECT && !refusal.closesConnection
             self.refuse(refusal, requestID: pending.requestID, keepAlive: keepAlive, context: context)
         case .forward(let plan):
             // Shadow mode: the refusal it carries is only logged; the request goes through.
@@ -291,7 +247,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     /// Hands the body parts that arrived while the request waited to whatever handles it now,
     /// then lets reading go on (unless the upstream asked for a pause meanwhile).
     private func replay(_ pending: PendingRequest, context: ChannelHandlerContext) {
-        let waited = pending.rounds > 1
+        let waited = pending.waited
         if waited { self.readPaused = false }
         for buffer in pending.buffered { self.receiveBody(buffer, context: context) }
         if pending.ended { self.receiveEnd(context: context) }
@@ -306,6 +262,10 @@ final class GatewayHandler: ChannelDuplexHandler {
         _ head: HTTPRequestHead, plan: ForwardPlan, declaredLength: Int64?, chunked: Bool, requestID: String,
         context: ChannelHandlerContext
     ) {
+        guard let upstream = plan.upstream else {
+            // Only a route without upstream has none, and the decision never forwards to it.
+            return self.refuse(Refusal.notFound, requestID: requestID, keepAlive: head.isKeepAlive, context: context)
+        }
         let exchange = ForwardExchange(
             generation: self.generation, keepAlive: head.isKeepAlive, requestID: requestID, isHead: head.method == .HEAD,
             clientIsHTTP10: head.version.major == 1 && head.version.minor == 0)
@@ -326,7 +286,6 @@ final class GatewayHandler: ChannelDuplexHandler {
         } else {
             body = .none
         }
-        let upstream = plan.upstream
         var socketPath: String?
         if case .unixSocket(let path) = upstream.target { socketPath = path }
         let request = UpstreamRequest(
@@ -604,7 +563,4 @@ final class GatewayHandler: ChannelDuplexHandler {
     private func logRequest(decision: String, reason: String?) {
         self.current.finish(decision: decision, reason: reason, environment: self.environment, series: &self.series)
     }
-
-
-
 }

@@ -13,6 +13,10 @@ final class GatewayMetrics: Sendable {
     // MetricNameDescriptor is a struct of `let`s that the package does not mark Sendable.
     nonisolated(unsafe) private static let requests = name("requests", "total", "Requests by route, decision (allow, deny, would_deny) and status.")
     nonisolated(unsafe) private static let duration = name("request_duration", "seconds", "Time from the request head to the end of the response.")
+    nonisolated(unsafe) private static let decisions = name(
+        "decisions", "total", "Decision service answers by route, decision (allow, deny, would_deny) and the status decided.")
+    nonisolated(unsafe) private static let decisionDuration = name(
+        "decision_duration", "seconds", "Time from a decision request's head to its answer.")
     nonisolated(unsafe) private static let upstreamDuration = name("upstream_duration", "seconds", "Time from starting the upstream exchange to its response head.")
     nonisolated(unsafe) private static let upstreamErrors = name("upstream_errors", "total", "Upstream failures by kind.")
     nonisolated(unsafe) private static let keySetFetches = name("jwks_refreshes", "total", "Key set fetches by issuer and result.")
@@ -57,15 +61,19 @@ final class GatewayMetrics: Sendable {
         var route: String?
         var decision: String
         var status: Int
+        /// The decision service's answers are counted apart from the proxied requests.
+        var decisionService = false
     }
 
     func series(_ key: SeriesKey) -> RequestSeries {
         let route = key.route ?? "-"
         return RequestSeries(
             requests: self.registry.makeCounter(
-                descriptor: Self.requests, labels: [("route", route), ("decision", key.decision), ("status", String(key.status))]),
+                descriptor: key.decisionService ? Self.decisions : Self.requests,
+                labels: [("route", route), ("decision", key.decision), ("status", String(key.status))]),
             duration: self.registry.makeValueHistogram(
-                descriptor: Self.duration, labels: [("route", route)], buckets: Self.latencyBuckets),
+                descriptor: key.decisionService ? Self.decisionDuration : Self.duration, labels: [("route", route)],
+                buckets: Self.latencyBuckets),
             upstream: self.registry.makeValueHistogram(
                 descriptor: Self.upstreamDuration, labels: [("route", route)], buckets: Self.latencyBuckets))
     }
@@ -129,9 +137,10 @@ struct RequestSeriesCache {
     private var entries: [GatewayMetrics.SeriesKey: GatewayMetrics.RequestSeries] = [:]
 
     mutating func record(
-        _ metrics: GatewayMetrics, route: String?, decision: String, status: Int, seconds: Double, upstreamSeconds: Double?
+        _ metrics: GatewayMetrics, route: String?, decision: String, status: Int, seconds: Double, upstreamSeconds: Double?,
+        decisionService: Bool = false
     ) {
-        let key = GatewayMetrics.SeriesKey(route: route, decision: decision, status: status)
+        let key = GatewayMetrics.SeriesKey(route: route, decision: decision, status: status, decisionService: decisionService)
         let series: GatewayMetrics.RequestSeries
         if let known = self.entries[key] {
             series = known

@@ -11,8 +11,9 @@ import ServiceLifecycle
 import Synchronization
 import UnixSignals
 
-/// The public listener: accepts connections, runs a ``GatewayHandler`` on each, and shuts
-/// down gracefully.
+/// The gateway's listeners: the public one (a ``GatewayHandler`` on each connection), the
+/// decision service (a ``DecisionHandler`` on each) and the admin listener; shuts down
+/// gracefully.
 package final class GatewayServer: Sendable {
     private let environment: GatewayEnvironment
     private let group: MultiThreadedEventLoopGroup
@@ -39,7 +40,7 @@ package final class GatewayServer: Sendable {
     /// Serves under a swift-service-lifecycle group: SIGTERM and SIGINT begin a graceful
     /// shutdown, which ``run(listen:reload:)`` turns into a drain.
     package func serve(
-        listen address: ListenAddress, reload: @escaping @Sendable () -> Result<Policy, ConfigDiagnostics>
+        listen address: ListenAddress?, reload: @escaping @Sendable () -> Result<Policy, ConfigDiagnostics>
     ) async throws {
         let service = GatewayService(server: self, address: address, reload: reload)
         let group = ServiceGroup(
@@ -53,7 +54,7 @@ package final class GatewayServer: Sendable {
     /// reads the configuration again (off the event loops); a good one replaces the running
     /// policy, a bad one is reported and changes nothing.
     package func run(
-        listen address: ListenAddress, reload: @escaping @Sendable () -> Result<Policy, ConfigDiagnostics>
+        listen address: ListenAddress?, reload: @escaping @Sendable () -> Result<Policy, ConfigDiagnostics>
     ) async throws {
         // SIGHUP is trapped before anything listens: a reload asked for as soon as the gateway
         // says it is listening must not meet the default action, which ends the process.
@@ -100,9 +101,35 @@ package final class GatewayServer: Sendable {
             }
         self.startKeySets(self.environment.policies.current)
         self.environment.startSharingThrottle()
-        let channel = try await bootstrap.bind(host: address.host, port: address.port).get()
-        let bound = channel.localAddress.map { "\($0.ipAddress ?? address.host):\($0.port ?? address.port)" } ?? "\(address)"
-        self.logger.notice("portcullis listening", metadata: ["address": "\(bound)"])
+        // `server.listen: ""`: a decision-only gateway has no public listener.
+        var channel: (any Channel)?
+        if let address {
+            let publicChannel = try await bootstrap.bind(host: address.host, port: address.port).get()
+            channel = publicChannel
+            self.logger.notice("portcullis listening", metadata: ["address": "\(Self.bound(publicChannel, address))"])
+        }
+
+        var decisions: (any Channel)?
+        if let decisionsAddress = self.environment.policies.current.config.decisions?.listen {
+            let decisionsBootstrap = ServerBootstrap(group: self.group)
+                .serverChannelInitializer(backoff)
+                .serverChannelOption(.backlog, value: 1024)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+                .childChannelInitializer { [self] channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let deadlines = deadlines(counted: true)
+                        let sync = channel.pipeline.syncOperations
+                        try sync.addHandler(deadlines)
+                        try sync.configureHTTPServerPipeline(withErrorHandling: true)
+                        try sync.addHandler(DecisionHandler(environment: environment, deadlines: deadlines))
+                        self.track(channel)
+                    }
+                }
+            let decisionsChannel = try await decisionsBootstrap.bind(host: decisionsAddress.host, port: decisionsAddress.port).get()
+            decisions = decisionsChannel
+            self.logger.notice("decisions listening", metadata: ["address": "\(Self.bound(decisionsChannel, decisionsAddress))"])
+        }
 
         var admin: (any Channel)?
         if let adminAddress = server.adminListen {
@@ -119,8 +146,7 @@ package final class GatewayServer: Sendable {
                 }
             let adminChannel = try await adminBootstrap.bind(host: adminAddress.host, port: adminAddress.port).get()
             admin = adminChannel
-            let boundAdmin = adminChannel.localAddress.map { "\($0.ipAddress ?? adminAddress.host):\($0.port ?? adminAddress.port)" } ?? "\(adminAddress)"
-            self.logger.notice("admin listening", metadata: ["address": "\(boundAdmin)"])
+            self.logger.notice("admin listening", metadata: ["address": "\(Self.bound(adminChannel, adminAddress))"])
         }
 
         let released = StartupPages.release()
@@ -154,7 +180,8 @@ package final class GatewayServer: Sendable {
         // Returns when the service group begins its graceful shutdown, or throws if cancelled.
         try? await gracefulShutdown()
         self.logger.notice("shutting down: no longer accepting connections")
-        try? await channel.close()
+        try? await channel?.close()
+        try? await decisions?.close()
         try? await admin?.close()
         await self.drain(grace: .milliseconds(Int(self.environment.policies.current.config.server.shutdownGrace)))
         hangups.cancel()
@@ -168,6 +195,11 @@ package final class GatewayServer: Sendable {
         await self.environment.shutdownStore()
         try? await self.group.shutdownGracefully()
         self.logger.notice("stopped")
+    }
+
+    /// The address a listener bound (with the port the system chose for port 0).
+    private static func bound(_ channel: any Channel, _ address: ListenAddress) -> String {
+        channel.localAddress.map { "\($0.ipAddress ?? address.host):\($0.port ?? address.port)" } ?? "\(address)"
     }
 
     /// TLS 1.2 and later with the certificate chain and key of `server.tls`; HTTP/1.1 by ALPN.
@@ -198,7 +230,7 @@ package final class GatewayServer: Sendable {
         }
     }
 
-    private func reload(_ load: @Sendable () -> Result<Policy, ConfigDiagnostics>, listening: ListenAddress) {
+    private func reload(_ load: @Sendable () -> Result<Policy, ConfigDiagnostics>, listening: ListenAddress?) {
         switch load() {
         case .failure(let diagnostics):
             self.environment.metrics.configReload(succeeded: false)
@@ -218,8 +250,11 @@ package final class GatewayServer: Sendable {
             self.environment.metrics.configReload(succeeded: true)
             self.logger.notice("configuration reloaded", metadata: ["routes": "\(next.routes.count)"])
             let server = next.config.server
-            if server.listen != previous.config.server.listen || server.adminListen != previous.config.server.adminListen {
-                self.logger.warning("server.listen or server.admin_listen changed: that takes a restart; still listening as before")
+            if server.listen != previous.config.server.listen || server.adminListen != previous.config.server.adminListen
+                || next.config.decisions?.listen != previous.config.decisions?.listen
+            {
+                self.logger.warning(
+                    "server.listen, server.admin_listen or decisions.listen changed: that takes a restart; still listening as before")
             }
             // The rest of what is fixed at start: say so rather than appear to have applied it.
             var fixed: [String] = []
@@ -287,7 +322,7 @@ package final class GatewayServer: Sendable {
 /// The gateway as one service of a `ServiceGroup`.
 struct GatewayService: Service {
     let server: GatewayServer
-    let address: ListenAddress
+    let address: ListenAddress?
     let reload: @Sendable () -> Result<Policy, ConfigDiagnostics>
 
     func run() async throws {

@@ -3,22 +3,20 @@ import NIOHTTP1
 import PortcullisCore
 import PortcullisUpstream
 
-/// A request whose decision needs work first: a password check, or a key set fetch.
+/// A request being decided: its head, and, while a password check or a key set fetch runs
+/// (``DecisionRunner``), the body parts that arrive meanwhile.
 struct PendingRequest {
     var head: HTTPRequestHead
-    var facts: RequestFacts
     var declaredLength: Int64?
     var chunked: Bool
     var requestID: String
     var generation: Int
-    /// The policy the request arrived under: it is decided again under the same one after
-    /// a password check, whatever reloads happen meanwhile.
-    var policy: Policy
     var ended = false
     /// Body parts that arrived while waiting; reading stops meanwhile, so these stay few.
     var buffered: [ByteBuffer] = []
     var bufferedBytes = 0
-    var rounds = 0
+    /// The decision was not final at once: reading was paused for it.
+    var waited = false
 }
 
 /// One forwarded request.

@@ -19,6 +19,10 @@ struct RequestLogContext {
     var logged = true
     /// Shadow mode: the status and reason of the refusal that was not enforced.
     var wouldDeny: (status: Int, reason: String)?
+    /// The request came to the decision service (its answer is not the upstream's).
+    var decisionService = false
+    /// The status sent, when it is not `status` (the decision service sends a 404 as a 403).
+    var sentStatus: Int?
 
     /// Counts the request in the metrics and writes its access-log line, once.
     mutating func finish(decision: String, reason: String?, environment: GatewayEnvironment, series: inout RequestSeriesCache) {
@@ -29,7 +33,7 @@ struct RequestLogContext {
         series.record(
             environment.metrics, route: entry.route, decision: entry.wouldDeny == nil ? decision : "would_deny",
             status: entry.wouldDeny?.status ?? entry.status, seconds: seconds,
-            upstreamSeconds: entry.upstreamMilliseconds.map { $0 / 1000 })
+            upstreamSeconds: entry.upstreamMilliseconds.map { $0 / 1000 }, decisionService: entry.decisionService)
         guard let log = environment.accessLog else { return }
         var decision = decision
         var status = entry.status
@@ -49,6 +53,8 @@ struct RequestLogContext {
             }
             status = wouldDeny.status
             reason = wouldDeny.reason
+        } else if let sentStatus = entry.sentStatus {
+            sent = (sentStatus, nil)
         }
         log.record(
             AccessLog.Entry(
@@ -56,7 +62,8 @@ struct RequestLogContext {
                 decision: decision, status: status, subject: entry.subject,
                 durationMilliseconds: MonotonicClock.milliseconds(since: entry.start),
                 upstreamMilliseconds: entry.upstreamMilliseconds, bytes: entry.bytes, reason: reason,
-                upstreamStatus: upstreamStatus, sentStatus: sent?.status, sentReason: sent?.reason))
+                upstreamStatus: upstreamStatus, sentStatus: sent?.status, sentReason: sent?.reason,
+                listener: entry.decisionService ? Listener.decisions.rawValue : nil))
     }
 
     /// The target as the access log shows it: without query or fragment, which may carry keys,

@@ -38,6 +38,9 @@ struct Check: ParsableCommand {
     @Option(name: .long, help: "The client address the request comes from, as serve would see its peer.")
     var peer: String = "127.0.0.1"
 
+    @Option(name: .long, help: "public (the default), or decisions: decide as the decision service does, and print its answer.")
+    var listener: String = "public"
+
     @Flag(name: .long, help: "Print the trace as one JSON object.")
     var json = false
 
@@ -60,9 +63,16 @@ struct Check: ParsableCommand {
             }
             headers.append((String(line[..<colon]), String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)))
         }
+        guard let listener = Listener(rawValue: self.listener) else {
+            throw ValidationError("--listener must be public or decisions")
+        }
         let result = self.options.load()
         guard let config = result.config else {
             for diagnostic in result.diagnostics.errors { printError(diagnostic.description) }
+            throw ExitCode(2)
+        }
+        if listener == .decisions && config.decisions == nil {
+            printError("\(self.options.path): --listener decisions needs a decisions section")
             throw ExitCode(2)
         }
         if let token = self.token { headers.append(("Authorization", "Bearer \(token)")) }
@@ -81,6 +91,7 @@ struct Check: ParsableCommand {
         var facts = RequestFacts.dryRun(
             method: self.method, target: self.target, headers: headers, peer: self.peer, tls: policy.config.server.tls != nil,
             policy: policy)
+        facts.listener = listener
         if let text = self.claims {
             guard let claims = JSONValue.parse(Array(text.utf8)), case .object = claims else {
                 printError("--claims needs a JSON object, such as '{\"sub\":\"alice\",\"scope\":\"read\"}'")
@@ -98,7 +109,8 @@ struct Check: ParsableCommand {
         }
         var trace = Trace()
         let decision = policy.decideCompletely(facts, now: instant, recorder: &trace)
-        let report = TraceReport(facts: facts, trace: trace, decision: decision, policy: policy)
+        var report = TraceReport(facts: facts, trace: trace, decision: decision, policy: policy)
+        if listener == .decisions { report.serviceAnswer = policy.decisionServiceAnswer(decision, requestID: facts.requestID) }
         printOut(self.json ? report.json : report.text)
         if let set = decision.keySetToRefresh, !set.isLoaded {
             // The live gateway would fetch this set and may find the key: no verdict offline.

@@ -5,7 +5,8 @@ extension ConfigLoader {
     // MARK: routes
 
     static func readRoutes(
-        _ node: Node, server: ServerConfig, jwt: JWTConfig, upstreams: [String: UpstreamConfig], _ reader: ConfigReader
+        _ node: Node, server: ServerConfig, jwt: JWTConfig, upstreams: [String: UpstreamConfig], decisions: DecisionsConfig?,
+        _ reader: ConfigReader
     ) -> [RouteConfig] {
         guard let items = reader.sequence(node, "routes") else { return [] }
         var routes: [RouteConfig] = []
@@ -93,10 +94,10 @@ extension ConfigLoader {
                     "\(what) has auth: optional: requests without a token pass without these scopes; only a token that lacks them is refused")
             }
 
-            var upstreamName = ""
-            if let upstreamNode = fields.required("upstream", reader, what),
-                let text = reader.string(upstreamNode, "\(what) upstream")
-            {
+            var upstreamName: String?
+            // With a decision service, a route may have no upstream: only the service answers it.
+            let upstreamNode = decisions == nil ? fields.required("upstream", reader, what) : fields["upstream"]
+            if let upstreamNode, let text = reader.string(upstreamNode, "\(what) upstream") {
                 upstreamName = text
                 if upstreams[text] == nil {
                     var message = "\(what) names the unknown upstream '\(text)'"
@@ -105,6 +106,10 @@ extension ConfigLoader {
                     }
                     reader.error(.unknownReference, upstreamNode, message)
                 }
+            } else if upstreamNode == nil, let decisions, decisions.listen == nil {
+                reader.warning(
+                    .badValue, nameNode,
+                    "\(what) has no upstream and the decision service does not listen (decisions.listen is empty): every request for it is answered 404")
             }
             var stripPrefix: String?
             if let node = fields["strip_prefix"], let text = reader.string(node, "\(what) strip_prefix") {

@@ -19,6 +19,7 @@ package enum ConfigLoader {
 
     static let topLevelKeys = [
         "version", "server", "jwt", "users", "users_file", "api_keys", "token_endpoint", "upstreams", "routes",
+        "decisions",
     ]
     static let serverKeys = [
         "listen", "admin_listen", "realm", "max_request_body", "idle_timeout", "request_header_timeout",
@@ -80,6 +81,11 @@ package enum ConfigLoader {
         }
         var server = ServerConfig()
         if let node = top["server"] { server = self.readServer(node, reader, environment) }
+        var decisions: DecisionsConfig?
+        if let node = top["decisions"] { decisions = self.readDecisions(node, server: server, reader) }
+        if server.listen == nil, decisions?.listen == nil, let node = top["server"]?.mapping?["listen"] {
+            reader.error(.badValue, node, "server.listen is \"\", and no decisions.listen is set: the gateway would not listen at all")
+        }
         var jwt = JWTConfig()
         if let node = top["jwt"] { jwt = self.readJWT(node, reader, environment) }
         var users: [UserConfig] = []
@@ -106,12 +112,13 @@ package enum ConfigLoader {
             }
         }
         var upstreams: [String: UpstreamConfig] = [:]
-        if let node = top.required("upstreams", reader, "the configuration") {
+        // A decision-only gateway may have no upstream at all.
+        if let node = decisions == nil ? top.required("upstreams", reader, "the configuration") : top["upstreams"] {
             upstreams = self.readUpstreams(node, reader, environment)
         }
         var routes: [RouteConfig] = []
         if let node = top.required("routes", reader, "the configuration") {
-            routes = self.readRoutes(node, server: server, jwt: jwt, upstreams: upstreams, reader)
+            routes = self.readRoutes(node, server: server, jwt: jwt, upstreams: upstreams, decisions: decisions, reader)
         }
         RouteChecks.reportShadowing(routes, reader)
         RouteChecks.reportOpenOverlaps(routes, reader)
@@ -120,7 +127,19 @@ package enum ConfigLoader {
         return GatewayConfig(
             file: reader.file, server: server, jwt: jwt, users: users, apiKeys: apiKeys, tokenEndpoint: tokenEndpoint,
             upstreams: upstreams,
-            routes: routes)
+            routes: routes, decisions: decisions)
+    }
+
+    /// Whether two listen addresses would take the same port (so the second could not bind).
+    static func sharePort(_ one: ListenAddress, _ other: ListenAddress) -> Bool {
+        guard one.port != 0, one.port == other.port else { return false }
+        let wildcards: Set<String> = ["0.0.0.0", "::", "[::]", ""]
+        // "localhost" binds a loopback address: it clashes with any loopback listener.
+        func host(_ text: String) -> String {
+            let lowered = text.lowercased()
+            return ["localhost", "127.0.0.1", "::1"].contains(lowered) ? "loopback" : lowered
+        }
+        return host(one.host) == host(other.host) || wildcards.contains(one.host) || wildcards.contains(other.host)
     }
 
     /// `users_file`: the same list as `users`, in its own YAML file (a list, or `users:` with one).
@@ -156,11 +175,15 @@ package enum ConfigLoader {
     private static func readServer(_ node: Node, _ reader: ConfigReader, _ environment: any ConfigEnvironment) -> ServerConfig {
         var server = ServerConfig()
         guard let fields = reader.mapping(node, "server", keys: self.serverKeys) else { return server }
-        if let value = fields["listen"], let text = reader.string(value, "server.listen") {
-            if let address = ScalarParsers.listenAddress(text) {
+        if let value = fields["listen"], let text = reader.string(value, "server.listen", allowEmpty: true) {
+            if text.isEmpty {
+                server.listen = nil  // a decision-only gateway: checked against `decisions` in read()
+            } else if let address = ScalarParsers.listenAddress(text) {
                 server.listen = ListenAddress(host: address.host, port: address.port)
             } else {
-                reader.error(.badValue, value, "server.listen: '\(text)' is not HOST:PORT (use [::]:8080 for IPv6)")
+                reader.error(
+                    .badValue, value,
+                    "server.listen: '\(text)' is not HOST:PORT (use [::]:8080 for IPv6), or \"\" for a decision-only gateway")
             }
         }
         if let value = fields["admin_listen"], let text = reader.string(value, "server.admin_listen", allowEmpty: true) {
@@ -172,16 +195,8 @@ package enum ConfigLoader {
                 reader.error(.badValue, value, "server.admin_listen: '\(text)' is not HOST:PORT, or \"\" to disable it")
             }
             // Both listeners on one port cannot bind: the second would stop the start.
-            if let admin = server.adminListen, admin.port != 0, admin.port == server.listen.port {
-                let wildcards: Set<String> = ["0.0.0.0", "::", "[::]", ""]
-                // "localhost" binds a loopback address: it clashes with any loopback listener.
-                func host(_ text: String) -> String {
-                    let lowered = text.lowercased()
-                    return ["localhost", "127.0.0.1", "::1"].contains(lowered) ? "loopback" : lowered
-                }
-                if host(admin.host) == host(server.listen.host) || wildcards.contains(admin.host) || wildcards.contains(server.listen.host) {
-                    reader.error(.badValue, value, "server.admin_listen \(admin) would take the port of server.listen \(server.listen)")
-                }
+            if let admin = server.adminListen, let listen = server.listen, Self.sharePort(admin, listen) {
+                reader.error(.badValue, value, "server.admin_listen \(admin) would take the port of server.listen \(listen)")
             }
         }
         if let value = fields["realm"], let realm = reader.string(value, "server.realm") {

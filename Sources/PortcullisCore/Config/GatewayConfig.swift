@@ -8,10 +8,13 @@ package struct GatewayConfig: Sendable {
     package var tokenEndpoint: TokenEndpointConfig?
     package var upstreams: [String: UpstreamConfig]
     package var routes: [RouteConfig]
+    /// The decision service (`decisions:`), when configured.
+    package var decisions: DecisionsConfig? = nil
 }
 
 package struct ServerConfig: Sendable {
-    package var listen: ListenAddress = ListenAddress(host: "127.0.0.1", port: 8080)
+    /// `nil` when the public listener is disabled (`listen: ""`, a decision-only deployment).
+    package var listen: ListenAddress? = ListenAddress(host: "127.0.0.1", port: 8080)
     /// `nil` when the admin listener is disabled (`admin_listen: ""`).
     package var adminListen: ListenAddress? = ListenAddress(host: "127.0.0.1", port: 9901)
     package var realm: String = "portcullis"
@@ -140,7 +143,8 @@ package struct RouteConfig: Sendable {
     package var auth: RouteAuth
     package var scopes: [String]
     package var scopesAny: [String]
-    package var upstream: String
+    /// `nil` for a route only the decision service answers (allowed when `decisions` is set).
+    package var upstream: String?
     package var stripPrefix: String?
     package var forwardAuthorization: Bool?
     package var mode: RouteMode

@@ -57,19 +57,21 @@ package struct ClaimHeaderValue: Sendable, Hashable {
 package struct ForwardPlan: Sendable {
     package var routeIndex: Int
     package var routeName: String
-    package var upstream: UpstreamConfig
+    /// `nil` on a route only the decision service answers (which is never forwarded).
+    package var upstream: UpstreamConfig?
     /// The method the upstream receives: always the one that was authorized.
     package var method: String
     /// The path and query sent upstream: the normalized path, after `strip_prefix`, under the
     /// upstream URL's own base path, followed by the query exactly as received.
     package var upstreamTarget: String
-    /// The full upstream URL (`http://127.0.0.1:9001/items?x=1`).
+    /// The full upstream URL (`http://127.0.0.1:9001/items?x=1`); empty without an upstream.
     package var upstreamURL: String
     /// `nil` for anonymous requests (`auth: none`, or `optional` without credentials).
     package var identity: Identity?
     /// Every header field the upstream receives besides the body's framing (which the upstream
     /// client sets from the body), in order: the client's fields that may pass, then `Host`,
-    /// `X-Forwarded-*`, `X-Request-Id` and the identity headers.
+    /// `X-Forwarded-*`, `X-Request-Id` and the identity headers. Empty on the decision service,
+    /// which forwards nothing.
     package var headers: [(name: String, value: String)]
     /// Shadow mode (`dry_run`, or the route's `mode: dry-run`): the refusal enforcement would
     /// have sent, logged as `would_deny`; the request is forwarded anyway.
@@ -102,6 +104,8 @@ package struct RequestFacts: Sendable {
     package var tls: Bool
     /// The request's id: the client's `X-Request-Id` when sane (``RequestID/choose(_:)``).
     package var requestID: String
+    /// Which listener asks: the public one (which proxies) or the decision service.
+    package var listener: Listener = .proxy
     /// What `serve` refuses before any decision (its parser, its Host count). The dry-run tools
     /// build requests by hand, so ``dryRun(method:target:headers:authorization:policy:)`` puts
     /// the same refusal here and the decision returns it.
@@ -124,6 +128,15 @@ package struct RequestFacts: Sendable {
         self.authorization = authorization.map { $0.trimmingSpaces() }
         self.credentialHeaders = credentialHeaders.map { ($0.name, $0.value.trimmingSpaces()) }
     }
+}
+
+/// The listener a request arrives on: the decision differs only where the contract says so (a
+/// route without upstream, the token endpoint's paths).
+package enum Listener: String, Sendable {
+    /// The public listener, which forwards allowed requests.
+    case proxy = "public"
+    /// The decision service (contract §11), which only answers.
+    case decisions
 }
 
 extension RequestFacts {

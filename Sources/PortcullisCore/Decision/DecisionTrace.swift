@@ -14,6 +14,8 @@ package enum TraceStep: Sendable {
     case claimCondition(ClaimCondition, held: Bool, actual: String?)
     /// A CORS preflight answered by the gateway.
     case preflight(origin: String, allowed: Bool)
+    /// What matched is not served on the listener asked (404): why.
+    case notServedHere(String)
 }
 
 /// Records the steps of a decision. `serve` uses ``NoTrace``, which compiles to nothing.

@@ -105,6 +105,13 @@ extension Policy {
         return found
     }
 
+    /// Whether the request is a CORS preflight: `OPTIONS` with `Origin` and
+    /// `Access-Control-Request-Method` (anything else is an ordinary request).
+    static func isPreflight(_ request: RequestFacts) -> Bool {
+        request.method == "OPTIONS" && Self.origin(request) != nil
+            && request.fields.contains { $0.name.equalsIgnoringASCIICase("access-control-request-method") }
+    }
+
     /// The answer to a CORS preflight (`OPTIONS` with `Origin` and
     /// `Access-Control-Request-Method`) on a route with `cors`; `nil` for any other request.
     func preflight<R: DecisionRecorder>(_ route: CompiledRoute, request: RequestFacts, recorder: inout R) -> Decision? {

@@ -24,7 +24,8 @@ package final class Policy: Sendable {
 
     package struct CompiledRoute: Sendable {
         package let config: RouteConfig
-        package let upstream: UpstreamConfig
+        /// `nil` for a route only the decision service answers.
+        package let upstream: UpstreamConfig?
         /// The answer to a request without credentials; `nil` for `auth: none`.
         package let unauthenticated: Refusal?
         /// The challenges of the schemes other than Bearer, added to Bearer error answers.
@@ -66,7 +67,11 @@ package final class Policy: Sendable {
         self.publishedKeySetBytes = self.publishedKeySet.map { Array($0.utf8) }
         let realm = config.server.realm
         self.routes = config.routes.compactMap { route in
-            guard let upstream = config.upstreams[route.upstream] else { return nil }
+            var upstream: UpstreamConfig?
+            if let name = route.upstream {
+                guard let configured = config.upstreams[name] else { return nil }
+                upstream = configured
+            }
             let schemes: [AuthScheme]
             switch route.auth {
             case .none: schemes = []
@@ -88,7 +93,7 @@ package final class Policy: Sendable {
                 insufficientPermissions: Challenge.refusal(
                     .insufficientScope, realm: realm, description: "The access token lacks the required roles or claims",
                     scope: scope.isEmpty ? nil : scope, status: config.server.insufficientScopeStatus, reason: "insufficient_permissions"),
-                upstreamHost: Self.hostHeader(upstream.target))
+                upstreamHost: upstream.map { Self.hostHeader($0.target) } ?? "")
         }
     }
 
@@ -123,6 +128,12 @@ package final class Policy: Sendable {
         recorder.record(.normalized(path: target.path, query: target.query, host: host.map(String.init)))
         if let answer = self.gatewayDecision(method: request.method, path: target.path, host: target.authority ?? request.host) {
             recorder.record(.matched(route: Self.tokenEndpointRoute, location: self.config.tokenEndpoint!.location))
+            guard request.listener == .proxy else {
+                recorder.record(.notServedHere("the token endpoint and its documents are not served by the decision service"))
+                var refusal = Refusal(status: 404, detail: "Not Found", reason: "not_served_here")
+                refusal.routeName = Self.tokenEndpointRoute
+                return .refuse(refusal)
+            }
             return answer
         }
         let path = target.path[...]
@@ -134,11 +145,20 @@ package final class Policy: Sendable {
             if !config.hosts.isEmpty {
                 guard let host, config.hosts.contains(where: { $0.matches(host) }) else { continue }
             }
-            if config.cors != nil, let answer = self.preflight(route, request: request, recorder: &recorder) { return answer }
-            guard config.methods.contains(request.method) else {
+            // A CORS preflight is the route's whatever its methods.
+            let preflight = config.cors != nil && Self.isPreflight(request)
+            if !preflight && !config.methods.contains(request.method) {
                 allowed.formUnion(config.methods.methods ?? [])
                 continue
             }
+            if route.upstream == nil && request.listener == .proxy {
+                recorder.record(.matched(route: config.name, location: config.location))
+                recorder.record(.notServedHere("the route has no upstream: only the decision service answers it"))
+                var refusal = Refusal(status: 404, detail: "Not Found", reason: "decision_service_only")
+                refusal.routeName = config.name
+                return .refuse(refusal)
+            }
+            if preflight, let answer = self.preflight(route, request: request, recorder: &recorder) { return answer }
             recorder.record(.matched(route: config.name, location: config.location))
             let decision = self.authorize(index, route, target: target, request: request, now: now, recorder: &recorder)
             if case .verify = decision { return decision }
@@ -186,7 +206,8 @@ package final class Policy: Sendable {
             body = keySet
         } else {
             let scheme = self.config.server.tls == nil ? "http" : "https"
-            body = Array(endpoint.metadata(base: "\(scheme)://\(host ?? "\(self.config.server.listen)")").utf8)
+            let listen = self.config.server.listen.map { "\($0)" } ?? "localhost"
+            body = Array(endpoint.metadata(base: "\(scheme)://\(host ?? listen)").utf8)
         }
         return .serve(.document(body: body, headers: [("Cache-Control", "public, max-age=300"), ("Vary", "Host")]))
     }
@@ -465,8 +486,8 @@ package final class Policy: Sendable {
             }
         }
         let origin: String
-        let upstreamHost: String
-        switch route.upstream.target {
+        let upstreamHost: String?
+        switch route.upstream?.target {
         case .http(let base, let basePath):
             origin = base
             path = basePath + path
@@ -474,6 +495,10 @@ package final class Policy: Sendable {
         case .unixSocket:
             origin = "http://localhost"
             upstreamHost = "localhost"
+        case nil:
+            // Answered by the decision service only: nothing is sent anywhere.
+            origin = ""
+            upstreamHost = nil
         }
         var upstreamTarget = path
         if let query = target.query {
@@ -488,11 +513,13 @@ package final class Policy: Sendable {
         let rules = UpstreamHeaders.Rules(
             forwardAuthorization: route.config.forwardAuthorization ?? defaultForward,
             stripAPIKeyHeaders: route.schemes.contains(.apiKey) && !(route.config.forwardAuthorization ?? false),
-            host: route.upstream.preserveHost ? clientHost : upstreamHost)
+            host: (route.upstream?.preserveHost ?? true) ? clientHost : upstreamHost)
         return ForwardPlan(
             routeIndex: index, routeName: route.config.name, upstream: route.upstream, method: request.method,
-            upstreamTarget: upstreamTarget, upstreamURL: origin + upstreamTarget, identity: identity,
-            headers: self.upstreamHeaders.build(request, clientHost: clientHost, identity: identity, rules: rules))
+            upstreamTarget: upstreamTarget, upstreamURL: route.upstream == nil ? "" : origin + upstreamTarget, identity: identity,
+            // The decision service forwards nothing: the edge proxy builds the upstream's head.
+            headers: request.listener == .decisions
+                ? [] : self.upstreamHeaders.build(request, clientHost: clientHost, identity: identity, rules: rules))
     }
 
     /// The `Host` an upstream URL implies (`http://api:80` is `api`, as libcurl would send it).

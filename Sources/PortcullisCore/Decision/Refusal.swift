@@ -16,6 +16,9 @@ package struct Refusal: Sendable {
     /// Who the valid credentials of a refused request belong to (a token lacking a scope): in
     /// shadow mode, the identity the request is forwarded with anyway.
     var shadowIdentity: Identity?
+    /// The connection closes after this answer (a refusal that sheds load, or that follows an
+    /// internal error).
+    package var closesConnection = false
 
     package init(status: Int, headers: [(name: String, value: String)] = [], detail: String, reason: String) {
         self.status = status

@@ -73,20 +73,40 @@ struct UpstreamHeaders {
         lines.append(("X-Forwarded-Proto", forwardedProto ?? (request.tls ? "https" : "http")))
         if let host = forwardedHost ?? clientHost { lines.append(("X-Forwarded-Host", host)) }
         lines.append(("X-Request-Id", request.requestID))
-        if let identity {
-            let names = self.server.identityHeaders
-            lines.append((names.subject, identity.subject))
-            lines.append((names.scopes, identity.scopes.joined(separator: " ")))
-            lines.append((names.method, identity.method.rawValue))
-            lines.append((names.roles, identity.roles.joined(separator: " ")))
-            for claim in identity.claimHeaders { lines.append((claim.name, claim.value)) }
-        }
+        if identity != nil { self.server.appendIdentityFields(identity, includingEmpty: false, to: &lines) }
         return lines
     }
 
     func isTrustedProxy(_ peer: String) -> Bool {
         guard !self.server.trustedProxies.isEmpty, let address = IPAddressBytes.parse(peer) else { return false }
         return self.server.trustedProxies.contains { $0.contains(address) }
+    }
+}
+
+extension ServerConfig {
+    /// The identity headers for `identity`: subject, scopes, method and roles, then the claim
+    /// headers in the order configured. Forwarded requests carry those of a verified credential
+    /// and the claims it has (`includingEmpty: false`); the decision service always answers
+    /// every one, empty when the request is anonymous or the claim absent
+    /// (`includingEmpty: true`), so that an edge proxy that copies them overwrites whatever a
+    /// client sent under those names.
+    package func appendIdentityFields(
+        _ identity: Identity?, includingEmpty: Bool, to fields: inout [(name: String, value: String)]
+    ) {
+        guard identity != nil || includingEmpty else { return }
+        let names = self.identityHeaders
+        fields.append((names.subject, identity?.subject ?? ""))
+        fields.append((names.scopes, identity?.scopes.joined(separator: " ") ?? ""))
+        fields.append((names.method, identity?.method.rawValue ?? ""))
+        fields.append((names.roles, identity?.roles.joined(separator: " ") ?? ""))
+        let claims = identity?.claimHeaders ?? []
+        if includingEmpty {
+            for header in self.claimHeaders {
+                fields.append((header.name, claims.first { $0.name == header.name }?.value ?? ""))
+            }
+        } else {
+            for claim in claims { fields.append((claim.name, claim.value)) }
+        }
     }
 }
 

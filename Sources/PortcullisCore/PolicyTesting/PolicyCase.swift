@@ -12,6 +12,9 @@ package struct PolicyCase: Sendable {
     /// Evaluate time-based claims at this instant (seconds since 1970) instead of now. Minted
     /// tokens are still minted now, so a case can look at them from the future.
     package var now: Double?
+    /// `decisions`: the case is decided as the decision service decides it, and `expect`
+    /// describes that service's answer (its status, challenges and headers).
+    package var listener: Listener = .proxy
     package var expect: Expectation
 
     package enum Credentials: Sendable {
@@ -25,13 +28,14 @@ package struct PolicyCase: Sendable {
     }
 
     package struct Expectation: Sendable {
-        /// `200` means "would be forwarded".
+        /// `200` means "would be forwarded" (on the decision service: "allowed").
         package var status: Int?
         package var route: String?
         package var upstreamPath: String?
         /// A substring of the `WWW-Authenticate` answer.
         package var challenge: String?
-        /// Headers the forwarded request must carry (the identity headers).
+        /// Headers the forwarded request must carry (the identity headers); on the decision
+        /// service, headers its answer must carry (an empty value for an empty header).
         package var headers: [(name: String, value: String)] = []
     }
 }
@@ -82,6 +86,7 @@ extension PolicyCase {
         }
         var facts = RequestFacts.dryRun(
             method: self.method, target: self.path, headers: self.headers, authorization: authorization, policy: policy)
+        facts.listener = self.listener
         if case .claims(let named, let claims) = self.credentials {
             switch policy.assumedIssuer(named) {
             case .success(let issuer): facts.assumedToken = (issuer, claims)
@@ -105,7 +110,7 @@ extension PolicyCase {
         let decision = policy.decideCompletely(facts, now: instant, recorder: &trace)
 
         var failures: [String] = []
-        let status: Int
+        var status: Int
         var route: String?
         var challenges: [String] = []
         var forwardedHeaders: [(String, String)] = []
@@ -142,6 +147,16 @@ extension PolicyCase {
             status = 200
             route = Policy.tokenEndpointRoute
         }
+        if self.listener == .decisions {
+            // What the edge proxy is answered, as the decision service sends it once enforced.
+            var enforced = decision
+            if case .forward(let plan) = decision, let refusal = plan.shadowed { enforced = .refuse(refusal) }
+            let answer = policy.decisionServiceAnswer(enforced, requestID: facts.requestID)
+            status = answer.status
+            route = answer.routeName
+            challenges = answer.headers.filter { $0.name == Challenge.headerName }.map(\.value)
+            forwardedHeaders = answer.headers
+        }
         let why = Self.reason(trace, decision)
         if let expected = self.expect.status, expected != status {
             failures.append("expected status \(expected), got \(status) (\(why))")
@@ -158,7 +173,8 @@ extension PolicyCase {
         for (name, value) in self.expect.headers {
             let actual = forwardedHeaders.first { $0.0.lowercased() == name.lowercased() }?.1
             if actual != value {
-                failures.append("expected forwarded header \(name): \(value), got \(actual.map { "\(name): \($0)" } ?? "none")")
+                let kind = self.listener == .decisions ? "answered" : "forwarded"
+                failures.append("expected \(kind) header \(name): \(value), got \(actual.map { "\(name): \($0)" } ?? "none")")
             }
         }
         return PolicyCaseResult(

@@ -9,7 +9,7 @@ package enum PolicyCaseLoader {
         package var diagnostics: ConfigDiagnostics
     }
 
-    static let caseKeys = ["name", "request", "token", "bearer", "basic", "claims", "issuer", "now", "expect"]
+    static let caseKeys = ["name", "request", "token", "bearer", "basic", "claims", "issuer", "now", "listener", "expect"]
 
     package static func load(text: String, file: String, environment: any ConfigEnvironment) -> Result {
         let reader = ConfigReader(file: file)
@@ -101,6 +101,14 @@ package enum PolicyCaseLoader {
                 reader.error(.badValue, node, "\(what) now must be an RFC 3339 time such as 2026-01-01T12:00:00Z")
             }
         }
+        var listener = Listener.proxy
+        if let node = fields["listener"], let text = reader.string(node, "\(what) listener") {
+            if let value = Listener(rawValue: text) {
+                listener = value
+            } else {
+                reader.error(.badValue, node, "\(what) listener must be 'public' or 'decisions', found '\(text)'")
+            }
+        }
         var expect = PolicyCase.Expectation()
         if let node = fields.required("expect", reader, what),
             let fieldsOfExpect = reader.mapping(node, "\(what) expect", keys: ["status", "route", "upstream_path", "challenge", "headers"])
@@ -124,7 +132,7 @@ package enum PolicyCaseLoader {
         }
         return PolicyCase(
             name: name, location: reader.location(fields.keyNode("name") ?? node), method: method, path: path, headers: headers,
-            credentials: credentials, now: now, expect: expect)
+            credentials: credentials, now: now, listener: listener, expect: expect)
     }
 }
 

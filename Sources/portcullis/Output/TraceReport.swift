@@ -6,6 +6,8 @@ struct TraceReport {
     let trace: Trace
     let decision: Decision
     let policy: Policy
+    /// With `--listener decisions`: what the decision service answers.
+    var serviceAnswer: DecisionServiceAnswer?
 
     private var lines: [(String, String)] {
         var lines: [(String, String)] = [("request", "\(self.facts.method) \(self.facts.rawTarget)" + (self.facts.host.map { " (Host: \($0))" } ?? ""))]
@@ -53,6 +55,8 @@ struct TraceReport {
                 ))
             case .preflight(let origin, let allowed):
                 lines.append(("cors", "preflight from \(origin): \(allowed ? "allowed" : "refused")"))
+            case .notServedHere(let why):
+                lines.append(("listener", "not served here: \(why)"))
             }
         }
         switch self.decision {
@@ -60,6 +64,9 @@ struct TraceReport {
             Self.refusalLines(plan.shadowed!, into: &lines)
             lines.append(("shadow", "dry-run mode: logged as would_deny and forwarded anyway to \(plan.upstreamURL)"))
             for (name, value) in plan.headers { lines.append(("sends", "\(name): \(value)")) }
+        case .forward where self.serviceAnswer != nil:
+            // The decision service forwards nothing: its answer (below) is the whole outcome.
+            lines.append(("decision", "allow: the edge proxy forwards the request"))
         case .forward(let plan):
             lines.append(("decision", "allow: would forward"))
             lines.append(("status", "200 (the upstream's answer)"))
@@ -84,6 +91,12 @@ struct TraceReport {
             lines.append(("decision", "answered by the gateway: a published document"))
             lines.append(("status", "200"))
             lines.append(("body", String(decoding: body, as: UTF8.self)))
+        }
+        if let answer = self.serviceAnswer {
+            let decided = answer.decidedStatus == answer.status ? "" : " (decided \(answer.decidedStatus))"
+            lines.append(("service", "the decision service answers \(answer.status)\(decided)"))
+            for (name, value) in answer.headers { lines.append(("answers", "\(name): \(value)")) }
+            if !answer.body.isEmpty { lines.append(("", String(decoding: answer.body, as: UTF8.self))) }
         }
         return lines
     }
@@ -152,6 +165,14 @@ struct TraceReport {
             steps.append(JSONText.string(Self.describe(step)))
         }
         fields.append(("route", route))
+        if let answer = self.serviceAnswer {
+            fields.append((
+                "decision_service",
+                "{\"status\":\(answer.status),\"decided_status\":\(answer.decidedStatus),\"decision\":\(JSONText.string(answer.outcome)),"
+                    + "\"headers\":\(Self.pairs(answer.headers)),\"body\":"
+                    + (answer.body.isEmpty ? "null" : String(decoding: answer.body, as: UTF8.self)) + "}"
+            ))
+        }
         if !conditions.isEmpty { fields.append(("claim_conditions", "[" + conditions.joined(separator: ",") + "]")) }
         fields.append(("steps", "[" + steps.joined(separator: ",") + "]"))
         switch self.decision {
@@ -228,6 +249,7 @@ struct TraceReport {
         case .claimCondition(let condition, let held, let actual):
             return "claim \(condition.summary) at \(condition.location.fileAndLine): \(held ? "held" : "failed") (token has \(actual ?? "no such claim"))"
         case .preflight(let origin, let allowed): return "CORS preflight from \(origin) \(allowed ? "allowed" : "refused")"
+        case .notServedHere(let why): return "not served here: \(why)"
         }
     }
 }

@@ -1,0 +1,145 @@
+import NIOCore
+import NIOHTTP1
+import PortcullisCore
+
+/// The decision service (contract §11) for one connection of an edge proxy: decides the
+/// original request each decision request describes, with the same decision the public
+/// listener makes, and answers with a status and headers only. Nothing is forwarded.
+///
+/// Confined to the channel's event loop. With NIO's pipelining assistance ahead of it, one
+/// request is answered before the next one is read.
+final class DecisionHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let environment: GatewayEnvironment
+    private let deadlines: ConnectionDeadlines
+    private var context: ChannelHandlerContext?
+    private var peer = ""
+    private var head: HTTPRequestHead?
+    /// Moves on with each request and when the connection closes, so that a decision that
+    /// completes late is not answered on a connection that has gone on or gone away.
+    private var generation = 0
+    private var current = RequestLogContext()
+    private var series = RequestSeriesCache()
+
+    init(environment: GatewayEnvironment, deadlines: ConnectionDeadlines) {
+        self.environment = environment
+        self.deadlines = deadlines
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        self.peer = context.channel.remoteAddress?.ipAddress ?? ""
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.generation &+= 1
+        // A decision under way when the proxy went away: logged once, with no status.
+        self.finish(decision: "deny", reason: "client_closed")
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch self.unwrapInboundIn(data) {
+        case .head(let head):
+            self.deadlines.headReceived()
+            self.head = head
+            self.generation &+= 1
+            self.current = RequestLogContext(
+                requestID: RequestID.choose(head.headers.first(name: "x-request-id")), client: self.peer,
+                method: head.method.rawValue, path: RequestLogContext.pathForLog(head.uri), start: MonotonicClock.nanoseconds(),
+                logged: false, decisionService: true)
+        case .body:
+            break  // the original request's body is not needed for a decision
+        case .end:
+            guard let head = self.head else { return }
+            self.head = nil
+            self.decide(head, context: context)
+        }
+    }
+
+    private func decide(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let policy = self.environment.policies.current
+        // NIO sends no body in the answer to a HEAD decision request.
+        let sendsBody = head.method != .HEAD
+        guard let decisions = policy.config.decisions else {
+            // A reload removed the service: it stays bound until a restart, and decides nothing.
+            return self.write(
+                .forbidden(reason: "decision_service_off"), keepAlive: head.isKeepAlive, sendsBody: sendsBody, context: context)
+        }
+        guard decisions.trusts(self.peer) else {
+            return self.write(
+                .forbidden(reason: "untrusted_peer"), keepAlive: head.isKeepAlive, sendsBody: sendsBody, context: context)
+        }
+        var fields: [(name: String, value: String)] = []
+        fields.reserveCapacity(head.headers.count)
+        for field in head.headers { fields.append(field) }
+        let facts = RequestFacts.decisionRequest(
+            method: head.method.rawValue, target: head.uri, fields: fields, peer: self.peer, decisions: decisions, policy: policy)
+        self.current.requestID = facts.requestID
+        self.current.client = facts.peer
+        if !facts.method.isEmpty { self.current.method = facts.method }
+        if !facts.rawTarget.isEmpty { self.current.path = RequestLogContext.pathForLog(facts.rawTarget) }
+        let keepAlive = head.isKeepAlive
+        switch DecisionRunner(environment: self.environment).run(facts, policy: policy, client: facts.peer, on: context.eventLoop) {
+        case .decided(let decision):
+            self.write(
+                policy.decisionServiceAnswer(decision, requestID: facts.requestID), keepAlive: keepAlive, sendsBody: sendsBody,
+                context: context)
+        case .pending(let decision):
+            decision.assumeIsolated().whenComplete { [generation = self.generation] result in
+                guard generation == self.generation, let context = self.context else { return }
+                var final: Decision
+                switch result {
+                case .success(let decision): final = decision
+                case .failure: final = .refuse(Refusal(status: 500, detail: "Internal Server Error", reason: "credential_check_failed"))
+                }
+                self.write(
+                    policy.decisionServiceAnswer(final, requestID: facts.requestID), keepAlive: keepAlive, sendsBody: sendsBody,
+                    context: context)
+            }
+        }
+    }
+
+    private func write(
+        _ answer: DecisionServiceAnswer, keepAlive requested: Bool, sendsBody: Bool, context: ChannelHandlerContext
+    ) {
+        self.current.route = answer.routeName
+        self.current.subject = answer.subject
+        self.current.bytes = sendsBody ? answer.body.count : 0
+        if answer.outcome == "would_deny" {
+            self.current.wouldDeny = (answer.decidedStatus, answer.reason ?? "")
+            self.current.status = answer.status
+        } else {
+            self.current.status = answer.decidedStatus
+            if answer.status != answer.decidedStatus { self.current.sentStatus = answer.status }
+        }
+        self.finish(decision: answer.outcome == "would_deny" ? "allow" : answer.outcome, reason: answer.reason)
+
+        let keepAlive = requested && !self.environment.isDraining
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(answer.headers.count + 3)
+        for (name, value) in answer.headers { headers.add(name: name, value: value) }
+        if !answer.body.isEmpty { headers.add(name: "Content-Type", value: "application/json") }
+        headers.add(name: "Content-Length", value: String(answer.body.count))
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        let head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: answer.status), headers: headers)
+        context.write(self.wrapOutboundOut(.head(head)), promise: nil)
+        if !answer.body.isEmpty {
+            context.write(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: answer.body)))), promise: nil)
+        }
+        let channel = context.channel
+        context.writeAndFlush(self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { [deadlines = self.deadlines] _ in
+            if keepAlive { deadlines.becameIdle() } else { channel.close(promise: nil) }
+        }
+    }
+
+    private func finish(decision: String, reason: String?) {
+        self.current.finish(decision: decision, reason: reason, environment: self.environment, series: &self.series)
+    }
+}
