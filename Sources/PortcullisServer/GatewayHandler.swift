@@ -409,6 +409,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         let answer = service.answer(
             policy: exchange.policy, endpoint: exchange.endpoint, contentType: exchange.head.headers.first(name: "content-type"),
             authorization: exchange.head.headers["authorization"], body: exchange.body, client: self.current.client,
+            requestID: exchange.requestID,
             eventLoop: context.eventLoop)
         let generation = self.generation
         answer.assumeIsolated().whenComplete { result in

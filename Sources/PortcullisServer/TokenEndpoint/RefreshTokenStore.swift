@@ -17,7 +17,10 @@ enum RefreshRedemption: Sendable {
     /// The token was good: it is retired and `replacement` stands in its place.
     case rotated(old: RefreshRecord, replacement: RefreshRecord)
     /// The token had been used before: its whole family is now revoked (RFC 9700 §4.14.2).
-    case reused
+    /// The retired token stays retired, so each replay of it is reported again.
+    case reused(RefreshRecord)
+    /// The token was revoked with its family before it was ever used: refused, and no reuse.
+    case revoked
     case unknown
     case expired
     case refused(OAuthError)
@@ -27,7 +30,8 @@ enum RefreshRedemption: Sendable {
 protocol RefreshTokenStore: Sendable {
     func issue(digest: [UInt8], _ record: RefreshRecord) throws
     /// In one transaction: looks the digest up and, if `decide` accepts the record, retires it and
-    /// stores the replacement under `replacementDigest`. A retired digest revokes its family.
+    /// stores the replacement under `replacementDigest`. A retired digest revokes the family's
+    /// active tokens.
     func redeem(
         digest: [UInt8], replacementDigest: [UInt8], now: Double,
         decide: (RefreshRecord) -> Result<RefreshRecord, OAuthError>
@@ -98,10 +102,10 @@ final class SQLiteRefreshTokenStore: RefreshTokenStore {
                 expiresAt: row["expires_at"])
             switch TokenState(rawValue: row["state"]) {
             case .retired?:
-                try db.execute(sql: "UPDATE refresh_tokens SET state = 2 WHERE family = ?", arguments: [record.family])
-                return .reused
+                try db.execute(sql: "UPDATE refresh_tokens SET state = 2 WHERE family = ? AND state = 0", arguments: [record.family])
+                return .reused(record)
             case .revoked?, nil:
-                return .reused
+                return .revoked
             case .active?:
                 break
             }
@@ -138,12 +142,12 @@ final class MemoryRefreshTokenStore: RefreshTokenStore {
             guard let entry = entries[digest] else { return .unknown }
             switch entry.state {
             case .retired:
-                for (key, value) in entries where value.record.family == entry.record.family {
+                for (key, value) in entries where value.record.family == entry.record.family && value.state == .active {
                     entries[key]?.state = .revoked
                 }
-                return .reused
+                return .reused(entry.record)
             case .revoked:
-                return .reused
+                return .revoked
             case .active:
                 break
             }

@@ -44,10 +44,11 @@ final class TokenService: Sendable {
 
     func shutdown() { try? self.storeThread.syncShutdownGracefully() }
 
-    /// Answers one token request. `policy` is the policy the request arrived under.
+    /// Answers one token request. `policy` is the policy the request arrived under;
+    /// `requestID` names the request in the warnings it may cause.
     func answer(
         policy: Policy, endpoint: TokenEndpointConfig, contentType: String?, authorization: [String], body: [UInt8],
-        client address: String, eventLoop: any EventLoop
+        client address: String, requestID: String, eventLoop: any EventLoop
     ) -> EventLoopFuture<Answer> {
         let now = WallClock.now()
         let request: TokenRequest
@@ -104,7 +105,7 @@ final class TokenService: Sendable {
             case .refresh(let token, let scopes):
                 return self.refreshGrant(
                     policy: policy, endpoint: endpoint, token: token, scopes: scopes, clientID: clientID, now: now,
-                    eventLoop: eventLoop)
+                    requestID: requestID, eventLoop: eventLoop)
             }
         }.flatMapErrorThrowing { error in
             guard let oauth = error as? OAuthError else {
@@ -151,7 +152,7 @@ final class TokenService: Sendable {
 
     private func refreshGrant(
         policy: Policy, endpoint: TokenEndpointConfig, token: String, scopes: [String]?, clientID: String?, now: Double,
-        eventLoop: any EventLoop
+        requestID: String, eventLoop: any EventLoop
     ) -> EventLoopFuture<Answer> {
         guard endpoint.refreshTokenTTL > 0 else {
             return eventLoop.makeSucceededFuture(Self.failure(.unsupportedGrantType("refresh_token")))
@@ -192,11 +193,13 @@ final class TokenService: Sendable {
                         endpoint: endpoint, subject: next.subject, scopes: granted, clientID: next.clientID,
                         refreshToken: replacement.token, now: now, eventLoop: eventLoop)
                 }
-            case .reused:
-                self.logger.warning("a retired refresh token was presented; its family is revoked")
+            case .reused(let record):
+                self.logger.warning(
+                    "a retired refresh token was presented; its family is revoked",
+                    metadata: ["request_id": "\(requestID)", "subject": "\(record.subject)"])
                 self.metrics.loginFailure(reason: "refresh_reuse")
                 return eventLoop.makeSucceededFuture(Self.failure(.invalidGrant("The refresh token is invalid")))
-            case .unknown, .expired:
+            case .revoked, .unknown, .expired:
                 return eventLoop.makeSucceededFuture(Self.failure(.invalidGrant("The refresh token is invalid")))
             case .refused(let error):
                 return eventLoop.makeSucceededFuture(Self.failure(error))
