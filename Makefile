@@ -15,7 +15,7 @@ BENCH_PACKAGES := nginx-light wrk haproxy
 # `make run` and `make token` agree. Set PORTCULLIS_JWT_SECRET yourself in any real deployment.
 PORTCULLIS_JWT_SECRET ?= $(shell cat .dev-jwt-secret 2>/dev/null || (head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | tee .dev-jwt-secret))
 export PORTCULLIS_JWT_SECRET
-BIN := .build/debug
+BIN := $(CURDIR)/.build/debug
 BIN_RELEASE = $(shell $(SWIFT) build -c release --show-bin-path)
 # `make token` runs this binary; it is rebuilt only when a source is newer.
 PORTCULLIS_BIN ?= $(BIN)/portcullis
