@@ -27,7 +27,7 @@ PYTEST = $(VENV)/bin/python -m pytest
 # `make -s` keeps the build quiet too.
 QUIET = $(if $(findstring s,$(firstword -$(MAKEFLAGS))),--quiet)
 
-.PHONY: token all deps run-deps test-deps bench-deps build build-tests run install test unit-test integration-test bench clean
+.PHONY: token all deps run-deps test-deps bench-deps build build-tests run install kubernetes-checksum test unit-test integration-test bench clean
 
 all: build
 
@@ -86,6 +86,13 @@ install: deps
 	$(SWIFT) build -c release --product portcullis
 	install -d "$(DESTDIR)$(PREFIX)/bin"
 	install -m 0755 "$(BIN_RELEASE)/portcullis" "$(DESTDIR)$(PREFIX)/bin/portcullis"
+
+# The Deployment's pod template carries the SHA-256 of the ConfigMap: after editing
+# deploy/kubernetes/configmap.yaml, this writes the new one, and applying both rolls the pods.
+kubernetes-checksum:
+	@sum=$$(sha256sum deploy/kubernetes/configmap.yaml | cut -d' ' -f1); \
+	sed -i "s|\(portcullis.dev/config-sha256: \).*|\1\"$$sum\"|" deploy/kubernetes/deployment.yaml; \
+	echo "deploy/kubernetes/deployment.yaml: config-sha256 $$sum"
 
 unit-test: build-tests
 	$(SWIFT) test --skip-build
