@@ -63,10 +63,12 @@ enum RouteChecks {
 
     /// Warns about a route that refuses every request because none of the schemes it accepts
     /// can be satisfied: Bearer without any issuer, Basic without any user, API keys without any
-    /// key. Such a file is valid, but every request to the route would be a 401.
+    /// key. Such a file is valid, but every request to the route would be a 401. Not said of a
+    /// file with errors: a route whose `auth` is misspelt reads as the default, `bearer`.
     static func reportUnusableSchemes(
         _ routes: [RouteConfig], users: [UserConfig], apiKeys: [APIKeyConfig], issuers: [IssuerConfig], _ reader: ConfigReader
     ) {
+        guard !reader.diagnostics.hasErrors else { return }
         for route in routes {
             guard case .required(let schemes) = route.auth else { continue }
             let missing = schemes.compactMap { scheme -> String? in
