@@ -40,7 +40,7 @@ def service() -> dict[str, list[str]]:
 
 def local_unit(tmp_path: Path) -> Path:
     copy = tmp_path / UNIT.name
-    copy.write_text(UNIT.read_text().replace(INSTALLED, PORTCULLIS_BIN))
+    copy.write_text(UNIT.read_text().replace(INSTALLED, os.path.abspath(PORTCULLIS_BIN)))
     return copy
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import ECHO_UPSTREAM_BIN, PORTCULLIS_BIN, REPO, EchoUpstream, Gateway, free_port
+from harness import PORTCULLIS_BIN, REPO, EchoUpstream, Gateway, free_port
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.M | re.S)
@@ -75,14 +75,14 @@ class Workspace:
         self.folder = folder
         bin_folder = folder / ".bin"
         bin_folder.mkdir()
-        (bin_folder / "portcullis").symlink_to(PORTCULLIS_BIN)
+        (bin_folder / "portcullis").symlink_to(os.path.abspath(PORTCULLIS_BIN))
         for name in ("routes.yaml", "policy-tests.yaml", "Makefile"):
             shutil.copy(REPO / name, folder / name)
         self.secret = secrets.token_hex(32)
         (folder / ".dev-jwt-secret").write_text(self.secret)
         self.ports = {PUBLIC: f"127.0.0.1:{free_port()}", ADMIN: f"127.0.0.1:{free_port()}"}
         self.env = {"PATH": f"{bin_folder}:{os.environ.get('PATH', '/usr/bin:/bin')}", "HOME": str(folder),
-                    "LANG": "C.UTF-8", "PORTCULLIS_BIN": PORTCULLIS_BIN, "TERM": "dumb"}
+                    "LANG": "C.UTF-8", "PORTCULLIS_BIN": os.path.abspath(PORTCULLIS_BIN), "TERM": "dumb"}
         self.upstream: EchoUpstream | None = None
         self.gateway: Gateway | None = None
 

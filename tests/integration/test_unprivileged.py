@@ -72,18 +72,18 @@ def store_folder_refused(top: Path):
     folder = top / "etc"
     folder.mkdir()
     config = folder / "routes.yaml"
-    config.write_text(f"""version: 1
-server: {{ admin_listen: "", access_log: "off" }}
+    config.write_text("""version: 1
+server: { admin_listen: "", access_log: "off" }
 users: []
 token_endpoint:
   issuer: "https://gateway.local"
-  signing_key: {{ alg: HS256, kid: k1, secret_env: PORTCULLIS_JWT_SECRET }}
+  signing_key: { alg: HS256, kid: k1, secret_env: PORTCULLIS_JWT_SECRET }
   store: "sqlite:data/portcullis.sqlite"
 jwt:
-  issuers: [ {{ issuer: "https://gateway.local", algorithms: [HS256], keys: [ {{ kid: k1, secret_env: PORTCULLIS_JWT_SECRET }} ] }} ]
-upstreams: {{ u: {{ url: "http://127.0.0.1:9" }} }}
+  issuers: [ { issuer: "https://gateway.local", algorithms: [HS256], keys: [ { kid: k1, secret_env: PORTCULLIS_JWT_SECRET } ] } ]
+upstreams: { u: { url: "http://127.0.0.1:9" } }
 routes:
-  - {{ name: open, match: {{ path: "/open/**" }}, auth: none, upstream: u }}
+  - { name: open, match: { path: "/open/**" }, auth: none, upstream: u }
 """)
     os.chmod(config, 0o644)
     command = [PORTCULLIS_BIN, "serve", "--config", str(config), "--listen", "127.0.0.1:0"]
