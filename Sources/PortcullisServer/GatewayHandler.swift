@@ -370,6 +370,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             policy: exchange.policy, endpoint: exchange.endpoint, revocation: exchange.revocation,
             contentType: exchange.head.headers.first(name: "content-type"),
             authorization: exchange.head.headers["authorization"], body: exchange.body, client: self.current.client,
+            requestID: exchange.requestID,
             eventLoop: context.eventLoop)
         let generation = self.generation
         answer.assumeIsolated().whenComplete { result in

@@ -11,7 +11,8 @@ final class GatewayMetrics: Sendable {
     }
 
     // MetricNameDescriptor is a struct of `let`s that the package does not mark Sendable.
-    nonisolated(unsafe) private static let requests = name("requests", "total", "Requests by route, decision (allow, deny, would_deny) and status.")
+    nonisolated(unsafe) private static let requests = name(
+        "requests", "total", "Requests by route, decision (allow, deny, would_deny), status and reason.")
     nonisolated(unsafe) private static let duration = name("request_duration", "seconds", "Time from the request head to the end of the response.")
     nonisolated(unsafe) private static let decisions = name(
         "decisions", "total", "Decision service answers by route, decision (allow, deny, would_deny) and the status decided.")
@@ -41,6 +42,10 @@ final class GatewayMetrics: Sendable {
             (Self.connectionTimeouts, "kind", ["request_header", "idle"]),
             (Self.upstreamErrors, "kind", ["bad_gateway", "timeout", "request_body"]),
             (Self.storeErrors, "operation", Self.storeOperations),
+            (
+                Self.loginFailures, "reason",
+                ["bad_credentials", "bad_api_key", "invalid_client", "inactive_user", "refresh_reuse", "throttled"]
+            ),
         ]
         for (descriptor, label, values) in known {
             for value in values { _ = self.registry.makeCounter(descriptor: descriptor, labels: [(label, value)]) }
@@ -54,7 +59,6 @@ final class GatewayMetrics: Sendable {
     struct RequestSeries {
         let requests: Counter
         let duration: ValueHistogram
-        let upstream: ValueHistogram
     }
 
     struct SeriesKey: Hashable {
@@ -63,6 +67,7 @@ final class GatewayMetrics: Sendable {
         var status: Int
         /// The decision service's answers are counted apart from the proxied requests.
         var decisionService = false
+        var reason: String?
     }
 
     func series(_ key: SeriesKey) -> RequestSeries {
@@ -70,13 +75,54 @@ final class GatewayMetrics: Sendable {
         return RequestSeries(
             requests: self.registry.makeCounter(
                 descriptor: key.decisionService ? Self.decisions : Self.requests,
-                labels: [("route", route), ("decision", key.decision), ("status", String(key.status))]),
+                labels: key.decisionService
+                    ? [("route", route), ("decision", key.decision), ("status", String(key.status))]
+                    : [
+                        ("route", route), ("decision", key.decision), ("status", String(key.status)),
+                        ("reason", Self.reasonLabel(key.reason)),
+                    ]),
             duration: self.registry.makeValueHistogram(
                 descriptor: key.decisionService ? Self.decisionDuration : Self.duration, labels: [("route", route)],
-                buckets: Self.latencyBuckets),
-            upstream: self.registry.makeValueHistogram(
-                descriptor: Self.upstreamDuration, labels: [("route", route)], buckets: Self.latencyBuckets))
+                buckets: Self.latencyBuckets))
     }
+
+    /// Made on a route's first upstream exchange, so routes that never reach an upstream (the
+    /// token endpoint, a route that only refuses) have no series that stays empty forever.
+    func upstreamHistogram(route: String?) -> ValueHistogram {
+        self.registry.makeValueHistogram(
+            descriptor: Self.upstreamDuration, labels: [("route", route ?? "-")], buckets: Self.latencyBuckets)
+    }
+
+    /// The `reason` label: the access log's reason when it is one of ``reasons``, `-` for a
+    /// request without one, and `other` otherwise, so the label's values stay a fixed set.
+    static func reasonLabel(_ reason: String?) -> String {
+        guard let reason else { return "-" }
+        return Self.reasons.contains(reason) ? reason : "other"
+    }
+
+    /// Every reason a request can end with, as the access log writes it (docs/metrics.md lists
+    /// them; a test keeps the three in step).
+    static let reasons: Set<String> = [
+        // routing and framing
+        "no_route", "method_not_allowed", "unsupported_method", "bad_target", "bad_host", "bad_framing",
+        "headers_too_large", "body_too_large", "unsupported_transfer_coding", "incomplete_body", "client_body_timeout",
+        // credentials
+        "missing_credentials", "insufficient_scope", "insufficient_permissions", "malformed_basic", "bad_password",
+        "bad_api_key", "inactive_user", "throttled", "hash_queue_full", "credential_loop",
+        "cors_preflight", "cors_refused",
+        // Bearer tokens
+        "token_too_large", "token_malformed", "unknown_issuer", "algorithm_not_allowed", "critical_header", "unknown_kid",
+        "no_key_fits", "bad_signature", "missing_exp", "expired", "not_yet_valid", "issued_in_future", "wrong_audience",
+        "missing_sub", "bad_scope_claim", "bad_roles_claim", "issuer_not_accepted", "bad_claim_header", "unknown_user",
+        // the token endpoint and its documents
+        "issued", "invalid_request", "invalid_client", "invalid_grant", "invalid_scope", "unsupported_grant_type",
+        "temporarily_unavailable", "error", "discovery", "token_endpoint_unavailable", "store_unavailable",
+        // the decision service
+        "bad_decision_request", "credential_check_failed", "decision_service_off", "decision_service_only",
+        "not_served_here", "untrusted_peer",
+        // the upstream exchange
+        "upstream_error", "upstream_timeout", "upstream_failed_mid_body", "client_closed", "cancelled", "not_an_answer",
+    ]
 
     func upstreamError(kind: String) {
         self.registry.makeCounter(descriptor: Self.upstreamErrors, labels: [("kind", kind)]).increment()
@@ -135,12 +181,14 @@ final class GatewayMetrics: Sendable {
 /// per connection. Confined to the connection's event loop, so it needs no lock.
 struct RequestSeriesCache {
     private var entries: [GatewayMetrics.SeriesKey: GatewayMetrics.RequestSeries] = [:]
+    private var upstream: [String?: ValueHistogram] = [:]
 
     mutating func record(
-        _ metrics: GatewayMetrics, route: String?, decision: String, status: Int, seconds: Double, upstreamSeconds: Double?,
-        decisionService: Bool = false
+        _ metrics: GatewayMetrics, route: String?, decision: String, status: Int, reason: String?, seconds: Double,
+        upstreamSeconds: Double?, decisionService: Bool = false
     ) {
-        let key = GatewayMetrics.SeriesKey(route: route, decision: decision, status: status, decisionService: decisionService)
+        let key = GatewayMetrics.SeriesKey(
+            route: route, decision: decision, status: status, decisionService: decisionService, reason: reason)
         let series: GatewayMetrics.RequestSeries
         if let known = self.entries[key] {
             series = known
@@ -150,6 +198,13 @@ struct RequestSeriesCache {
         }
         series.requests.increment()
         series.duration.record(seconds)
-        if let upstreamSeconds { series.upstream.record(upstreamSeconds) }
+        guard let upstreamSeconds else { return }
+        if let histogram = self.upstream[route] {
+            histogram.record(upstreamSeconds)
+        } else {
+            let histogram = metrics.upstreamHistogram(route: route)
+            if self.upstream.count < 64 { self.upstream[route] = histogram }
+            histogram.record(upstreamSeconds)
+        }
     }
 }

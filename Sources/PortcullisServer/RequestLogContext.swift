@@ -32,7 +32,7 @@ struct RequestLogContext {
         let seconds = MonotonicClock.milliseconds(since: entry.start) / 1000
         series.record(
             environment.metrics, route: entry.route, decision: entry.wouldDeny == nil ? decision : "would_deny",
-            status: entry.wouldDeny?.status ?? entry.status, seconds: seconds,
+            status: entry.wouldDeny?.status ?? entry.status, reason: entry.wouldDeny?.reason ?? reason, seconds: seconds,
             upstreamSeconds: entry.upstreamMilliseconds.map { $0 / 1000 }, decisionService: entry.decisionService)
         guard let log = environment.accessLog else { return }
         var decision = decision

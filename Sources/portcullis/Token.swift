@@ -17,6 +17,9 @@ struct Token: ParsableCommand {
     @Option(name: .long, help: "Lifetime, such as 30m (default: token_endpoint.access_token_ttl).")
     var ttl: String?
 
+    @Flag(name: .long, help: "Mint a token that has already expired, jwt.leeway included (to try the 401 path).")
+    var expired = false
+
     func run() throws {
         var ttlSeconds: Int64?
         if let ttl = self.ttl {
@@ -45,9 +48,13 @@ struct Token: ParsableCommand {
         if let bad = scopes.first(where: { !BearerVerifier.isScopeToken($0) }) {
             throw ValidationError("--scope: '\(bad)' is not a valid scope (RFC 6749 §3.3)")
         }
-        let token = try TokenMinter.mint(
-            endpoint, subject: self.sub, scopes: scopes, ttlSeconds: ttlSeconds ?? endpoint.accessTokenTTL / 1000,
-            now: WallClock.now())
+        let lifetime = ttlSeconds ?? max(1, endpoint.accessTokenTTL / 1000)
+        var issuedAt = WallClock.now()
+        if self.expired {
+            // Issued early enough that `exp` lies beyond the leeway the gateway grants.
+            issuedAt -= Double(lifetime) + Double(config.jwt.leeway) / 1000 + 1
+        }
+        let token = try TokenMinter.mint(endpoint, subject: self.sub, scopes: scopes, ttlSeconds: lifetime, now: issuedAt)
         printOut(token)
     }
 }

@@ -85,7 +85,8 @@ struct ConfigLoaderTests {
             """
         let result = ConfigLoader.load(text: yaml, file: "r.yaml")
         #expect(result.config != nil)
-        let warnings = result.diagnostics.warnings
+        // The file has no issuer, which its bearer route is warned about too.
+        let warnings = result.diagnostics.warnings.filter { $0.code == .shadowedRoute }
         #expect(warnings.count == 1)
         #expect(warnings.first?.description.hasPrefix("r.yaml:6:7: warning: route 'users' can never match") == true)
     }
@@ -133,6 +134,30 @@ struct SemanticCheckTests {
               - { name: api, match: { path: "/api/**" }, scopes: [read, write], upstream: u }
             """)
         #expect(found == ["route 'api' requires scopes no user, API key or external issuer can hold: write"])
+    }
+
+    @Test("a route no credential can pass is flagged, naming each scheme that cannot be satisfied")
+    func unusableSchemes() throws {
+        let yaml = """
+            version: 1
+            upstreams: { u: { url: "http://127.0.0.1:1" } }
+            routes:
+              - { name: bearer, match: { path: "/b" }, upstream: u }
+              - { name: either, match: { path: "/e" }, auth: [basic, api_key], upstream: u }
+              - { name: open, match: { path: "/o" }, auth: optional, upstream: u }
+            """
+        let result = ConfigLoader.load(text: yaml, file: "c.yaml")
+        _ = try #require(result.config, "\(result.diagnostics)")
+        #expect(
+            result.diagnostics.warnings.map(\.message) == [
+                "route 'bearer' refuses every request: no issuer is configured for Bearer tokens (jwt.issuers)",
+                "route 'either' refuses every request: no user is configured for Basic (users); no API key is configured (api_keys)",
+            ])
+        // With an issuer, a user and a key, every scheme can be satisfied.
+        #expect(try self.warnings("""
+              - { name: bearer, match: { path: "/b" }, scopes: [read], upstream: u }
+              - { name: basic, match: { path: "/c" }, auth: basic, upstream: u }
+            """).isEmpty)
     }
 
     @Test("pattern overlap")

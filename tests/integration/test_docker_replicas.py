@@ -1,5 +1,5 @@
 """docker/compose.replicas.yaml, checked without a Docker engine (none runs on the build
-machines): its configuration is docker/routes.compose.yaml with only the shared store and the
+machines): its configuration is docker/routes.yaml with only the shared store and the
 trusted balancer changed, it validates, nginx accepts its configuration, and the whole
 arrangement — PostgreSQL, two gateways on routes.replicas.yaml, nginx on nginx.replicas.conf —
 works on loopback with only the addresses moved."""
@@ -31,7 +31,7 @@ def compose() -> dict:
 
 def test_the_replicas_config_is_the_compose_config_with_a_shared_store():
     strip = lambda text: re.sub(r"\A(#.*\n)+", "", text)  # noqa: E731
-    single = strip((DOCKER / "routes.compose.yaml").read_text())
+    single = strip((DOCKER / "routes.yaml").read_text())
     replicas = strip((DOCKER / "routes.replicas.yaml").read_text())
     nginx_ip = compose()["services"]["nginx"]["networks"]["portcullis"]["ipv4_address"]
     for before, after in [

@@ -204,3 +204,28 @@ def test_serve_refuses_invalid_jwt_config(folder):
                          stdin=subprocess.DEVNULL)
     assert out.returncode == 2, out.stderr
     assert "HS257" in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("routes, warned", [
+    ("  - { name: me, match: { path: /me }, auth: bearer, upstream: u }\n",
+     "route 'me' refuses every request: no issuer is configured for Bearer tokens (jwt.issuers)"),
+    ("  - { name: me, match: { path: /me }, upstream: u }\n",
+     "route 'me' refuses every request: no issuer is configured for Bearer tokens (jwt.issuers)"),
+    ("  - { name: both, match: { path: /both }, auth: [bearer, api_key], upstream: u }\n",
+     "route 'both' refuses every request: no issuer is configured for Bearer tokens (jwt.issuers); "
+     "no API key is configured (api_keys)"),
+], ids=["bearer", "bearer-by-default", "bearer-or-api-key"])
+def test_a_route_no_credential_can_pass_is_a_warning(folder, routes, warned):
+    out, _ = validate(folder, 'version: 1\nupstreams: { u: { url: "http://127.0.0.1:9" } }\nroutes:\n' + routes)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.splitlines() == [f"{folder / 'routes.yaml'}:4:7: warning: {warned}"], out.stderr
+
+
+@pytest.mark.parametrize("routes", [
+    "  - { name: open, match: { path: /open }, auth: optional, upstream: u }\n",
+    "  - { name: mixed, match: { path: /m }, auth: [bearer, basic], upstream: u }\n",
+], ids=["optional", "bearer-or-basic"])
+def test_a_route_one_scheme_can_pass_is_not_warned_about(folder, routes):
+    users = 'users:\n  - { username: a, password_hash: "$argon2id$v=19$m=65536,t=3,p=4$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" }\n'
+    out, _ = validate(folder, 'version: 1\n' + users + 'upstreams: { u: { url: "http://127.0.0.1:9" } }\nroutes:\n' + routes)
+    assert out.returncode == 0 and "refuses every request" not in out.stderr, out.stderr

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import copy
 
+import requests
+
 import pytest
 
+from harness import free_port
 from token_support import (
     EchoUpstream, Portcullis, assert_oauth_error, assert_token_response, base_config, check_access_claims,
-    describe, echo_headers, johndoe, alice, verify_hs256, write_config)
+    describe, echo_headers, johndoe, alice, verify_hs256, wait_until, write_config)
 
 
 @pytest.fixture(scope="module")
@@ -180,5 +183,37 @@ def test_a_scope_taken_from_the_user_is_not_issued_again_on_refresh(echo, tmp_pa
         assert resp.status_code == 403, describe(resp)
         # asking for it by name is refused like at a login
         assert_oauth_error(g.refresh(refreshed["refresh_token"], scope="me items"), 400, "invalid_scope")
+    finally:
+        g.stop()
+
+
+@pytest.mark.parametrize("store", ["memory:", "sqlite:data/portcullis.sqlite"])
+def test_each_replay_of_a_retired_token_is_one_reuse_and_its_revoked_successor_none(echo, tmp_path, store):
+    """Reuse is presenting a token that was already redeemed. Its successor, revoked with the
+    family before anyone used it, is refused without being counted or logged as a reuse."""
+    admin = free_port()
+    cfg = base_config(echo.url, token_endpoint={"store": store}, server={"admin_listen": f"127.0.0.1:{admin}"})
+    g = Portcullis(write_config(tmp_path / "gateway.yaml", cfg))
+    try:
+        first = login(g)
+        second = assert_token_response(g.refresh(first["refresh_token"]), "me items")
+        for request_id in ("replay-1", "replay-2"):
+            replay = g.token(data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+                             headers={"X-Request-Id": request_id})
+            assert_oauth_error(replay, 400, "invalid_grant")
+        assert_oauth_error(g.refresh(second["refresh_token"]), 400, "invalid_grant")
+
+        metrics = requests.get(f"http://127.0.0.1:{admin}/metrics", timeout=5).text
+        assert 'portcullis_login_failures_total{reason="refresh_reuse"} 2' in metrics.splitlines(), metrics
+        def reuse_warnings():
+            found = [line for line in g.stderr().splitlines() if "retired refresh token was presented" in line]
+            return found if len(found) >= 2 else None
+        warnings = wait_until(reuse_warnings, timeout=5, what="two reuse warnings")
+        assert len(warnings) == 2, g.stderr()
+        for line, request_id in zip(warnings, ("replay-1", "replay-2")):
+            assert f"request_id={request_id}" in line and "subject=johndoe" in line, line
+        # the access token issued before the reuse stays valid until it expires
+        resp = g.get("/users/me/items/", headers={"Authorization": f"Bearer {second['access_token']}"})
+        assert resp.status_code == 200, describe(resp)
     finally:
         g.stop()

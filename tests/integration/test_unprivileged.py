@@ -10,6 +10,7 @@ import stat
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 
 import requests
 
@@ -57,3 +58,46 @@ routes:
             proc.wait(timeout=10)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_store_folder_the_user_cannot_write_is_one_clear_line():
+    """A store next to a configuration that the gateway's user may read but not write: the
+    gateway says so in one line, naming the user, and exits 2."""
+    with tempfile.TemporaryDirectory(prefix="portcullis-store-") as top:
+        store_folder_refused(Path(top))
+
+
+def store_folder_refused(top: Path):
+    os.chmod(top, 0o755)
+    folder = top / "etc"
+    folder.mkdir()
+    config = folder / "routes.yaml"
+    config.write_text("""version: 1
+server: { admin_listen: "", access_log: "off" }
+users: []
+token_endpoint:
+  issuer: "https://gateway.local"
+  signing_key: { alg: HS256, kid: k1, secret_env: PORTCULLIS_JWT_SECRET }
+  store: "sqlite:data/portcullis.sqlite"
+jwt:
+  issuers: [ { issuer: "https://gateway.local", algorithms: [HS256], keys: [ { kid: k1, secret_env: PORTCULLIS_JWT_SECRET } ] } ]
+upstreams: { u: { url: "http://127.0.0.1:9" } }
+routes:
+  - { name: open, match: { path: "/open/**" }, auth: none, upstream: u }
+""")
+    os.chmod(config, 0o644)
+    command = [PORTCULLIS_BIN, "serve", "--config", str(config), "--listen", "127.0.0.1:0"]
+    if os.geteuid() == 0:
+        os.chmod(folder, 0o755)
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", *command]
+        uid = 65534
+    else:
+        os.chmod(folder, 0o555)
+        uid = os.geteuid()
+    env = dict(os.environ, PORTCULLIS_JWT_SECRET="s" * 32)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=20, env=env)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if ": error: " in line]
+    assert errors == [
+        f"{config}:5:3: error: cannot start: token_endpoint.store sqlite:{folder}/data/portcullis.sqlite: "
+        f"cannot create the folder {folder}/data: Permission denied (running as uid {uid})"], result.stderr

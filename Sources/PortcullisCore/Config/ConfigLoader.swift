@@ -124,6 +124,7 @@ package enum ConfigLoader {
         RouteChecks.reportOpenOverlaps(routes, reader)
         RouteChecks.reportUnreachableScopes(
             routes, users: users, apiKeys: apiKeys, issuers: jwt.issuers, localIssuer: tokenEndpoint?.issuer, reader)
+        RouteChecks.reportUnusableSchemes(routes, users: users, apiKeys: apiKeys, issuers: jwt.issuers, reader)
         return GatewayConfig(
             file: reader.file, server: server, jwt: jwt, users: users, apiKeys: apiKeys, tokenEndpoint: tokenEndpoint,
             upstreams: upstreams,

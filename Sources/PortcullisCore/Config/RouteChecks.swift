@@ -61,6 +61,31 @@ enum RouteChecks {
         }
     }
 
+    /// Warns about a route that refuses every request because none of the schemes it accepts
+    /// can be satisfied: Bearer without any issuer, Basic without any user, API keys without any
+    /// key. Such a file is valid, but every request to the route would be a 401. Not said of a
+    /// file with errors: a route whose `auth` is misspelt reads as the default, `bearer`.
+    static func reportUnusableSchemes(
+        _ routes: [RouteConfig], users: [UserConfig], apiKeys: [APIKeyConfig], issuers: [IssuerConfig], _ reader: ConfigReader
+    ) {
+        guard !reader.diagnostics.hasErrors else { return }
+        for route in routes {
+            guard case .required(let schemes) = route.auth else { continue }
+            let missing = schemes.compactMap { scheme -> String? in
+                switch scheme {
+                case .bearer: issuers.isEmpty ? "no issuer is configured for Bearer tokens (jwt.issuers)" : nil
+                case .basic: users.isEmpty ? "no user is configured for Basic (users)" : nil
+                case .apiKey: apiKeys.isEmpty ? "no API key is configured (api_keys)" : nil
+                }
+            }
+            guard missing.count == schemes.count else { continue }
+            reader.add(
+                ConfigDiagnostic(
+                    .warning, .badValue, at: route.location,
+                    "route '\(route.name)' refuses every request: \(missing.joined(separator: "; "))"))
+        }
+    }
+
     private static func methodsOverlap(_ a: MethodSet, _ b: MethodSet) -> Bool {
         guard let left = a.methods, let right = b.methods else { return true }
         return !left.isDisjoint(with: right)

@@ -23,9 +23,9 @@ final class MemoryRefreshTokenStore: RefreshTokenStore {
             switch entry.state {
             case .retired:
                 Self.revoke(family: entry.record.family, in: &entries)
-                return .reused
+                return .reused(subject: entry.record.subject)
             case .revoked:
-                return .reused
+                return .revoked
             case .active:
                 break
             }
@@ -50,7 +50,9 @@ final class MemoryRefreshTokenStore: RefreshTokenStore {
     }
 
     private static func revoke(family: String, in entries: inout [[UInt8]: Entry]) {
-        for (key, value) in entries where value.record.family == family {
+        // Only the active tokens: a retired one stays retired, so each later replay of it counts
+        // as the reuse it is, and the revoked successor counts as none.
+        for (key, value) in entries where value.record.family == family && value.state == .active {
             entries[key]?.state = .revoked
         }
     }

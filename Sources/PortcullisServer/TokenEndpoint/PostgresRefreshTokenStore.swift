@@ -84,19 +84,19 @@ final class PostgresRefreshTokenStore: RefreshTokenStore {
     private static func notActive(_ connection: PostgresConnection, _ key: ByteBuffer, _ logger: Logger) async throws
         -> RefreshRedemption
     {
-        var found: (family: String, state: Int16)?
+        var found: (family: String, state: Int16, subject: String)?
         for try await row in try await connection.query(
-            "SELECT family, state FROM refresh_tokens WHERE digest = \(key)", logger: logger
-        ).decode((String, Int16).self) {
+            "SELECT family, state, subject FROM refresh_tokens WHERE digest = \(key)", logger: logger
+        ).decode((String, Int16, String).self) {
             found = row
         }
         guard let found else { return .unknown }
         switch RefreshTokenState(rawValue: Int(found.state)) {
         case .retired?:
             try await Self.revoke(family: found.family, connection, logger)
-            return .reused
+            return .reused(subject: found.subject)
         case .revoked?, nil:
-            return .reused
+            return .revoked
         case .active?:
             // Only a row inserted after the UPDATE's snapshot: not a token anyone could present yet.
             return .unknown
@@ -130,7 +130,7 @@ final class PostgresRefreshTokenStore: RefreshTokenStore {
             for try await _ in try await connection.query(
                 """
                 UPDATE refresh_tokens SET state = \(Int16(RefreshTokenState.revoked.rawValue))
-                WHERE family = \(family) AND state <> \(Int16(RefreshTokenState.revoked.rawValue))
+                WHERE family = \(family) AND state = \(Int16(RefreshTokenState.active.rawValue))
                 RETURNING 1
                 """, logger: logger)
             {

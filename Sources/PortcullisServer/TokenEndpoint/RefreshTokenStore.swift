@@ -14,7 +14,10 @@ enum RefreshRedemption: Sendable {
     /// The token was good: it is retired and `replacement` stands in its place.
     case rotated(old: RefreshRecord, replacement: RefreshRecord)
     /// The token had been used before: its whole family is now revoked (RFC 9700 §4.14.2).
-    case reused
+    case reused(subject: String)
+    /// The token's family was revoked already (by an earlier reuse, or a revocation): refused,
+    /// and not counted as another reuse.
+    case revoked
     case unknown
     case expired
     case refused(OAuthError)

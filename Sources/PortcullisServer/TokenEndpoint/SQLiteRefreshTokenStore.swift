@@ -1,6 +1,18 @@
 import Foundation
 import GRDB
+#if canImport(Glibc)
+import Glibc
+#endif
 import PortcullisCore
+
+/// A store that cannot be opened, said in one line: what, where, why, and as which user.
+struct RefreshStoreError: Error, CustomStringConvertible {
+    let description: String
+
+    init(_ store: String, _ problem: String) {
+        self.description = "token_endpoint.store \(store): \(problem) (running as uid \(getuid()))"
+    }
+}
 
 /// Refresh tokens in SQLite through GRDB: WAL, and `synchronous = FULL` so a token is on disk
 /// before the answer that carries it is sent. GRDB runs each transaction on its own writer
@@ -10,7 +22,32 @@ final class SQLiteRefreshTokenStore: RefreshTokenStore {
 
     init(path: String) throws {
         let folder = (path as NSString).deletingLastPathComponent
-        if !folder.isEmpty { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
+        try Self.prepareFolder(folder.isEmpty ? "." : folder, store: "sqlite:\(path)")
+        do {
+            self.queue = try Self.open(path)
+        } catch let error as DatabaseError {
+            throw RefreshStoreError("sqlite:\(path)", "cannot open the database: \(error.message ?? "\(error.resultCode)")")
+        }
+    }
+
+    /// Creates the store's folder if need be and checks that SQLite can create files in it (the
+    /// database, and its `-wal` and `-shm` files).
+    private static func prepareFolder(_ folder: String, store: String) throws {
+        var missing: [String] = []
+        var existing = folder
+        while !existing.isEmpty, existing != "/", access(existing, F_OK) != 0 {
+            missing.append(existing)
+            existing = (existing as NSString).deletingLastPathComponent
+        }
+        for created in missing.reversed() where mkdir(created, 0o700) != 0 && errno != EEXIST {
+            throw RefreshStoreError(store, "cannot create the folder \(created): \(String(cString: strerror(errno)))")
+        }
+        if access(folder, W_OK | X_OK) != 0 {
+            throw RefreshStoreError(store, "cannot write in the folder \(folder): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    private static func open(_ path: String) throws -> DatabaseQueue {
         var configuration = Configuration()
         // Another process on the same file (a second gateway, a backup) holds the write lock for
         // moments: wait for it rather than fail the refresh with "database is locked".
@@ -18,11 +55,11 @@ final class SQLiteRefreshTokenStore: RefreshTokenStore {
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
-        self.queue = try DatabaseQueue(path: path, configuration: configuration)
-        try self.queue.writeWithoutTransaction { db in
+        let queue = try DatabaseQueue(path: path, configuration: configuration)
+        try queue.writeWithoutTransaction { db in
             _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
         }
-        try self.queue.write { db in
+        try queue.write { db in
             try db.execute(
                 sql: """
                     CREATE TABLE IF NOT EXISTS refresh_tokens (
@@ -37,6 +74,7 @@ final class SQLiteRefreshTokenStore: RefreshTokenStore {
                     CREATE INDEX IF NOT EXISTS refresh_tokens_family ON refresh_tokens (family);
                     """)
         }
+        return queue
     }
 
     func issue(digest: [UInt8], _ record: RefreshRecord) async throws {
@@ -62,10 +100,10 @@ final class SQLiteRefreshTokenStore: RefreshTokenStore {
                 expiresAt: row["expires_at"])
             switch RefreshTokenState(rawValue: row["state"]) {
             case .retired?:
-                try db.execute(sql: "UPDATE refresh_tokens SET state = 2 WHERE family = ?", arguments: [record.family])
-                return .reused
+                try db.execute(sql: "UPDATE refresh_tokens SET state = 2 WHERE family = ? AND state = 0", arguments: [record.family])
+                return .reused(subject: record.subject)
             case .revoked?, nil:
-                return .reused
+                return .revoked
             case .active?:
                 break
             }

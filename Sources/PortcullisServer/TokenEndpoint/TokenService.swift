@@ -53,7 +53,7 @@ final class TokenService: Sendable {
     /// the policy the request arrived under.
     func answer(
         policy: Policy, endpoint: TokenEndpointConfig, revocation: Bool = false, contentType: String?, authorization: [String],
-        body: [UInt8], client address: String, eventLoop: any EventLoop
+        body: [UInt8], client address: String, requestID: String = "-", eventLoop: any EventLoop
     ) -> EventLoopFuture<Answer> {
         let now = WallClock.now()
         let request: Request
@@ -113,7 +113,7 @@ final class TokenService: Sendable {
             case .grant(.refresh(let token, let scopes)):
                 return self.refreshGrant(
                     policy: policy, endpoint: endpoint, token: token, scopes: scopes, clientID: clientID, now: now,
-                    eventLoop: eventLoop)
+                    requestID: requestID, eventLoop: eventLoop)
             case .revocation(let revocation):
                 return self.revoke(revocation.token, clientID: clientID, eventLoop: eventLoop)
             }
@@ -162,7 +162,7 @@ final class TokenService: Sendable {
 
     private func refreshGrant(
         policy: Policy, endpoint: TokenEndpointConfig, token: String, scopes: [String]?, clientID: String?, now: Double,
-        eventLoop: any EventLoop
+        requestID: String, eventLoop: any EventLoop
     ) -> EventLoopFuture<Answer> {
         guard endpoint.refreshTokenTTL > 0 else {
             return eventLoop.makeSucceededFuture(Self.failure(.unsupportedGrantType("refresh_token")))
@@ -205,11 +205,13 @@ final class TokenService: Sendable {
                         endpoint: endpoint, subject: next.subject, scopes: granted, clientID: next.clientID,
                         refreshToken: replacement.token, now: now, eventLoop: eventLoop)
                 }
-            case .reused:
-                self.logger.warning("a retired refresh token was presented; its family is revoked")
+            case .reused(let subject):
+                self.logger.warning(
+                    "a retired refresh token was presented; its family is revoked",
+                    metadata: ["request_id": "\(requestID)", "subject": "\(subject)"])
                 self.metrics.loginFailure(reason: "refresh_reuse")
                 return eventLoop.makeSucceededFuture(Self.failure(.invalidGrant("The refresh token is invalid")))
-            case .unknown, .expired:
+            case .unknown, .expired, .revoked:
                 return eventLoop.makeSucceededFuture(Self.failure(.invalidGrant("The refresh token is invalid")))
             case .refused(let error):
                 return eventLoop.makeSucceededFuture(Self.failure(error))
