@@ -4,7 +4,8 @@
 SWIFT ?= swift
 PYTHON ?= python3
 APT_PACKAGES := libcurl4-openssl-dev libargon2-dev libssl-dev libsqlite3-dev pkg-config
-BENCH_PACKAGES := nginx-light wrk haproxy
+# The refresh-grant benchmark (bench/refresh.py) runs a real PostgreSQL server as well.
+BENCH_PACKAGES := nginx-light wrk haproxy postgresql
 # The shared-store tests run a real PostgreSQL server; the replicas example is checked with nginx.
 TEST_PACKAGES := postgresql nginx-light
 # A development signing secret, made once and kept in .dev-jwt-secret (git-ignored), so that
@@ -74,6 +75,7 @@ test: build-tests test-deps
 bench: bench-deps
 	$(SWIFT) build -c release
 	PORTCULLIS_BIN=$(BIN_RELEASE)/portcullis ECHO_UPSTREAM_BIN=$(BIN_RELEASE)/echo-upstream bash bench/run.sh $(BENCH_ARGS)
+	PORTCULLIS_BIN=$(BIN_RELEASE)/portcullis $(PYTHON) bench/refresh.py $(REFRESH_BENCH_ARGS)
 
 # Ten minutes of mixed load under reloads, key rotations and an upstream restart (bench/soak.py);
 # not part of `make test`. SOAK_SECONDS=60 for a short run.
