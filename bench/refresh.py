@@ -454,8 +454,9 @@ routes:
             "other": 100.0 * other / CLK_TCK / elapsed, "fsync": fsync, "errors": errors,
         }
         self.results.setdefault((name, n_clients), []).append(row)
-        print(f"  {name}, {n_clients} client{'s' if n_clients > 1 else ''} (round {round_no}): {row['rps']:.0f} refreshes/s, p50 {row['p50']:.2f} ms, "
-              f"p99 {row['p99']:.2f} ms, gateway CPU {row['gw_us']:.0f} µs/refresh"
+        print(f"  {name}, {n_clients} client{'s' if n_clients > 1 else ''} (round {round_no}): "
+              f"{row['rps']:.0f} refreshes/s, p50 {row['p50']:.2f} ms, p99 {row['p99']:.2f} ms, "
+              f"gateway CPU {row['gw_us']:.0f} µs/refresh"
               + (f", errors {errors}" if errors else ""), file=sys.stderr)
 
     def run(self):
