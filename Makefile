@@ -12,7 +12,8 @@ RUN_PACKAGES := curl
 # for the shared store, and nginx (with auth_request) in front of the decision service and of
 # the replicas example.
 TEST_PACKAGES := curl python3-venv systemd util-linux postgresql nginx-light
-BENCH_PACKAGES := nginx-light wrk haproxy
+# The refresh-grant benchmark (bench/refresh.py) runs a real PostgreSQL server as well.
+BENCH_PACKAGES := nginx-light wrk haproxy postgresql
 # A development signing secret, made once and kept in .dev-jwt-secret (git-ignored), so that
 # `make run` and `make token` agree. Set PORTCULLIS_JWT_SECRET yourself in any real deployment.
 PORTCULLIS_JWT_SECRET ?= $(shell cat .dev-jwt-secret 2>/dev/null || (head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | tee .dev-jwt-secret))
@@ -111,6 +112,7 @@ test: build-tests test-deps
 bench: bench-deps
 	$(SWIFT) build -c release
 	PORTCULLIS_BIN=$(BIN_RELEASE)/portcullis ECHO_UPSTREAM_BIN=$(BIN_RELEASE)/echo-upstream bash bench/run.sh $(BENCH_ARGS)
+	PORTCULLIS_BIN=$(BIN_RELEASE)/portcullis $(PYTHON) bench/refresh.py $(REFRESH_BENCH_ARGS)
 
 # Ten minutes of mixed load under reloads, key rotations and an upstream restart (bench/soak.py);
 # not part of `make test`. SOAK_SECONDS=60 for a short run.
