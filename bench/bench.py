@@ -171,14 +171,15 @@ class Bench:
         wait_port(port)
         return port, proc
 
-    def nginx(self, upstream):
-        port = free_port()
-        conf = self.write("nginx.conf", f"""
+    def nginx_conf(self, name, http_body):
+        """An nginx.conf of one worker whose temporary files, pid and error log stay in the run's
+        folder, with `http_body` inside its `http` block."""
+        return self.write(f"{name}.conf", f"""
 daemon off;
 master_process on;
 worker_processes 1;
-pid {self.tmp}/nginx.pid;
-error_log {self.tmp}/nginx-error.log warn;
+pid {self.tmp}/{name}.pid;
+error_log {self.tmp}/{name}-error.log warn;
 events {{ worker_connections 1024; }}
 http {{
     access_log off;
@@ -187,6 +188,13 @@ http {{
     fastcgi_temp_path {self.tmp}/fastcgi;
     uwsgi_temp_path {self.tmp}/uwsgi;
     scgi_temp_path {self.tmp}/scgi;
+{http_body}
+}}
+""")
+
+    def nginx(self, upstream):
+        port = free_port()
+        conf = self.nginx_conf("nginx", f"""
     upstream echo {{ server 127.0.0.1:{upstream}; keepalive 64; }}
     server {{
         listen 127.0.0.1:{port};
@@ -197,9 +205,7 @@ http {{
             proxy_set_header Host $host;
             proxy_set_header X-Forwarded-For $remote_addr;
         }}
-    }}
-}}
-""")
+    }}""")
         proc = self.start(["nginx", "-p", self.tmp, "-c", conf], 1)
         wait_port(port)
         return port, proc
@@ -331,23 +337,8 @@ routes:
                          ("127.0.0.1:9001", f"127.0.0.1:{upstream}")):
             site = site.replace(old, new)
         self.write("portcullis-site.conf", site)
-        conf = self.write("nginx-auth-request.conf", f"""
-daemon off;
-master_process on;
-worker_processes 1;
-pid {self.tmp}/nginx-auth-request.pid;
-error_log {self.tmp}/nginx-auth-request-error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {self.tmp}/client_body;
-    proxy_temp_path {self.tmp}/proxy;
-    fastcgi_temp_path {self.tmp}/fastcgi;
-    uwsgi_temp_path {self.tmp}/uwsgi;
-    scgi_temp_path {self.tmp}/scgi;
-    include {self.tmp}/portcullis-site.conf;
-}}
-""")
+        conf = self.nginx_conf("nginx-auth-request", f"""
+    include {self.tmp}/portcullis-site.conf;""")
         nginx = self.start(["nginx", "-p", self.tmp, "-c", conf], 1)
         wait_port(port)
         return port, nginx, portcullis, config

@@ -39,7 +39,6 @@ final class GatewayHandler: ChannelDuplexHandler {
     /// The request being answered is HTTP/1.0: keeping its connection must be said explicitly.
     private var answeringHTTP10 = false
     private var context: ChannelHandlerContext?
-    private var peer: [UInt8]?
     private var peerText = ""
     /// What the access log line of the current request needs.
     private var current = RequestLogContext()
@@ -52,10 +51,7 @@ final class GatewayHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        if let address = context.channel.remoteAddress {
-            self.peerText = address.ipAddress ?? "unknown"
-            self.peer = self.peerText.isEmpty ? nil : IPAddressBytes.parse(self.peerText)
-        }
+        if let address = context.channel.remoteAddress { self.peerText = address.ipAddress ?? "unknown" }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
