@@ -68,7 +68,12 @@ let package = Package(
         .target(name: "PortcullisFuzzing", dependencies: ["PortcullisCore", "PortcullisCrypto"]),
         .testTarget(name: "PortcullisCryptoTests", dependencies: ["PortcullisCrypto"]),
         .testTarget(name: "PortcullisCoreTests", dependencies: ["PortcullisCore", "PortcullisCrypto"]),
-        .testTarget(name: "PortcullisServerTests", dependencies: ["PortcullisServer"]),
+        .testTarget(
+            name: "PortcullisServerTests",
+            dependencies: [
+                "PortcullisServer", "PortcullisCore", "PortcullisUpstream", nioCore, nioHTTP1, logging,
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]),
         .testTarget(name: "PortcullisFuzzingTests", dependencies: ["PortcullisFuzzing"]),
     ]
 )

@@ -81,6 +81,12 @@ package struct UpstreamResponseHead: Sendable {
     package var reason: String
     /// In the order received; repeated names (`Set-Cookie`) stay separate.
     package var headers: [(name: String, value: String)]
+
+    package init(status: Int, reason: String, headers: [(name: String, value: String)]) {
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+    }
 }
 
 extension String {
