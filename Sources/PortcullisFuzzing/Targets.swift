@@ -100,8 +100,14 @@ enum FuzzBearer {
         let facts = RequestFacts(method: "GET", rawTarget: "/x", host: "h", authorization: ["Bearer " + token])
         if case .forward = Self.policy.decide(facts, now: 1_700_000_000) {
             // Only a token signed with the key can pass: a fuzzer that forges one found a hole.
-            require(token.utf8.split(separator: UInt8(ascii: ".")).count == 3, "forwarded a token that is not a JWS: \(token)")
-            require(Self.policy.verifier.verify(token[...], now: 1_700_000_000).isSuccess, "forwarded an unverified token")
+            // The token is what the header holds without the spaces around it (RFC 9110 §11.4
+            // allows several after the scheme), and nothing else.
+            var presented = Substring(token)
+            while let first = presented.first, first == " " || first == "\t" { presented = presented.dropFirst() }
+            while let last = presented.last, last == " " || last == "\t" { presented = presented.dropLast() }
+            require(presented.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false).count == 3,
+                    "forwarded a token that is not a JWS: \(token)")
+            require(Self.policy.verifier.verify(presented, now: 1_700_000_000).isSuccess, "forwarded an unverified token")
         }
     }
 }

@@ -69,18 +69,18 @@ package final class AccessLog: Sendable {
         var method: String
         var path: String
         var route: String?
-        var decision: String
+        var decision: DecisionLabel
         var status: Int
         var subject: String?
         var durationMilliseconds: Double
         var upstreamMilliseconds: Double?
         var bytes: Int
-        var reason: String?
+        var reason: Reason?
         var upstreamStatus: Int?
         /// Shadow mode: the gateway's own answer, and why, when the request was not answered
         /// by the upstream as forwarded.
         var sentStatus: Int?
-        var sentReason: String?
+        var sentReason: Reason?
         /// `decisions` for the decision service's lines; absent on the public listener's.
         var listener: String?
     }
@@ -89,15 +89,15 @@ package final class AccessLog: Sendable {
         var line = "{\"time\":\"\(Self.timestamp())\",\"request_id\":\(JSONText.string(entry.requestID))"
         line += ",\"client\":\(JSONText.string(entry.client)),\"method\":\(JSONText.string(entry.method))"
         line += ",\"path\":\(JSONText.string(entry.path)),\"route\":\(entry.route.map(JSONText.string) ?? "null")"
-        line += ",\"decision\":\"\(entry.decision)\",\"status\":\(entry.status)"
+        line += ",\"decision\":\"\(entry.decision.rawValue)\",\"status\":\(entry.status)"
         if let subject = entry.subject { line += ",\"subject\":\(JSONText.string(subject))" }
         line += ",\"duration_ms\":\(Self.round(entry.durationMilliseconds))"
         if let upstream = entry.upstreamMilliseconds { line += ",\"upstream_ms\":\(Self.round(upstream))" }
         line += ",\"bytes\":\(entry.bytes)"
-        if let reason = entry.reason { line += ",\"reason\":\(JSONText.string(reason))" }
+        if let reason = entry.reason { line += ",\"reason\":\"\(reason.rawValue)\"" }  // reasons need no escaping
         if let upstreamStatus = entry.upstreamStatus { line += ",\"upstream_status\":\(upstreamStatus)" }
         if let sentStatus = entry.sentStatus { line += ",\"sent_status\":\(sentStatus)" }
-        if let sentReason = entry.sentReason { line += ",\"sent_reason\":\(JSONText.string(sentReason))" }
+        if let sentReason = entry.sentReason { line += ",\"sent_reason\":\"\(sentReason.rawValue)\"" }
         if let listener = entry.listener { line += ",\"listener\":\(JSONText.string(listener))" }
         line += "}\n"
         self.writer.append(line.utf8)

@@ -84,7 +84,7 @@ struct ConnectionStateMachine<TokenRequest> {
         var refusal: Refusal
         /// Before draining: the handler closes anyway while the gateway shuts down.
         var keepAlive: Bool
-        var decision: LoggedDecision
+        var decision: DecisionLabel
         var isHTTP10: Bool
         /// The request has ended: the connection is idle once the answer is out.
         var idleAfter = false
@@ -104,7 +104,7 @@ struct ConnectionStateMachine<TokenRequest> {
         var cancelUpstream = false
         /// What the last upstream events wrote goes out first.
         var flush = false
-        var log: (decision: LoggedDecision, reason: String?)?
+        var log: (decision: DecisionLabel, reason: Reason?)?
         var upstreamFailure: UpstreamError.Kind?
     }
 
@@ -262,11 +262,11 @@ struct ConnectionStateMachine<TokenRequest> {
                 // Not one byte past the limit reaches the upstream.
                 if case .streaming = self.state {
                     self.state = .closing
-                    return .close(Close(cancelUpstream: true, log: (.allow, "body_too_large")))
+                    return .close(Close(cancelUpstream: true, log: (.allow, .bodyTooLarge)))
                 }
                 self.state = .closing
                 var answer = Answer(
-                    refusal: Refusal(status: 413, detail: "Request Entity Too Large", reason: "body_too_large"), keepAlive: false,
+                    refusal: Refusal(status: 413, detail: "Request Entity Too Large", reason: .bodyTooLarge), keepAlive: false,
                     decision: .deny, isHTTP10: self.request.isHTTP10)
                 answer.cancelUpstream = true
                 return .answer(answer)
@@ -311,7 +311,7 @@ struct ConnectionStateMachine<TokenRequest> {
                 self.state = .closing
                 return .answer(
                     Answer(
-                        refusal: Refusal(status: 413, detail: "Request Entity Too Large", reason: "body_too_large"), keepAlive: false,
+                        refusal: Refusal(status: 413, detail: "Request Entity Too Large", reason: .bodyTooLarge), keepAlive: false,
                         decision: .deny, isHTTP10: self.request.isHTTP10))
             }
             self.state = .answeringToken
@@ -328,7 +328,7 @@ struct ConnectionStateMachine<TokenRequest> {
     }
 
     /// The token endpoint's reply to the request of `generation`.
-    mutating func tokenAnswered(generation: Int, _ reply: Refusal, decision: LoggedDecision) -> Action {
+    mutating func tokenAnswered(generation: Int, _ reply: Refusal, decision: DecisionLabel) -> Action {
         guard case .answeringToken = self.state, generation == self.request.generation else { return .none }
         self.state = self.request.keepAlive ? .idle : .closing
         var answer = Answer(refusal: reply, keepAlive: self.request.keepAlive, decision: decision, isHTTP10: self.request.isHTTP10)
@@ -386,7 +386,7 @@ struct ConnectionStateMachine<TokenRequest> {
         if headSent {
             // The head is out: the client can only learn of the failure by the connection closing.
             self.state = .closing
-            return .close(Close(flush: true, log: (.allow, "upstream_failed_mid_body"), upstreamFailure: error.kind))
+            return .close(Close(flush: true, log: (.allow, .upstreamFailedMidBody), upstreamFailure: error.kind))
         }
         let refusal: Refusal
         switch error.kind {
@@ -395,20 +395,20 @@ struct ConnectionStateMachine<TokenRequest> {
             // client_body_timeout answers the same way).
             self.state = .closing
             var answer = Answer(
-                refusal: Refusal(status: 408, detail: "Request Timeout", reason: "client_body_timeout"), keepAlive: false,
+                refusal: Refusal(status: 408, detail: "Request Timeout", reason: .clientBodyTimeout), keepAlive: false,
                 decision: .allow, isHTTP10: self.request.isHTTP10)
             answer.endsUpstream = true
             answer.read = read
             return .answer(answer)
         case .timeout:
-            refusal = Refusal(status: 504, detail: "Gateway Timeout", reason: "upstream_timeout")
+            refusal = Refusal(status: 504, detail: "Gateway Timeout", reason: .upstreamTimeout)
         case .cancelled:
             // Only the gateway cancels an exchange, and it leaves the request first; one that is
             // still current was cancelled from outside (shutdown).
             self.state = .closing
-            return .close(Close(flush: true, log: (.allow, "cancelled")))
+            return .close(Close(flush: true, log: (.allow, .cancelled)))
         case .badGateway, .requestBody:
-            refusal = Refusal(status: 502, detail: "Bad Gateway", reason: "upstream_error")
+            refusal = Refusal(status: 502, detail: "Bad Gateway", reason: .upstreamError)
         }
         let keepAlive = exchange.keepAlive && exchange.requestEnded
         self.state = exchange.requestEnded ? (keepAlive ? .idle : .closing) : .closing
@@ -430,14 +430,14 @@ struct ConnectionStateMachine<TokenRequest> {
         // NIO's decoder stops at 80 KiB of names and values: that is 431 (RFC 6585 §5).
         let refusal =
             error == .headerOverflow
-            ? Refusal(status: 431, detail: "Request Header Fields Too Large", reason: "headers_too_large")
-            : Refusal(status: 400, detail: "Bad Request", reason: "bad_framing")
+            ? Refusal(status: 431, detail: "Request Header Fields Too Large", reason: .headersTooLarge)
+            : Refusal(status: 400, detail: "Bad Request", reason: .badFraming)
         let cutShort = error == .invalidEOFState
         let previous = self.state
         self.state = .closing
         switch previous {
         case .streaming:
-            return .close(Close(cancelUpstream: true, log: (.allow, cutShort ? "client_closed" : "bad_framing")))
+            return .close(Close(cancelUpstream: true, log: (.allow, cutShort ? .clientClosed : .badFraming)))
         case .forwarding:
             // A client that stopped partway through the body of a request the policy allowed (an
             // upload it gave up on) gets a 400 in case it still reads, as nginx answers, and the
@@ -445,7 +445,7 @@ struct ConnectionStateMachine<TokenRequest> {
             var answer =
                 cutShort
                 ? Answer(
-                    refusal: Refusal(status: 400, detail: "Bad Request", reason: "incomplete_body"), keepAlive: false,
+                    refusal: Refusal(status: 400, detail: "Bad Request", reason: .incompleteBody), keepAlive: false,
                     decision: .allow, isHTTP10: self.request.isHTTP10)
                 : Answer(refusal: refusal, keepAlive: false, decision: .deny, isHTTP10: self.request.isHTTP10)
             answer.cancelUpstream = true
@@ -468,14 +468,8 @@ struct ConnectionStateMachine<TokenRequest> {
     mutating func channelClosed() -> Close? {
         defer { self.state = .closing }
         switch self.state {
-        case .forwarding, .streaming: return Close(cancelUpstream: true, log: (.allow, "client_closed"))
+        case .forwarding, .streaming: return Close(cancelUpstream: true, log: (.allow, .clientClosed))
         default: return nil
         }
     }
-}
-
-/// The access log's and the metrics' `decision` of a request the gateway answered.
-enum LoggedDecision: String, Sendable {
-    case allow
-    case deny
 }

@@ -40,7 +40,7 @@ final class DecisionHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         self.generation &+= 1
         // A decision under way when the proxy went away: logged once, with no status.
-        self.finish(decision: "deny", reason: "client_closed")
+        self.finish(decision: .deny, reason: .clientClosed)
         context.fireChannelInactive()
     }
 
@@ -70,11 +70,11 @@ final class DecisionHandler: ChannelInboundHandler {
         guard let decisions = policy.config.decisions else {
             // A reload removed the service: it stays bound until a restart, and decides nothing.
             return self.write(
-                .forbidden(reason: "decision_service_off"), keepAlive: head.isKeepAlive, sendsBody: sendsBody, context: context)
+                .forbidden(reason: .decisionServiceOff), keepAlive: head.isKeepAlive, sendsBody: sendsBody, context: context)
         }
         guard decisions.trusts(self.peer) else {
             return self.write(
-                .forbidden(reason: "untrusted_peer"), keepAlive: head.isKeepAlive, sendsBody: sendsBody, context: context)
+                .forbidden(reason: .untrustedPeer), keepAlive: head.isKeepAlive, sendsBody: sendsBody, context: context)
         }
         var fields: [(name: String, value: String)] = []
         fields.reserveCapacity(head.headers.count)
@@ -97,7 +97,7 @@ final class DecisionHandler: ChannelInboundHandler {
                 var final: Decision
                 switch result {
                 case .success(let decision): final = decision
-                case .failure: final = .refuse(Refusal(status: 500, detail: "Internal Server Error", reason: "credential_check_failed"))
+                case .failure: final = .refuse(Refusal(status: 500, detail: "Internal Server Error", reason: .credentialCheckFailed))
                 }
                 self.write(
                     policy.decisionServiceAnswer(final, requestID: facts.requestID), keepAlive: keepAlive, sendsBody: sendsBody,
@@ -112,14 +112,14 @@ final class DecisionHandler: ChannelInboundHandler {
         self.current.route = answer.routeName
         self.current.subject = answer.subject
         self.current.bytes = sendsBody ? answer.body.count : 0
-        if answer.outcome == "would_deny" {
-            self.current.wouldDeny = (answer.decidedStatus, answer.reason ?? "")
+        if answer.outcome == .wouldDeny, let reason = answer.reason {
+            self.current.wouldDeny = (answer.decidedStatus, reason)
             self.current.status = answer.status
         } else {
             self.current.status = answer.decidedStatus
             if answer.status != answer.decidedStatus { self.current.sentStatus = answer.status }
         }
-        self.finish(decision: answer.outcome == "would_deny" ? "allow" : answer.outcome, reason: answer.reason)
+        self.finish(decision: answer.outcome == .wouldDeny ? .allow : answer.outcome, reason: answer.reason)
 
         let keepAlive = requested && !self.environment.isDraining
         var headers = HTTPHeaders()
@@ -139,7 +139,7 @@ final class DecisionHandler: ChannelInboundHandler {
         }
     }
 
-    private func finish(decision: String, reason: String?) {
+    private func finish(decision: DecisionLabel, reason: Reason?) {
         self.current.finish(decision: decision, reason: reason, environment: self.environment, series: &self.series)
     }
 }

@@ -119,7 +119,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             // The decision checks Host for every other request; these are answered before it.
             if let field = head.headers.first(name: "host"), !RequestTarget.isValidHost(field) {
                 return self.execute(
-                    self.machine.answer(Refusal(status: 400, detail: "Invalid Host header", reason: "bad_host")), context: context)
+                    self.machine.answer(Refusal(status: 400, detail: "Invalid Host header", reason: .badHost)), context: context)
             }
             self.current.route = Policy.tokenEndpointRoute
             if let revocation = TokenExchange.revocation(answer), self.environment.tokenService != nil {
@@ -145,7 +145,7 @@ final class GatewayHandler: ChannelDuplexHandler {
                 case .success(let decision):
                     self.act(on: decision, context: context)
                 case .failure:
-                    var refusal = Refusal(status: 500, detail: "Internal Server Error", reason: "credential_check_failed")
+                    var refusal = Refusal(status: 500, detail: "Internal Server Error", reason: .credentialCheckFailed)
                     refusal.closesConnection = true
                     self.act(on: .refuse(refusal), context: context)
                 }
@@ -167,22 +167,22 @@ final class GatewayHandler: ChannelDuplexHandler {
         case .refuse(let decided):
             refusal = decided
         case .serve(.document(let body, let headers)):
-            var document = Refusal(status: 200, headers: headers, body: body, reason: "discovery")
+            var document = Refusal(status: 200, headers: headers, body: body, reason: .discovery)
             document.routeName = Policy.tokenEndpointRoute
             refusal = document
         case .serve(.preflight(let route, let headers)):
-            var preflight = Refusal(status: 204, headers: headers, body: [], reason: "cors_preflight")
+            var preflight = Refusal(status: 204, headers: headers, body: [], reason: .corsPreflight)
             preflight.routeName = route
             refusal = preflight
         case .serve(.tokenEndpoint), .serve(.tokenRevocation):
             // A reloaded configuration added a token endpoint this process did not start with.
             var unavailable = Refusal(
                 status: 503, detail: "The token endpoint starts with the gateway: restart to enable it",
-                reason: "token_endpoint_unavailable")
+                reason: .tokenEndpointUnavailable)
             unavailable.routeName = Policy.tokenEndpointRoute
             refusal = unavailable
         case .verify:
-            var loop = Refusal(status: 500, detail: "Internal Server Error", reason: "credential_loop")
+            var loop = Refusal(status: 500, detail: "Internal Server Error", reason: .credentialLoop)
             loop.closesConnection = true
             refusal = loop
         }
@@ -360,7 +360,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         if keepAlive && answer.idleAfter { self.deadlines.becameIdle() }
     }
 
-    private func logRequest(decision: LoggedDecision, reason: String?) {
-        self.current.finish(decision: decision.rawValue, reason: reason, environment: self.environment, series: &self.series)
+    private func logRequest(decision: DecisionLabel, reason: Reason?) {
+        self.current.finish(decision: decision, reason: reason, environment: self.environment, series: &self.series)
     }
 }

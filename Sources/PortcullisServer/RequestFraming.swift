@@ -26,7 +26,7 @@ enum RequestFraming {
         // NIO bounds the bytes of names and values, not how many fields there are: tens of
         // thousands of tiny fields would each be copied and sent upstream.
         if head.headers.count > Self.maximumFields {
-            return .refused(Refusal(status: 431, detail: "Request Header Fields Too Large", reason: "headers_too_large"))
+            return .refused(Refusal(status: 431, detail: "Request Header Fields Too Large", reason: .headersTooLarge))
         }
         // One pass finds the Host fields and whether the framing headers are there at all.
         var hosts = 0
@@ -42,7 +42,7 @@ enum RequestFraming {
         }
         // RFC 9112 §3.2: exactly one Host in HTTP/1.1 (routes may match on it).
         if hosts > 1 || (hosts == 0 && head.version == .http1_1) {
-            return .refused(Refusal(status: 400, detail: hosts > 1 ? "More than one Host header" : "Missing Host header", reason: "bad_host"))
+            return .refused(Refusal(status: 400, detail: hosts > 1 ? "More than one Host header" : "Missing Host header", reason: .badHost))
         }
 
         // Framing checks the HTTP decoder leaves to us.
@@ -50,7 +50,7 @@ enum RequestFraming {
         var declaredLength: Int64?
         if let first = lengths.first {
             guard lengths.allSatisfy({ $0 == first }), let value = Int64(first), value >= 0 else {
-                return .refused(Refusal(status: 400, detail: "Invalid Content-Length", reason: "bad_framing"))
+                return .refused(Refusal(status: 400, detail: "Invalid Content-Length", reason: .badFraming))
             }
             declaredLength = value
         }
@@ -61,33 +61,33 @@ enum RequestFraming {
             // RFC 9112 §6.1: HTTP/1.0 has no chunked coding, so the body's end is unknowable; the
             // request is refused and the connection closed rather than decoded as chunked.
             if head.version == .http1_0 {
-                return .refused(Refusal(status: 400, detail: "Transfer-Encoding in an HTTP/1.0 request", reason: "bad_framing"))
+                return .refused(Refusal(status: 400, detail: "Transfer-Encoding in an HTTP/1.0 request", reason: .badFraming))
             }
             if hasContentLength {
-                return .refused(Refusal(status: 400, detail: "Both Content-Length and Transfer-Encoding", reason: "bad_framing"))
+                return .refused(Refusal(status: 400, detail: "Both Content-Length and Transfer-Encoding", reason: .badFraming))
             }
             let codings = head.headers[canonicalForm: "transfer-encoding"]
             guard let last = codings.last, last.utf8.elementsEqual("chunked".utf8, by: { $0 | 0x20 == $1 }) else {
                 // RFC 9112 §6.3: a request whose final coding is not chunked has no knowable length.
-                return .refused(Refusal(status: 400, detail: "Transfer-Encoding must end with chunked", reason: "bad_framing"))
+                return .refused(Refusal(status: 400, detail: "Transfer-Encoding must end with chunked", reason: .badFraming))
             }
             if codings.count > 1 {
                 // RFC 9112 §6.1: chunked at most once; any other coding is one the gateway does not
                 // decode, so it is refused (501) rather than dropped or passed on unframed.
                 let repeated = codings.dropLast().contains { $0.utf8.elementsEqual("chunked".utf8, by: { $0 | 0x20 == $1 }) }
                 return .refused(repeated
-                        ? Refusal(status: 400, detail: "chunked applied more than once", reason: "bad_framing")
-                        : Refusal(status: 501, detail: "Not Implemented", reason: "unsupported_transfer_coding"))
+                        ? Refusal(status: 400, detail: "chunked applied more than once", reason: .badFraming)
+                        : Refusal(status: 501, detail: "Not Implemented", reason: .unsupportedTransferCoding))
             }
         }
         if let declaredLength, declaredLength > Int64(maximumBody) {
-            return .refused(Refusal(status: 413, detail: "Request Entity Too Large", reason: "body_too_large"))
+            return .refused(Refusal(status: 413, detail: "Request Entity Too Large", reason: .bodyTooLarge))
         }
 
         // The upstream gets the method that was authorized, and HEAD carries no body (RFC 9110
         // §9.3.2): one that comes with a body is refused, never passed on as another method.
         if head.method == .HEAD && (chunked || (declaredLength ?? 0) > 0) {
-            return .refused(Refusal(status: 400, detail: "A HEAD request has no body", reason: "bad_framing"))
+            return .refused(Refusal(status: 400, detail: "A HEAD request has no body", reason: .badFraming))
         }
         return .framed(Framing(declaredLength: declaredLength, chunked: chunked))
     }

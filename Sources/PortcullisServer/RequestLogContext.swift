@@ -18,20 +18,20 @@ struct RequestLogContext {
     var bytes = 0
     var logged = true
     /// Shadow mode: the status and reason of the refusal that was not enforced.
-    var wouldDeny: (status: Int, reason: String)?
+    var wouldDeny: (status: Int, reason: Reason)?
     /// The request came to the decision service (its answer is not the upstream's).
     var decisionService = false
     /// The status sent, when it is not `status` (the decision service sends a 404 as a 403).
     var sentStatus: Int?
 
     /// Counts the request in the metrics and writes its access-log line, once.
-    mutating func finish(decision: String, reason: String?, environment: GatewayEnvironment, series: inout RequestSeriesCache) {
+    mutating func finish(decision: DecisionLabel, reason: Reason?, environment: GatewayEnvironment, series: inout RequestSeriesCache) {
         guard !self.logged else { return }
         self.logged = true
         let entry = self
         let seconds = MonotonicClock.milliseconds(since: entry.start) / 1000
         series.record(
-            environment.metrics, route: entry.route, decision: entry.wouldDeny == nil ? decision : "would_deny",
+            environment.metrics, route: entry.route, decision: entry.wouldDeny == nil ? decision : .wouldDeny,
             status: entry.wouldDeny?.status ?? entry.status, reason: entry.wouldDeny?.reason ?? reason, seconds: seconds,
             upstreamSeconds: entry.upstreamMilliseconds.map { $0 / 1000 }, decisionService: entry.decisionService)
         guard let log = environment.accessLog else { return }
@@ -39,12 +39,12 @@ struct RequestLogContext {
         var status = entry.status
         var reason = reason
         var upstreamStatus: Int?
-        var sent: (status: Int?, reason: String?)?
+        var sent: (status: Int?, reason: Reason?)?
         if let wouldDeny = entry.wouldDeny {
             // The line of a shadowed request carries the status that enforcement would have sent,
             // and what happened instead: the upstream's answer, or one of the gateway's own (a
             // 413, a 504, a client that left), which is never passed off as the upstream's.
-            decision = "would_deny"
+            decision = .wouldDeny
             if entry.statusFromUpstream {
                 upstreamStatus = status
                 if reason != nil { sent = (nil, reason) }

@@ -123,12 +123,12 @@ struct ClientAddressTests {
 struct ChallengeTests {
     @Test("Bearer errors repeat error and error_description in the body")
     func bearerBody() {
-        let refusal = Challenge.refusal(.invalidToken, realm: "R", description: "The access token expired", reason: "expired")
+        let refusal = Challenge.refusal(.invalidToken, realm: "R", description: "The access token expired", reason: .expired)
         #expect(refusal.status == 401)
         #expect(refusal.challenges == ["Bearer realm=\"R\", error=\"invalid_token\", error_description=\"The access token expired\""])
         #expect(String(decoding: refusal.body, as: UTF8.self)
             == "{\"detail\":\"Could not validate credentials\",\"error\":\"invalid_token\",\"error_description\":\"The access token expired\"}")
-        let scope = Challenge.refusal(.insufficientScope, realm: "R", description: "d", scope: "a b", reason: "insufficient_scope")
+        let scope = Challenge.refusal(.insufficientScope, realm: "R", description: "d", scope: "a b", reason: .insufficientScope)
         #expect(scope.status == 403)
         #expect(scope.challenges == ["Bearer realm=\"R\", error=\"insufficient_scope\", scope=\"a b\", error_description=\"d\""])
     }

@@ -174,7 +174,7 @@ struct HostFieldTests {
                 continue
             }
             #expect(refusal.status == 400, "\(host)")
-            #expect(refusal.reason == "bad_host", "\(host)")
+            #expect(refusal.reason == .badHost, "\(host)")
         }
         guard case .refuse(let absolute) = policy.decide(RequestFacts(method: "GET", rawTarget: "http://admin.example.com../x/a", host: "gw"), now: 1_700_000_000) else {
             Issue.record("the absolute-form target was forwarded")

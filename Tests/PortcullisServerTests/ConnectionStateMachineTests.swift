@@ -174,7 +174,7 @@ struct ConnectionStateMachineTests {
         guard case .close(let close) = machine.upstreamFinished(
             UpstreamError(kind: .badGateway, curlCode: 56, message: "reset"), generation: generation)
         else { Issue.record("not closed"); return }
-        #expect(close.flush && close.upstreamFailure == .badGateway && close.log?.reason == "upstream_failed_mid_body")
+        #expect(close.flush && close.upstreamFailure == .badGateway && close.log?.reason == .upstreamFailedMidBody)
     }
 
     @Test("the client gone mid-body: the exchange is cancelled and the request logged once")
@@ -183,7 +183,7 @@ struct ConnectionStateMachineTests {
         _ = Self.forwarding(&machine, Self.head(.POST, "/", [("Content-Length", "10")]))
         _ = machine.receiveBody(Self.buffer)
         guard case .answer(let answer) = machine.parseFailed(.invalidEOFState) else { Issue.record("no answer"); return }
-        #expect(answer.refusal.reason == "incomplete_body" && answer.decision == .allow && answer.cancelUpstream && !answer.keepAlive)
+        #expect(answer.refusal.reason == .incompleteBody && answer.decision == .allow && answer.cancelUpstream && !answer.keepAlive)
         let closed = machine.channelClosed()
         #expect(closed == nil)  // logged already
 
@@ -191,7 +191,7 @@ struct ConnectionStateMachineTests {
         let (generation, _) = Self.forwarding(&streaming, Self.head(.POST, "/", [("Content-Length", "10")]))
         _ = streaming.upstreamHead(Self.upstreamHead(), generation: generation)
         let close = streaming.channelClosed()
-        #expect(close?.cancelUpstream == true && close?.log?.reason == "client_closed")
+        #expect(close?.cancelUpstream == true && close?.log?.reason == .clientClosed)
     }
 
     @Test("half-close after a complete request: the answer still goes out")
@@ -237,7 +237,7 @@ struct ConnectionStateMachineTests {
 
         var connect = Machine()
         _ = connect.receivedHead(Self.head(.CONNECT, "gw:443"), requestID: "r", maximumBody: 100)
-        guard case .answer(let refused) = connect.answer(Refusal(status: 405, detail: "Method Not Allowed", reason: "method")) else {
+        guard case .answer(let refused) = connect.answer(Refusal(status: 405, detail: "Method Not Allowed", reason: .methodNotAllowed)) else {
             Issue.record("no answer"); return
         }
         #expect(!refused.keepAlive)
@@ -247,7 +247,7 @@ struct ConnectionStateMachineTests {
     func refusalDiscards() {
         var machine = Machine()
         _ = machine.receivedHead(Self.head(.POST, "/", [("Content-Length", "10")]), requestID: "r", maximumBody: 100)
-        guard case .answer(let answer) = machine.answer(Refusal(status: 401, detail: "Unauthorized", reason: "missing_credentials"))
+        guard case .answer(let answer) = machine.answer(Refusal(status: 401, detail: "Unauthorized", reason: .missingCredentials))
         else { Issue.record("no answer"); return }
         #expect(answer.keepAlive && !answer.idleAfter && answer.decision == .deny)
         guard case .none = machine.receiveBody(Self.buffer) else { Issue.record("refused body passed on"); return }
@@ -276,7 +276,7 @@ struct ConnectionStateMachineTests {
         _ = machine.receiveBody(ByteBuffer(string: "a=1"))
         guard case .answerToken("token", let body) = machine.receiveEnd() else { Issue.record("not answered"); return }
         #expect(body == Array("a=1".utf8))
-        let reply = Refusal(status: 200, headers: [], body: [], reason: "issued")
+        let reply = Refusal(status: 200, headers: [], body: [], reason: .issued)
         guard case .none = machine.tokenAnswered(generation: machine.generation - 1, reply, decision: .allow) else {
             Issue.record("stale answer used"); return
         }

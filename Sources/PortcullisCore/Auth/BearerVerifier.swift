@@ -47,8 +47,16 @@ package struct BearerVerifier: Sendable {
     package var hasIssuers: Bool { !self.issuers.isEmpty }
 
     /// Verifies `token` at `now` (seconds since 1970). The disabled-user check runs on every
-    /// call, cached or not, so disabling a user takes effect at once.
+    /// call, cached or not, so disabling a user takes effect at once. A token verified now
+    /// (not found in the cache) is left in `remember` for the caller to cache.
     package func verify(_ token: Substring, now: Double) -> Result<VerifiedToken, TokenRejection> {
+        var remember: (key: VerifiedTokenCache.Key, token: VerifiedToken)?
+        return self.verify(token, now: now, remember: &remember)
+    }
+
+    package func verify(
+        _ token: Substring, now: Double, remember: inout (key: VerifiedTokenCache.Key, token: VerifiedToken)?
+    ) -> Result<VerifiedToken, TokenRejection> {
         guard token.utf8.count <= Self.maximumTokenBytes else { return .failure(.tooLarge) }
         let key = self.cache.map { _ in VerifiedTokenCache.Key(token: token) }
         if let cache = self.cache, let key, let cached = cache.lookup(key, now: now, leeway: self.leeway) {
@@ -57,8 +65,8 @@ package struct BearerVerifier: Sendable {
         // A header value is a native string: its bytes are copied in one go, not one by one.
         let bytes = token.utf8.withContiguousStorageIfAvailable { Array($0) } ?? Array(token.utf8)
         let result = self.verifyUncached(bytes, now: now)
-        if case .success(let verified) = result, let cache = self.cache, let key {
-            cache.insert(key, verified)
+        if case .success(let verified) = result, let key {
+            remember = (key, verified)
         }
         return result.flatMap(self.checkLocalUser)
     }

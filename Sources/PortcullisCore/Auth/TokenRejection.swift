@@ -56,28 +56,28 @@ package enum TokenRejection: Error, Hashable, Sendable {
     }
 
     /// A stable machine-readable reason for logs and traces.
-    package var reasonID: String {
+    package var reasonID: Reason {
         switch self {
-        case .tooLarge: return "token_too_large"
-        case .malformed: return "token_malformed"
-        case .unknownIssuer: return "unknown_issuer"
-        case .algorithmNotAllowed: return "algorithm_not_allowed"
-        case .criticalHeader: return "critical_header"
-        case .unknownKeyID: return "unknown_kid"
-        case .noKeyFits: return "no_key_fits"
-        case .badSignature: return "bad_signature"
-        case .missingExpiry: return "missing_exp"
-        case .expired: return "expired"
-        case .notYetValid: return "not_yet_valid"
-        case .issuedInFuture: return "issued_in_future"
-        case .wrongAudience: return "wrong_audience"
-        case .missingSubject: return "missing_sub"
-        case .badScopeClaim: return "bad_scope_claim"
-        case .badRolesClaim: return "bad_roles_claim"
-        case .issuerNotAccepted: return "issuer_not_accepted"
-        case .badClaimHeader: return "bad_claim_header"
-        case .inactiveUser: return "inactive_user"
-        case .unknownUser: return "unknown_user"
+        case .tooLarge: return .tokenTooLarge
+        case .malformed: return .tokenMalformed
+        case .unknownIssuer: return .unknownIssuer
+        case .algorithmNotAllowed: return .algorithmNotAllowed
+        case .criticalHeader: return .criticalHeader
+        case .unknownKeyID: return .unknownKid
+        case .noKeyFits: return .noKeyFits
+        case .badSignature: return .badSignature
+        case .missingExpiry: return .missingExp
+        case .expired: return .expired
+        case .notYetValid: return .notYetValid
+        case .issuedInFuture: return .issuedInFuture
+        case .wrongAudience: return .wrongAudience
+        case .missingSubject: return .missingSub
+        case .badScopeClaim: return .badScopeClaim
+        case .badRolesClaim: return .badRolesClaim
+        case .issuerNotAccepted: return .issuerNotAccepted
+        case .badClaimHeader: return .badClaimHeader
+        case .inactiveUser: return .inactiveUser
+        case .unknownUser: return .unknownUser
         }
     }
 

@@ -64,7 +64,7 @@ package enum Challenge {
     /// (contract §9).
     package static func refusal(
         _ error: BearerError, realm: String, description: String, scope: String? = nil, status: Int? = nil,
-        otherChallenges: [(name: String, value: String)] = [], reason: String
+        otherChallenges: [(name: String, value: String)] = [], reason: Reason
     ) -> Refusal {
         Refusal(
             status: status ?? error.status,

@@ -162,7 +162,7 @@ extension RequestFacts {
         }
         if controls {
             facts.refusedBeforeDecision = (
-                Refusal(status: 400, detail: "Bad Request", reason: "bad_framing"), "a header field holds a control character"
+                Refusal(status: 400, detail: "Bad Request", reason: .badFraming), "a header field holds a control character"
             )
         } else if method == "HEAD",
             headers.contains(where: { field in
@@ -171,11 +171,11 @@ extension RequestFacts {
             })
         {
             facts.refusedBeforeDecision = (
-                Refusal(status: 400, detail: "A HEAD request has no body", reason: "bad_framing"), "a HEAD request with a body"
+                Refusal(status: 400, detail: "A HEAD request has no body", reason: .badFraming), "a HEAD request with a body"
             )
         } else if hosts.reduce(0, { $0 + Self.listElementCount($1) }) > 1 {
             facts.refusedBeforeDecision = (
-                Refusal(status: 400, detail: "More than one Host header", reason: "bad_host"), "more than one Host header"
+                Refusal(status: 400, detail: "More than one Host header", reason: .badHost), "more than one Host header"
             )
         }
         return facts

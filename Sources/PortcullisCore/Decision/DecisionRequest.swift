@@ -82,7 +82,7 @@ extension RequestFacts {
         }
         facts.listener = .decisions
         if let problem {
-            facts.refusedBeforeDecision = (Refusal(status: 400, detail: "Bad Request", reason: "bad_decision_request"), problem)
+            facts.refusedBeforeDecision = (Refusal(status: 400, detail: "Bad Request", reason: .badDecisionRequest), problem)
         }
         return facts
     }

@@ -12,19 +12,19 @@ package struct DecisionServiceAnswer: Sendable {
     /// Empty for an allowed request; a refusal's JSON body otherwise.
     package var body: [UInt8]
     /// For the access log and metrics: `allow`, `deny` or `would_deny`.
-    package var outcome: String
+    package var outcome: DecisionLabel
     /// The status the policy decided: a refusal's own (404, 405, 400, 429…) when it is sent as
     /// 403, the refusal shadow mode did not enforce, 204 for a preflight; else ``status``.
     package var decidedStatus: Int
     /// The refusal's reason (`missing_credentials`, `no_route`…); `nil` for a plain allow.
-    package var reason: String?
+    package var reason: Reason?
     package var routeName: String?
     package var subject: String?
 
     /// 403 `{"detail":"Forbidden"}` to a peer that may not ask: nothing is decided.
-    package static func forbidden(reason: String) -> DecisionServiceAnswer {
+    package static func forbidden(reason: Reason) -> DecisionServiceAnswer {
         DecisionServiceAnswer(
-            status: 403, headers: [], body: Array(JSONText.object([("detail", "Forbidden")]).utf8), outcome: "deny",
+            status: 403, headers: [], body: Array(JSONText.object([("detail", "Forbidden")]).utf8), outcome: .deny,
             decidedStatus: 403, reason: reason, routeName: nil, subject: nil)
     }
 }
@@ -56,23 +56,23 @@ extension Policy {
             headers.append(("X-Request-Id", requestID))
             headers += plan.responseHeaders
             return DecisionServiceAnswer(
-                status: 200, headers: headers, body: [], outcome: plan.shadowed == nil ? "allow" : "would_deny",
+                status: 200, headers: headers, body: [], outcome: plan.shadowed == nil ? .allow : .wouldDeny,
                 decidedStatus: plan.shadowed?.status ?? 200, reason: plan.shadowed?.reason, routeName: plan.routeName,
                 subject: plan.identity?.subject)
         case .serve(.preflight(let route, let corsHeaders)):
             // A preflight carries no credentials: no identity, only what the browser needs.
             let headers = corsHeaders + [(Self.portcullisRouteHeader, route), ("X-Request-Id", requestID)]
             return DecisionServiceAnswer(
-                status: 200, headers: headers, body: [], outcome: "allow", decidedStatus: 204, reason: "cors_preflight",
+                status: 200, headers: headers, body: [], outcome: .allow, decidedStatus: 204, reason: .corsPreflight,
                 routeName: route, subject: nil)
         case .refuse(let refusal):
             return Self.refusalAnswer(refusal, requestID: requestID)
         case .serve(.tokenEndpoint), .serve(.tokenRevocation), .serve(.document):
             // Never decided on the decision listener (see ``Policy/decide(_:now:recorder:)``).
-            return Self.refusalAnswer(Refusal(status: 404, detail: "Not Found", reason: "not_served_here"), requestID: requestID)
+            return Self.refusalAnswer(Refusal(status: 404, detail: "Not Found", reason: .notServedHere), requestID: requestID)
         case .verify:
             return Self.refusalAnswer(
-                Refusal(status: 500, detail: "Internal Server Error", reason: "credential_loop"), requestID: requestID)
+                Refusal(status: 500, detail: "Internal Server Error", reason: .credentialLoop), requestID: requestID)
         }
     }
 
@@ -85,7 +85,7 @@ extension Policy {
         }
         headers.append(("X-Request-Id", requestID))
         return DecisionServiceAnswer(
-            status: status, headers: headers, body: refusal.body, outcome: "deny", decidedStatus: refusal.status,
+            status: status, headers: headers, body: refusal.body, outcome: .deny, decidedStatus: refusal.status,
             reason: refusal.reason, routeName: refusal.routeName, subject: nil)
     }
 }

@@ -122,7 +122,7 @@ extension Policy {
         recorder.record(.matched(route: route.config.name, location: route.config.location))
         guard let allowOrigin = cors.allowOrigin(for: origin), cors.allowMethods.contains(wanted) else {
             recorder.record(.preflight(origin: origin, allowed: false))
-            var refusal = Refusal(status: 403, headers: [("Vary", "Origin")], detail: "CORS preflight refused", reason: "cors_refused")
+            var refusal = Refusal(status: 403, headers: [("Vary", "Origin")], detail: "CORS preflight refused", reason: .corsRefused)
             refusal.routeName = route.config.name
             return .refuse(refusal)
         }

@@ -82,17 +82,17 @@ package final class Policy: Sendable {
             let challenges = schemes.map { Challenge.header($0, realm: realm, scope: scope) }
             let unauthenticated =
                 schemes.isEmpty
-                ? nil : Refusal(status: 401, headers: challenges, detail: "Not authenticated", reason: "missing_credentials")
+                ? nil : Refusal(status: 401, headers: challenges, detail: "Not authenticated", reason: .missingCredentials)
             return CompiledRoute(
                 config: route, upstream: upstream, unauthenticated: unauthenticated,
                 otherChallenges: schemes.filter { $0 != .bearer }.map { Challenge.header($0, realm: realm, scope: scope) },
                 schemes: schemes, scopeAttribute: scope,
                 insufficientScope: Challenge.refusal(
                     .insufficientScope, realm: realm, description: "The access token lacks the required scope",
-                    scope: scope.isEmpty ? nil : scope, status: config.server.insufficientScopeStatus, reason: "insufficient_scope"),
+                    scope: scope.isEmpty ? nil : scope, status: config.server.insufficientScopeStatus, reason: .insufficientScope),
                 insufficientPermissions: Challenge.refusal(
                     .insufficientScope, realm: realm, description: "The access token lacks the required roles or claims",
-                    scope: scope.isEmpty ? nil : scope, status: config.server.insufficientScopeStatus, reason: "insufficient_permissions"),
+                    scope: scope.isEmpty ? nil : scope, status: config.server.insufficientScopeStatus, reason: .insufficientPermissions),
                 upstreamHost: upstream.map { Self.hostHeader($0.target) } ?? "")
         }
     }
@@ -102,6 +102,16 @@ package final class Policy: Sendable {
     /// - Parameters:
     ///   - now: seconds since 1970, injected so `check --now` and leeway tests need no clock.
     package func decide<R: DecisionRecorder>(_ request: RequestFacts, now: Double, recorder: inout R) -> Decision {
+        var effects = DecisionEffects()
+        return self.decide(request, now: now, recorder: &recorder, effects: &effects)
+    }
+
+    /// ``decide(_:now:recorder:)``, leaving in `effects` what the caller may remember (a
+    /// verified token, a checked password or API key): deciding itself changes nothing, so
+    /// the same facts always get the same answer, and a dry run warms no cache.
+    package func decide<R: DecisionRecorder>(
+        _ request: RequestFacts, now: Double, recorder: inout R, effects: inout DecisionEffects
+    ) -> Decision {
         if let (refusal, why) = request.refusedBeforeDecision {
             recorder.record(.targetRefused(why))
             return .refuse(refusal)
@@ -111,18 +121,18 @@ package final class Policy: Sendable {
         case .success(let normalized): target = normalized
         case .failure(let refusal):
             recorder.record(.targetRefused(refusal.detail))
-            return .refuse(Refusal(status: 400, detail: refusal.detail, reason: "bad_target"))
+            return .refuse(Refusal(status: 400, detail: refusal.detail, reason: .badTarget))
         }
         // Only methods the server's HTTP parser (llhttp) accepts can reach serve; refusing the
         // rest here keeps check and test in agreement with it. CONNECT asks for a tunnel, which a
         // gateway that authorizes requests one by one does not open.
         guard Self.servedMethods.contains(request.method) else {
             recorder.record(.targetRefused("method \(request.method) is not supported"))
-            return .refuse(Refusal(status: 400, detail: "Bad Request", reason: "unsupported_method"))
+            return .refuse(Refusal(status: 400, detail: "Bad Request", reason: .unsupportedMethod))
         }
         if let field = request.host, !RequestTarget.isValidHost(field) {
             recorder.record(.targetRefused("invalid Host header"))
-            return .refuse(Refusal(status: 400, detail: "Invalid Host header", reason: "bad_host"))
+            return .refuse(Refusal(status: 400, detail: "Invalid Host header", reason: .badHost))
         }
         let host = Self.matchingHost(target.authority ?? request.host)
         recorder.record(.normalized(path: target.path, query: target.query, host: host.map(String.init)))
@@ -130,7 +140,7 @@ package final class Policy: Sendable {
             recorder.record(.matched(route: Self.tokenEndpointRoute, location: self.config.tokenEndpoint!.location))
             guard request.listener == .proxy else {
                 recorder.record(.notServedHere("the token endpoint and its documents are not served by the decision service"))
-                var refusal = Refusal(status: 404, detail: "Not Found", reason: "not_served_here")
+                var refusal = Refusal(status: 404, detail: "Not Found", reason: .notServedHere)
                 refusal.routeName = Self.tokenEndpointRoute
                 return .refuse(refusal)
             }
@@ -154,13 +164,14 @@ package final class Policy: Sendable {
             if route.upstream == nil && request.listener == .proxy {
                 recorder.record(.matched(route: config.name, location: config.location))
                 recorder.record(.notServedHere("the route has no upstream: only the decision service answers it"))
-                var refusal = Refusal(status: 404, detail: "Not Found", reason: "decision_service_only")
+                var refusal = Refusal(status: 404, detail: "Not Found", reason: .decisionServiceOnly)
                 refusal.routeName = config.name
                 return .refuse(refusal)
             }
             if preflight, let answer = self.preflight(route, request: request, recorder: &recorder) { return answer }
             recorder.record(.matched(route: config.name, location: config.location))
-            let decision = self.authorize(index, route, target: target, request: request, now: now, recorder: &recorder)
+            let decision = self.authorize(
+                index, route, target: target, request: request, now: now, recorder: &recorder, effects: &effects)
             if case .verify = decision { return decision }
             if case .refuse(var refusal) = decision {
                 refusal.routeName = config.name
@@ -179,7 +190,7 @@ package final class Policy: Sendable {
         return .refuse(
             Refusal(
                 status: 405, headers: [("Allow", allowed.sorted().joined(separator: ", "))], detail: "Method Not Allowed",
-                reason: "method_not_allowed"))
+                reason: .methodNotAllowed))
     }
 
     /// The paths the gateway answers itself, ahead of every route: `token_endpoint.path` and its
@@ -213,7 +224,7 @@ package final class Policy: Sendable {
     }
 
     private static func methodNotAllowed(_ allow: String) -> Refusal {
-        var refusal = Refusal(status: 405, headers: [("Allow", allow)], detail: "Method Not Allowed", reason: "method_not_allowed")
+        var refusal = Refusal(status: 405, headers: [("Allow", allow)], detail: "Method Not Allowed", reason: .methodNotAllowed)
         refusal.routeName = Self.tokenEndpointRoute
         return refusal
     }
@@ -221,13 +232,18 @@ package final class Policy: Sendable {
     /// Decides, running any credential check in place. Only for callers off the event loops:
     /// `check`, `test`, and tests.
     package func decideCompletely<R: DecisionRecorder>(_ request: RequestFacts, now: Double, recorder: inout R) -> Decision {
-        var facts = request
-        for _ in 0..<2 {
-            var scratch = NoTrace()
-            guard case .verify(let check) = self.decide(facts, now: now, recorder: &scratch) else { break }
-            facts.verdict = check.run()
+        // The effect loop `serve` runs, with the password checks done here and now, no key set
+        // fetched and nothing remembered; the last round is decided again for the trace.
+        var loop = DecisionLoop(policy: self, facts: request, remembers: false)
+        var step = loop.start(now: now)
+        while true {
+            switch step {
+            case .verify(let check): step = loop.resume(verdict: check.run(), now: now)
+            case .fetchKeySet: step = loop.keySetUnavailable()
+            case .decided:
+                return self.decide(loop.facts, now: now, recorder: &recorder)
+            }
         }
-        return self.decide(facts, now: now, recorder: &recorder)
     }
 
     package func decide(_ request: RequestFacts, now: Double) -> Decision {
@@ -236,7 +252,8 @@ package final class Policy: Sendable {
     }
 
     private func authorize<R: DecisionRecorder>(
-        _ index: Int, _ route: CompiledRoute, target: RequestTarget, request: RequestFacts, now: Double, recorder: inout R
+        _ index: Int, _ route: CompiledRoute, target: RequestTarget, request: RequestFacts, now: Double, recorder: inout R,
+        effects: inout DecisionEffects
     ) -> Decision {
         let config = route.config
         guard let unauthenticated = route.unauthenticated else {
@@ -260,10 +277,10 @@ package final class Policy: Sendable {
             return .refuse(
                 Challenge.refusal(
                     .invalidRequest, realm: self.config.server.realm, description: reason, otherChallenges: route.otherChallenges,
-                    reason: "invalid_request"))
+                    reason: .invalidRequest))
         case .bearer(let token) where acceptsBearer:
             recorder.record(.credentials("Bearer token"))
-            switch self.verifier.verify(token, now: now) {
+            switch self.verifier.verify(token, now: now, remember: &effects.verifiedToken) {
             case .failure(let rejection):
                 return self.tokenRefusal(rejection, route, recorder: &recorder)
             case .success(let token):
@@ -271,10 +288,12 @@ package final class Policy: Sendable {
                 return self.admit(token, index, route, target: target, request: request, recorder: &recorder)
             }
         case .basic(let encoded) where route.schemes.contains(.basic):
-            return self.authorizeBasic(encoded, index, route, target: target, request: request, now: now, recorder: &recorder)
+            return self.authorizeBasic(
+                encoded, index, route, target: target, request: request, now: now, recorder: &recorder, effects: &effects)
         case .none, .otherScheme, .malformed, .bearer, .basic:
             if route.schemes.contains(.apiKey), self.presentsAPIKey(request, target: target) {
-                return self.authorizeAPIKey(index, route, target: target, request: request, now: now, recorder: &recorder)
+                return self.authorizeAPIKey(
+                    index, route, target: target, request: request, now: now, recorder: &recorder, effects: &effects)
             }
             if optional {
                 recorder.record(.credentials("none: forwarded anonymously (auth: optional)"))
@@ -289,7 +308,7 @@ package final class Policy: Sendable {
 
     private func authorizeBasic<R: DecisionRecorder>(
         _ encoded: Substring, _ index: Int, _ route: CompiledRoute, target: RequestTarget, request: RequestFacts, now: Double,
-        recorder: inout R
+        recorder: inout R, effects: inout DecisionEffects
     ) -> Decision {
         recorder.record(.credentials("Basic credentials"))
         // RFC 7617: base64 of "user-id:password", UTF-8; the password may contain colons.
@@ -297,7 +316,7 @@ package final class Policy: Sendable {
             let username = String(validating: decoded[..<colon], as: UTF8.self), !username.isEmpty
         else {
             recorder.record(.credentials("malformed Basic credentials"))
-            return .refuse(self.basicRefusal(route, detail: "Not authenticated", reason: "malformed_basic"))
+            return .refuse(self.basicRefusal(route, detail: "Not authenticated", reason: .malformedBasic))
         }
         let password = Array(decoded[(colon + 1)...])
         let cacheKey = self.credentials.key("basic", Array(username.utf8), password)
@@ -313,15 +332,15 @@ package final class Policy: Sendable {
                 return .refuse(Self.throttled(retryAfter: wait))
             }
             verified = verdict.matched != nil && self.users[username] != nil
-            if verified { self.credentials.insert(cacheKey, .user(username), now: now) }
+            if verified { effects.credential = (cacheKey, .user(username)) }
         }
         guard verified, let user = self.users[username] else {
             recorder.record(.credentials("password rejected for user \(username)"))
-            return .refuse(self.basicRefusal(route, detail: "Incorrect username or password", reason: "bad_password"))
+            return .refuse(self.basicRefusal(route, detail: "Incorrect username or password", reason: .badPassword))
         }
         if user.disabled {
             recorder.record(.credentials("user \(username) is disabled"))
-            return .refuse(self.basicRefusal(route, detail: "Inactive user", reason: "inactive_user"))
+            return .refuse(self.basicRefusal(route, detail: "Inactive user", reason: .inactiveUser))
         }
         recorder.record(.credentials("password verified for user \(user.username)"))
         // The configured name, byte for byte: Swift compares names by canonical equivalence, so
@@ -333,10 +352,10 @@ package final class Policy: Sendable {
 
     /// The answer to a password or API key the login throttle held back (RFC 6585 §4).
     static func throttled(retryAfter: Int) -> Refusal {
-        Refusal(status: 429, headers: [("Retry-After", String(retryAfter))], detail: "Too many failed attempts", reason: "throttled")
+        Refusal(status: 429, headers: [("Retry-After", String(retryAfter))], detail: "Too many failed attempts", reason: .throttled)
     }
 
-    private func basicRefusal(_ route: CompiledRoute, detail: String, reason: String) -> Refusal {
+    private func basicRefusal(_ route: CompiledRoute, detail: String, reason: Reason) -> Refusal {
         Refusal(status: 401, headers: route.unauthenticated?.headers ?? [], detail: detail, reason: reason)
     }
 
@@ -382,10 +401,11 @@ package final class Policy: Sendable {
     }
 
     private func authorizeAPIKey<R: DecisionRecorder>(
-        _ index: Int, _ route: CompiledRoute, target: RequestTarget, request: RequestFacts, now: Double, recorder: inout R
+        _ index: Int, _ route: CompiledRoute, target: RequestTarget, request: RequestFacts, now: Double, recorder: inout R,
+        effects: inout DecisionEffects
     ) -> Decision {
         recorder.record(.credentials("API key"))
-        let refusal = Refusal(status: 401, headers: route.unauthenticated?.headers ?? [], detail: "Not authenticated", reason: "bad_api_key")
+        let refusal = Refusal(status: 401, headers: route.unauthenticated?.headers ?? [], detail: "Not authenticated", reason: .badApiKey)
         var values: [[UInt8]?] = []
         for key in self.config.apiKeys {
             switch self.presented(key, request, target: target) {
@@ -421,7 +441,7 @@ package final class Policy: Sendable {
                     }
                     if let found = verdict.matched {
                         matched = candidates[found].0
-                        self.credentials.insert(cacheKey, .apiKey(candidates[found].0), now: now)
+                        effects.credential = (cacheKey, .apiKey(candidates[found].0))
                     }
                 } else {
                     return .verify(CredentialCheck(candidates: candidates.map(\.1), secret: first.2, cacheKey: cacheKey, kind: .apiKey))
@@ -462,7 +482,7 @@ package final class Policy: Sendable {
                     ? route.unauthenticated?.headers.filter { $0.name == Challenge.headerName } ?? [] : []
                 refusal = Refusal(
                     status: server.insufficientScopeStatus, headers: challenge, detail: "Not enough permissions",
-                    reason: "insufficient_scope")
+                    reason: .insufficientScope)
             }
             refusal.shadowIdentity = identity
             return .refuse(refusal)

@@ -7,7 +7,7 @@ package struct Refusal: Sendable {
     package var headers: [(name: String, value: String)]
     package var body: [UInt8]
     /// A stable, machine-readable reason for logs and traces (`no_route`, `missing_credentials`).
-    package var reason: String
+    package var reason: Reason
     /// Set when the token named a `kid` its issuer's `jwks_url` set lacks: a fetch of that set
     /// may change the answer, so the server may fetch once and decide again.
     package var keySetToRefresh: RemoteKeySet?
@@ -20,7 +20,7 @@ package struct Refusal: Sendable {
     /// internal error).
     package var closesConnection = false
 
-    package init(status: Int, headers: [(name: String, value: String)] = [], detail: String, reason: String) {
+    package init(status: Int, headers: [(name: String, value: String)] = [], detail: String, reason: Reason) {
         self.status = status
         self.headers = headers
         self.body = Array(JSONText.object([("detail", detail)]).utf8)
@@ -28,7 +28,7 @@ package struct Refusal: Sendable {
     }
 
     /// An answer with a body rendered elsewhere (the token endpoint's JSON).
-    package init(status: Int, headers: [(name: String, value: String)], body: [UInt8], reason: String) {
+    package init(status: Int, headers: [(name: String, value: String)], body: [UInt8], reason: Reason) {
         self.status = status
         self.headers = headers
         self.body = body
@@ -38,7 +38,7 @@ package struct Refusal: Sendable {
     /// The `WWW-Authenticate` values, in order.
     package var challenges: [String] { self.headers.filter { $0.name == Challenge.headerName }.map(\.value) }
 
-    package static let notFound = Refusal(status: 404, detail: "Not Found", reason: "no_route")
+    package static let notFound = Refusal(status: 404, detail: "Not Found", reason: .noRoute)
 }
 
 /// Minimal JSON rendering for the gateway's own small bodies.

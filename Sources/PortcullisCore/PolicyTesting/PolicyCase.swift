@@ -188,10 +188,10 @@ extension PolicyCase {
         case .refuse(let refusal):
             for step in trace.steps.reversed() {
                 if case .tokenRejected(let rejection) = step {
-                    return "\(refusal.reason): \(rejection.errorDescription)"
+                    return "\(refusal.reason.rawValue): \(rejection.errorDescription)"
                 }
             }
-            return refusal.reason
+            return refusal.reason.rawValue
         case .verify:
             return "credential check left undone"
         case .serve(.tokenEndpoint):

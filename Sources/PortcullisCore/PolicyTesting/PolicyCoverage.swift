@@ -96,7 +96,7 @@ package struct PolicyCoverage: Sendable {
 
     /// The reasons of refusals of credentials that fall short of the route's scopes, roles or
     /// claims, whatever their status.
-    static let insufficientReasons: Set<String> = ["insufficient_scope", "insufficient_permissions"]
+    static let insufficientReasons: Set<Reason> = [.insufficientScope, .insufficientPermissions]
 
     /// Outcomes some case reached.
     package var covered: Int { self.routes.reduce(0) { $0 + $1.reached.count } }

@@ -18,7 +18,7 @@ final class TokenService: Sendable {
         var body: [UInt8]
         /// For the access log and metrics.
         var subject: String?
-        var outcome: String
+        var outcome: Reason
     }
 
     /// A token request, or a revocation (`POST {path}/revoke`).
@@ -36,7 +36,7 @@ final class TokenService: Sendable {
     /// The answer while the store cannot be reached or fails (contract §12).
     static let storeUnavailable = Answer(
         status: 503, headers: [("Retry-After", "5"), ("Cache-Control", "no-store"), ("Pragma", "no-cache")],
-        body: Array(JSONText.object([("detail", "Service Unavailable")]).utf8), outcome: "store_unavailable")
+        body: Array(JSONText.object([("detail", "Service Unavailable")]).utf8), outcome: .storeUnavailable)
 
     init(
         store: any RefreshTokenStore, hashPool: PasswordHashPool, throttle: any LoginThrottle, metrics: GatewayMetrics,
@@ -121,7 +121,7 @@ final class TokenService: Sendable {
             guard let oauth = error as? OAuthError else {
                 self.logger.error("token endpoint failure", metadata: ["error": "\(error)"])
                 return Answer(
-                    status: 500, headers: [], body: Array(JSONText.object([("detail", "Internal Server Error")]).utf8), outcome: "error")
+                    status: 500, headers: [], body: Array(JSONText.object([("detail", "Internal Server Error")]).utf8), outcome: .error)
             }
             return Self.failure(oauth)
         }
@@ -275,7 +275,7 @@ final class TokenService: Sendable {
             if revoked { self.logger.info("a refresh token family was revoked on request") }
             return Answer(
                 status: 200, headers: [("Cache-Control", "no-store"), ("Pragma", "no-cache")], body: Array("{}".utf8),
-                outcome: revoked ? "revoked" : "revoke_unknown_token")
+                outcome: revoked ? .revoked : .revokeUnknownToken)
         }
     }
 
@@ -314,7 +314,7 @@ final class TokenService: Sendable {
             return eventLoop.makeSucceededFuture(
                 Answer(
                     status: 200, headers: [("Cache-Control", "no-store"), ("Pragma", "no-cache")],
-                    body: Array(JSONValue.object(fields).serialized.utf8), subject: subject, outcome: "issued"))
+                    body: Array(JSONValue.object(fields).serialized.utf8), subject: subject, outcome: .issued))
         } catch {
             return eventLoop.makeFailedFuture(error)
         }

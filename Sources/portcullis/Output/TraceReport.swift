@@ -146,7 +146,7 @@ struct TraceReport {
                 fields.append(("subject", JSONText.string(token.subject)))
                 fields.append(("granted_scopes", "[" + token.scopes.map(JSONText.string).joined(separator: ",") + "]"))
             case .tokenRejected(let rejection):
-                fields.append(("token_error", JSONText.string(rejection.reasonID)))
+                fields.append(("token_error", JSONText.string(rejection.reasonID.rawValue)))
                 fields.append(("failed_claim", rejection.failedField.map(JSONText.string) ?? "null"))
             case .scopes(let required, _, _, let missing):
                 fields.append(("required_scopes", "[" + required.map(JSONText.string).joined(separator: ",") + "]"))
@@ -168,7 +168,7 @@ struct TraceReport {
         if let answer = self.serviceAnswer {
             fields.append((
                 "decision_service",
-                "{\"status\":\(answer.status),\"decided_status\":\(answer.decidedStatus),\"decision\":\(JSONText.string(answer.outcome)),"
+                "{\"status\":\(answer.status),\"decided_status\":\(answer.decidedStatus),\"decision\":\(JSONText.string(answer.outcome.rawValue)),"
                     + "\"headers\":\(Self.pairs(answer.headers)),\"body\":"
                     + (answer.body.isEmpty ? "null" : String(decoding: answer.body, as: UTF8.self)) + "}"
             ))
@@ -217,7 +217,7 @@ struct TraceReport {
 
     private static func refusalFields(_ refusal: Refusal, into fields: inout [(String, String)]) {
         fields.append(("decision", "\"deny\""))
-        fields.append(("reason", JSONText.string(refusal.reason)))
+        fields.append(("reason", JSONText.string(refusal.reason.rawValue)))
         fields.append(("status", "\(refusal.status)"))
         let challenges = refusal.challenges
         fields.append(("challenge", challenges.isEmpty ? "null" : JSONText.string(challenges.joined(separator: ", "))))
