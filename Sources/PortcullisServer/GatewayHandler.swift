@@ -200,15 +200,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         self.current.upstreamStart = MonotonicClock.nanoseconds()
         let start = self.machine.forward(responseHeaders: plan.responseHeaders)
 
-        var lines = UpstreamHeaderLines(reservingBytes: 512)
-        for (name, value) in plan.headers { lines.append(name: name, value: value) }
-        var socketPath: String?
-        if case .unixSocket(let path) = upstream.target { socketPath = path }
-        let request = UpstreamRequest(
-            url: plan.upstreamURL, method: plan.method, headers: lines, body: start.body, unixSocketPath: socketPath,
-            connectTimeoutMilliseconds: upstream.connectTimeout, timeoutMilliseconds: upstream.timeout,
-            caFile: upstream.tls?.caFile, clientCertFile: upstream.tls?.clientCertFile,
-            clientKeyFile: upstream.tls?.clientKeyFile)
+        let request = UpstreamRequest(plan, upstream: upstream, body: start.body)
         if start.sendContinue {
             context.writeAndFlush(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
         }
