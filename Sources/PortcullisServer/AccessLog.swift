@@ -57,6 +57,24 @@ package final class AccessLog: Sendable {
     @discardableResult
     package func flush(timeout: Duration) -> Bool { self.writer.flush(timeout: timeout) }
 
+    /// Waits, at most `timeout`, for the buffered lines to be written, suspending between checks
+    /// rather than holding a thread of the cooperative pool.
+    /// - Returns: whether everything was written.
+    func flush(within timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while !self.writer.flush(timeout: .zero) {
+            let now = ContinuousClock.now
+            if now >= deadline { return false }
+            do {
+                try await Task.sleep(for: .milliseconds(2))
+            } catch {
+                // Cancelled: the lines still deserve the rest of their time.
+                return self.writer.flush(timeout: deadline - now)
+            }
+        }
+        return true
+    }
+
     package struct AccessLogError: Error, CustomStringConvertible {
         var path: String
         var errno: Int32

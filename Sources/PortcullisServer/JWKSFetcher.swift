@@ -1,4 +1,3 @@
-import Dispatch
 import Logging
 import NIOCore
 import PortcullisCore
@@ -6,10 +5,10 @@ import PortcullisUpstream
 import Synchronization
 
 /// Fetches issuers' `jwks_url` key sets (with `discovery`, the discovery document first, then
-/// the `jwks_uri` it names) with the gateway's libcurl driver: once at start, then
-/// every `jwks_refresh` (and every 30 s at most while a set has never loaded), and on demand
-/// when a token names an unknown `kid`. A failed fetch keeps the last good set. There is at
-/// most one fetch per set at a time: asking for another while one is under way waits for it.
+/// the `jwks_uri` it names) with the gateway's libcurl driver: on the schedule of
+/// ``JWKSRefreshService``, and on demand when a token names an unknown `kid`. A failed fetch
+/// keeps the last good set. There is at most one fetch per set at a time: asking for another
+/// while one is under way waits for it.
 final class JWKSFetcher: Sendable {
     /// A key set larger than this is refused.
     static let maximumDocumentBytes = 1 << 20
@@ -18,7 +17,6 @@ final class JWKSFetcher: Sendable {
     private let curl: CurlMulti
     private let logger: Logger
     private let metrics: GatewayMetrics
-    private let stopped = Atomic<Bool>(false)
     /// The completions waiting on each set's fetch under way.
     private let inFlight = Mutex<[ObjectIdentifier: [@Sendable (Bool) -> Void]]>([:])
 
@@ -28,21 +26,17 @@ final class JWKSFetcher: Sendable {
         self.metrics = metrics
     }
 
-    /// Starts the periodic refresh of every set. `isCurrent` tells a set's loop to end once a
-    /// reload has replaced the set.
-    func start(_ sets: [RemoteKeySet], isCurrent: @escaping @Sendable (RemoteKeySet) -> Bool) {
-        for set in sets { self.refreshLoop(set, isCurrent: isCurrent) }
-    }
-
-    func stop() { self.stopped.store(true, ordering: .relaxed) }
-
-    private func refreshLoop(_ set: RemoteKeySet, isCurrent: @escaping @Sendable (RemoteKeySet) -> Bool) {
-        guard !self.stopped.load(ordering: .relaxed), isCurrent(set) else { return }
-        self.fetch(set, reason: "scheduled") { [self] succeeded in
-            let interval = succeeded || set.isLoaded ? set.refresh : min(set.refresh, 30_000)
-            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(interval))) {
-                self.refreshLoop(set, isCurrent: isCurrent)
-            }
+    /// The fetch of ``JWKSRefreshService``'s schedule: fetches `set` once, or joins the fetch
+    /// of it under way, as ``fetch(_:reason:completion:)`` does. A cancelled caller stops waiting
+    /// at once (with `false`); the fetch itself runs on.
+    /// - Returns: whether a good key set was installed.
+    func scheduledFetch(_ set: RemoteKeySet) async -> Bool {
+        let outcome = FetchOutcome()
+        self.fetch(set, reason: "scheduled") { outcome.resolve($0) }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { outcome.wait($0) }
+        } onCancel: {
+            outcome.resolve(false)
         }
     }
 
@@ -147,6 +141,45 @@ final class JWKSFetcher: Sendable {
                 completion(false)
             }
         }
+    }
+}
+
+/// The first answer of one fetch, for a task that waits for it: the fetch's completion or the
+/// task's cancellation, whichever comes first; the other is ignored.
+private final class FetchOutcome: Sendable {
+    private enum State {
+        case pending
+        case waiting(CheckedContinuation<Bool, Never>)
+        case resolved(Bool)
+    }
+
+    private let state = Mutex(State.pending)
+
+    func wait(_ continuation: CheckedContinuation<Bool, Never>) {
+        let resolved = self.state.withLock { state -> Bool? in
+            guard case .resolved(let value) = state else {
+                state = .waiting(continuation)
+                return nil
+            }
+            return value
+        }
+        if let resolved { continuation.resume(returning: resolved) }
+    }
+
+    func resolve(_ value: Bool) {
+        let waiting = self.state.withLock { state -> CheckedContinuation<Bool, Never>? in
+            switch state {
+            case .pending:
+                state = .resolved(value)
+                return nil
+            case .waiting(let continuation):
+                state = .resolved(value)
+                return continuation
+            case .resolved:
+                return nil
+            }
+        }
+        waiting?.resume(returning: value)
     }
 }
 
