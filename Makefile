@@ -134,7 +134,7 @@ fuzz: deps
 		echo "== $$t ($(FUZZ_SECONDS) s)"; \
 		FUZZ_TARGET=$$t .build-fuzz/debug/portcullis-fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 \
 			-artifact_prefix=fuzz/findings/$$t/ -print_final_stats=1 fuzz/work/$$t fuzz/corpus/$$t 2>&1 | \
-			grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::new_units_added|==[0-9]+==ERROR|property failed|SUMMARY)" ; \
+			grep -E "^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::new_units_added|==[0-9]+==ERROR|property failed|SUMMARY)" ; \
 		if ls fuzz/findings/$$t/* >/dev/null 2>&1; then echo "$$t: findings in fuzz/findings/$$t"; exit 1; fi; \
 	done
 
