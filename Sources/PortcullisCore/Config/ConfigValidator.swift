@@ -8,8 +8,9 @@ internal import Yams
 /// upstreams, the routes, then the routes against each other), which is the order their
 /// findings are recorded in.
 enum ConfigValidator {
-    /// The sections whose errors leave the token endpoint's probe token (see
-    /// ``refusedOwnToken(_:_:)``) without a meaning: it is skipped when any has an error.
+    /// The probe token of ``refusedOwnToken(_:_:)`` is minted only when these sections and the
+    /// listeners have no error: a key or issuer that failed to load would make it fail for a
+    /// reason already reported.
     static let probeInputs: Set<ConfigSections.Section> = [.top, .server, .decisions, .jwt, .users, .tokenEndpoint]
 
     static func validate(_ sections: ConfigSections, _ reader: ConfigReader) -> GatewayConfig {
