@@ -42,33 +42,7 @@ struct ConfigOptions: ParsableArguments {
                         .error, .syntax, at: SourceLocation(file: path, line: 1, column: 1), "the file is not valid UTF-8")
                 ]))
         }
-        var result = ConfigLoader.load(text: text, file: path, environment: environment)
-        if var config = result.config {
-            config.resolvePaths(relativeTo: URL(fileURLWithPath: path).deletingLastPathComponent().path)
-            result.config = config
-        }
-        return result
-    }
-}
-
-extension GatewayConfig {
-    /// Relative file paths in the configuration are relative to the configuration's folder.
-    mutating func resolvePaths(relativeTo folder: String) {
-        func resolve(_ path: String) -> String {
-            path.hasPrefix("/") ? path : (folder as NSString).appendingPathComponent(path)
-        }
-        if case .file(let path) = self.server.accessLog { self.server.accessLog = .file(resolve(path)) }
-        if let tls = self.server.tls {
-            self.server.tls = TLSFiles(certFile: resolve(tls.certFile), keyFile: resolve(tls.keyFile))
-        }
-        for (name, var upstream) in self.upstreams {
-            if var tls = upstream.tls {
-                tls.caFile = tls.caFile.map(resolve)
-                tls.clientCertFile = tls.clientCertFile.map(resolve)
-                tls.clientKeyFile = tls.clientKeyFile.map(resolve)
-                upstream.tls = tls
-                self.upstreams[name] = upstream
-            }
-        }
+        // Relative paths in the file are resolved by the loader, through `environment`.
+        return ConfigLoader.load(text: text, file: path, environment: environment)
     }
 }

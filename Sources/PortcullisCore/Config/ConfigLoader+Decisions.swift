@@ -5,24 +5,18 @@ internal import Yams
 extension ConfigLoader {
     static let decisionsKeys = ["listen", "request_from", "trusted_proxies", "path_prefix"]
 
-    static func readDecisions(_ node: Node, server: ServerConfig, _ reader: ConfigReader) -> DecisionsConfig? {
+    static func readDecisions(_ node: Node, _ reader: ConfigReader) -> DecisionsSection? {
         guard let fields = reader.mapping(node, "decisions", keys: self.decisionsKeys) else { return nil }
-        var listen: ListenAddress?
-        if let value = fields["listen"], let text = reader.string(value, "decisions.listen", allowEmpty: true), !text.isEmpty {
+        var section = DecisionsSection()
+        if let text = fields.string("listen", allowEmpty: true), !text.isEmpty, let value = fields["listen"] {
             if let parsed = ScalarParsers.listenAddress(text) {
-                let address = ListenAddress(host: parsed.host, port: parsed.port)
-                listen = address
-                for (other, name) in [(server.listen, "server.listen"), (server.adminListen, "server.admin_listen")] {
-                    if let other, Self.sharePort(address, other) {
-                        reader.error(.badValue, value, "decisions.listen \(address) would take the port of \(name) \(other)")
-                    }
-                }
+                section.listen = (ListenAddress(host: parsed.host, port: parsed.port), value)
             } else {
                 reader.error(.badValue, value, "decisions.listen: '\(text)' is not HOST:PORT, or \"\" to disable the decision service")
             }
         }
         var requestFrom: DecisionsConfig.RequestFrom?
-        if let value = fields.required("request_from", reader, "decisions"), let text = reader.string(value, "decisions.request_from") {
+        if let text = fields.string("request_from", required: true), let value = fields["request_from"] {
             if let mode = DecisionsConfig.RequestFrom(rawValue: text) {
                 requestFrom = mode
             } else {
@@ -34,21 +28,14 @@ extension ConfigLoader {
             }
         }
         var trusted = DecisionsConfig.loopback
-        if let value = fields["trusted_proxies"], let items = reader.stringList(value, "decisions.trusted_proxies") {
-            trusted = []
-            for (text, itemNode) in items {
-                if let cidr = CIDR(text) {
-                    trusted.append(cidr)
-                } else {
-                    reader.error(.badValue, itemNode, "'\(text)' is not an IP address or CIDR block")
-                }
-            }
+        if let items = fields.stringList("trusted_proxies"), let value = fields["trusted_proxies"] {
+            trusted = self.cidrs(items, reader)
             if items.isEmpty {
                 reader.error(.badValue, value, "decisions.trusted_proxies is empty: no peer could ask; leave it out for loopback only")
             }
         }
         var pathPrefix = ""
-        if let value = fields["path_prefix"], let text = reader.string(value, "decisions.path_prefix", allowEmpty: true) {
+        if let text = fields.string("path_prefix", allowEmpty: true), let value = fields["path_prefix"] {
             var prefix = text
             while prefix.hasSuffix("/") { prefix.removeLast() }
             if let requestFrom, requestFrom != .target, !prefix.isEmpty {
@@ -63,8 +50,11 @@ extension ConfigLoader {
                 pathPrefix = prefix
             }
         }
-        guard let requestFrom else { return nil }
-        return DecisionsConfig(
-            listen: listen, requestFrom: requestFrom, trustedProxies: trusted, pathPrefix: pathPrefix, location: reader.location(node))
+        if let requestFrom {
+            section.config = DecisionsConfig(
+                listen: section.listen?.address, requestFrom: requestFrom, trustedProxies: trusted, pathPrefix: pathPrefix,
+                location: reader.location(node))
+        }
+        return section
     }
 }

@@ -1,21 +1,23 @@
 import PortcullisCrypto
 internal import Yams
 
+/// `routes:`: what each route matches, who may pass, and where it forwards.
 extension ConfigLoader {
-    // MARK: routes
+    static let routeKeys = [
+        "name", "match", "auth", "scopes", "scopes_any", "upstream", "strip_prefix", "forward_authorization", "mode",
+        "issuers", "roles", "roles_any", "claims", "cors",
+    ]
 
-    static func readRoutes(
-        _ node: Node, server: ServerConfig, jwt: JWTConfig, upstreams: [String: UpstreamConfig], decisions: DecisionsConfig?,
-        _ reader: ConfigReader
-    ) -> [RouteConfig] {
+    /// - Parameter mergeSlashes: `server.merge_slashes`, which decides what a path pattern can match.
+    static func readRoutes(_ node: Node, mergeSlashes: Bool, _ reader: ConfigReader) -> [RouteDraft] {
         guard let items = reader.sequence(node, "routes") else { return [] }
-        var routes: [RouteConfig] = []
+        var drafts: [RouteDraft] = []
         var seen: [String: SourceLocation] = [:]
         for item in items {
-            guard let fields = reader.mapping(item, "a route", keys: self.routeKeys) else { continue }
-            guard let nameNode = fields.required("name", reader, "a route"), let name = reader.string(nameNode, "route name")
-            else { continue }
+            guard let opened = reader.mapping(item, "a route", keys: self.routeKeys) else { continue }
+            guard let name = opened.string("name", "route name", required: true), let nameNode = opened["name"] else { continue }
             let what = "route '\(name)'"
+            let fields = opened.named(what)
             if let earlier = seen[name] {
                 reader.error(.duplicateName, nameNode, "duplicate route name '\(name)' (first defined at \(earlier))")
             }
@@ -33,42 +35,18 @@ extension ConfigLoader {
             var path: PathPattern?
             var methods = MethodSet.all
             var hosts: [HostPattern] = []
-            if let matchNode = fields.required("match", reader, what),
-                let match = reader.mapping(matchNode, "\(what) match", keys: ["path", "methods", "hosts"])
-            {
-                if let pathNode = match.required("path", reader, "\(what) match"),
-                    let text = reader.string(pathNode, "\(what) match.path")
-                {
+            if let match = fields.mapping("match", keys: ["path", "methods", "hosts"], required: true) {
+                if let text = match.string("path", required: true), let pathNode = match["path"] {
                     do {
-                        path = try PathPattern(text, mergeSlashes: server.mergeSlashes)
+                        path = try PathPattern(text, mergeSlashes: mergeSlashes)
                     } catch {
                         reader.error(.badValue, pathNode, "\(what): bad path pattern '\(text)': \(patternMessage(error))")
                     }
                 }
-                if let methodsNode = match["methods"], let list = reader.stringList(methodsNode, "\(what) match.methods") {
-                    var set = Set<String>()
-                    for (method, methodNode) in list {
-                        if Policy.servedMethods.contains(method) {
-                            set.insert(method)
-                        } else if Policy.servedMethods.contains(method.uppercased()) {
-                            reader.error(.badValue, methodNode, "method '\(method)' must be upper-case: '\(method.uppercased())'")
-                        } else if MethodSet.isToken(method) {
-                            // A misspelt method would leave the requests it meant to the next route.
-                            var message = "the gateway refuses method '\(method)' (400) before routing, so this would never match"
-                            if let suggestion = closestMatch(method, in: Policy.servedMethods.sorted().map { $0.lowercased() })?.uppercased() {
-                                message += "; did you mean '\(suggestion)'?"
-                            }
-                            reader.error(.badValue, methodNode, message)
-                        } else {
-                            reader.error(.badValue, methodNode, "'\(method)' is not an HTTP method")
-                        }
-                    }
-                    if list.isEmpty {
-                        reader.error(.badValue, methodsNode, "\(what) match.methods is empty: the route could never match")
-                    }
-                    methods = MethodSet(methods: set)
+                if let list = match.stringList("methods"), let methodsNode = match["methods"] {
+                    methods = self.readMethods(list, methodsNode, what, reader)
                 }
-                if let hostsNode = match["hosts"], let list = reader.stringList(hostsNode, "\(what) match.hosts") {
+                if let list = match.stringList("hosts"), let hostsNode = match["hosts"] {
                     for (text, hostNode) in list {
                         if let pattern = HostPattern(text) {
                             hosts.append(pattern)
@@ -93,57 +71,65 @@ extension ConfigLoader {
                     .badValue, node,
                     "\(what) has auth: optional: requests without a token pass without these scopes; only a token that lacks them is refused")
             }
-
-            var upstreamName: String?
-            // With a decision service, a route may have no upstream: only the service answers it.
-            let upstreamNode = decisions == nil ? fields.required("upstream", reader, what) : fields["upstream"]
-            if let upstreamNode, let text = reader.string(upstreamNode, "\(what) upstream") {
-                upstreamName = text
-                if upstreams[text] == nil {
-                    var message = "\(what) names the unknown upstream '\(text)'"
-                    if let suggestion = closestMatch(text, in: Array(upstreams.keys)) {
-                        message += "; did you mean '\(suggestion)'?"
-                    }
-                    reader.error(.unknownReference, upstreamNode, message)
-                }
-            } else if upstreamNode == nil, let decisions, decisions.listen == nil {
-                reader.warning(
-                    .badValue, nameNode,
-                    "\(what) has no upstream and the decision service does not listen (decisions.listen is empty): every request for it is answered 404")
-            }
+            // Whether it names a known upstream, or may name none, depends on other sections.
+            var draft = RouteDraft(fields: fields, upstream: fields.string("upstream"))
             var stripPrefix: String?
-            if let node = fields["strip_prefix"], let text = reader.string(node, "\(what) strip_prefix") {
+            if let text = fields.string("strip_prefix"), let node = fields["strip_prefix"] {
                 var prefix = text
                 while prefix.count > 1 && prefix.hasSuffix("/") { prefix.removeLast() }
                 if !prefix.hasPrefix("/") || prefix.contains("*") || prefix.contains("{") {
                     reader.error(.badValue, node, "\(what) strip_prefix must be a literal path starting with '/'")
-                } else if !Self.isNormalPath(prefix, mergeSlashes: server.mergeSlashes) {
-                    reader.error(.badValue, node, "\(what) strip_prefix '\(text)' can never match: request paths are normalized before matching (\(Self.normalForm(prefix, mergeSlashes: server.mergeSlashes)))")
+                } else if !Self.isNormalPath(prefix, mergeSlashes: mergeSlashes) {
+                    reader.error(.badValue, node, "\(what) strip_prefix '\(text)' can never match: request paths are normalized before matching (\(Self.normalForm(prefix, mergeSlashes: mergeSlashes)))")
                 } else {
                     stripPrefix = prefix == "/" ? nil : prefix
                 }
             }
-            let forwardAuthorization = fields["forward_authorization"].flatMap {
-                reader.bool($0, "\(what) forward_authorization")
-            }
+            let forwardAuthorization = fields.bool("forward_authorization")
             var mode = RouteMode.enforce
-            if let node = fields["mode"], let text = reader.string(node, "\(what) mode") {
+            if let text = fields.string("mode"), let node = fields["mode"] {
                 if let value = RouteMode(rawValue: text) {
                     mode = value
                 } else {
                     reader.error(.badValue, node, "\(what) mode must be 'enforce' or 'dry-run', found '\(text)'")
                 }
             }
-            guard let path else { continue }
-            var route = RouteConfig(
-                name: name, location: location, path: path, methods: methods, hosts: hosts, auth: auth, scopes: scopes,
-                scopesAny: scopesAny, upstream: upstreamName, stripPrefix: stripPrefix,
-                forwardAuthorization: forwardAuthorization, mode: mode)
-            self.readTokenRules(fields, into: &route, jwt: jwt, what, reader)
-            if let node = fields["cors"] { route.cors = self.readCORS(node, what, reader) }
-            routes.append(route)
+            if let path {
+                var route = RouteConfig(
+                    name: name, location: location, path: path, methods: methods, hosts: hosts, auth: auth, scopes: scopes,
+                    scopesAny: scopesAny, upstream: draft.upstream, stripPrefix: stripPrefix,
+                    forwardAuthorization: forwardAuthorization, mode: mode)
+                draft.issuers = self.readTokenRules(fields, into: &route, reader)
+                if let node = fields["cors"] { route.cors = self.readCORS(node, what, reader) }
+                draft.route = route
+            }
+            drafts.append(draft)
         }
-        return routes
+        return drafts
+    }
+
+    private static func readMethods(_ list: [(String, Node)], _ methodsNode: Node, _ what: String, _ reader: ConfigReader) -> MethodSet {
+        var set = Set<String>()
+        for (method, methodNode) in list {
+            if Policy.servedMethods.contains(method) {
+                set.insert(method)
+            } else if Policy.servedMethods.contains(method.uppercased()) {
+                reader.error(.badValue, methodNode, "method '\(method)' must be upper-case: '\(method.uppercased())'")
+            } else if MethodSet.isToken(method) {
+                // A misspelt method would leave the requests it meant to the next route.
+                var message = "the gateway refuses method '\(method)' (400) before routing, so this would never match"
+                if let suggestion = closestMatch(method, in: Policy.servedMethods.sorted().map { $0.lowercased() })?.uppercased() {
+                    message += "; did you mean '\(suggestion)'?"
+                }
+                reader.error(.badValue, methodNode, message)
+            } else {
+                reader.error(.badValue, methodNode, "'\(method)' is not an HTTP method")
+            }
+        }
+        if list.isEmpty {
+            reader.error(.badValue, methodsNode, "\(what) match.methods is empty: the route could never match")
+        }
+        return MethodSet(methods: set)
     }
 
     private static func readAuth(_ node: Node, _ what: String, _ reader: ConfigReader) -> RouteAuth? {
@@ -191,49 +177,37 @@ extension ConfigLoader {
     }
 
     /// The rules a route sets on tokens (contract §10): `issuers`, `roles`, `roles_any`, `claims`.
+    /// Returns `issuers` as written: which of them exist is known only once `jwt` is read.
     private static func readTokenRules(
-        _ fields: MappingFields, into route: inout RouteConfig, jwt: JWTConfig, _ what: String, _ reader: ConfigReader
-    ) {
-        if let node = fields["issuers"], let list = reader.stringList(node, "\(what) issuers") {
+        _ fields: ConfigFields, into route: inout RouteConfig, _ reader: ConfigReader
+    ) -> [(name: String, node: Node)] {
+        let what = fields.name
+        var issuers: [(name: String, node: Node)] = []
+        if let list = fields.stringList("issuers"), let node = fields["issuers"] {
             if list.isEmpty { reader.error(.badValue, node, "\(what) issuers is empty: leave the key out to accept any issuer") }
-            for (text, itemNode) in list {
-                if jwt.issuers.contains(where: { $0.issuer == text }) {
-                    route.issuers.append(text)
-                } else {
-                    var message = "\(what) names the unknown issuer '\(text)'"
-                    if let suggestion = closestMatch(text, in: jwt.issuers.map(\.issuer)) { message += "; did you mean '\(suggestion)'?" }
-                    reader.error(.unknownReference, itemNode, message)
-                }
-            }
+            issuers = list.map { (name: $0.0, node: $0.1) }
         }
         route.roles = fields["roles"].flatMap { self.readRoles($0, "\(what) roles", reader) } ?? []
         route.rolesAny = fields["roles_any"].flatMap { self.readRoles($0, "\(what) roles_any", reader) } ?? []
-        if let node = fields["claims"], let items = reader.sequence(node, "\(what) claims") {
+        if let items = fields.list("claims") {
             for item in items {
                 if let condition = self.readClaimCondition(item, what, reader) { route.claims.append(condition) }
             }
         }
-        let ruleKey = ["issuers", "roles", "roles_any", "claims"].first { fields[$0] != nil }
-        guard let ruleKey, let keyNode = fields.keyNode(ruleKey) else { return }
+        let ruleKey = ["issuers", "roles", "roles_any", "claims"].first { fields.has($0) }
+        guard let ruleKey, let keyNode = fields.keyNode(ruleKey) else { return issuers }
         let acceptsBearer: Bool
         switch route.auth {
         case .none:
             reader.error(.badValue, keyNode, "\(what) has auth: none, so its \(ruleKey) could never be checked")
-            return
+            return issuers
         case .optional: acceptsBearer = true
         case .required(let schemes): acceptsBearer = schemes.contains(.bearer)
         }
         if !acceptsBearer {
             reader.warning(.badValue, keyNode, "\(what) takes no Bearer tokens, and only tokens carry \(ruleKey): the route can never be passed")
         }
-        if !route.roles.isEmpty || !route.rolesAny.isEmpty, let node = fields.keyNode("roles") ?? fields.keyNode("roles_any") {
-            let accepted = route.issuers.isEmpty ? jwt.issuers : jwt.issuers.filter { route.issuers.contains($0.issuer) }
-            if !accepted.contains(where: { !$0.rolesClaims.isEmpty }) {
-                reader.warning(
-                    .badValue, node,
-                    "\(what) requires roles, but no issuer it accepts has roles_claims: the route can never be passed")
-            }
-        }
+        return issuers
     }
 
     private static func readRoles(_ node: Node, _ what: String, _ reader: ConfigReader) -> [String]? {
@@ -255,14 +229,13 @@ extension ConfigLoader {
         guard let fields = reader.mapping(node, "a claim condition of \(what)", keys: ["claim"] + Self.claimOperators) else {
             return nil
         }
-        guard let claimNode = fields.required("claim", reader, "a claim condition of \(what)"),
-            let text = reader.string(claimNode, "\(what) claims[].claim")
+        guard let text = fields.string("claim", "\(what) claims[].claim", required: true), let claimNode = fields["claim"]
         else { return nil }
         guard let path = ClaimPath(text) else {
             reader.error(.badValue, claimNode, "'\(text)' is not a claim path (dot-separated names; quote a name with a dot)")
             return nil
         }
-        let operators = Self.claimOperators.filter { fields[$0] != nil }
+        let operators = Self.claimOperators.filter { fields.has($0) }
         guard operators.count == 1, let name = operators.first, let valueNode = fields[name] else {
             reader.error(
                 .badValue, node,
@@ -343,8 +316,7 @@ extension ConfigLoader {
     private static func readCORS(_ node: Node, _ what: String, _ reader: ConfigReader) -> CORSConfig? {
         let keys = ["allow_origins", "allow_methods", "allow_headers", "max_age"]
         guard let fields = reader.mapping(node, "\(what) cors", keys: keys) else { return nil }
-        guard let originsNode = fields.required("allow_origins", reader, "\(what) cors"),
-            let origins = reader.stringList(originsNode, "\(what) cors.allow_origins")
+        guard let origins = fields.stringList("allow_origins", required: true), let originsNode = fields["allow_origins"]
         else { return nil }
         if origins.isEmpty { reader.error(.badValue, originsNode, "\(what) cors.allow_origins is empty: no browser could use it") }
         for (origin, itemNode) in origins where origin != "*" {
@@ -359,20 +331,20 @@ extension ConfigLoader {
             reader.error(.badValue, originsNode, "\(what) cors.allow_origins: '*' stands alone")
         }
         var methods = ["GET", "HEAD", "POST"]
-        if let node = fields["allow_methods"], let list = reader.stringList(node, "\(what) cors.allow_methods") {
+        if let list = fields.stringList("allow_methods") {
             methods = list.map(\.0)
             for (method, itemNode) in list where !Policy.servedMethods.contains(method) {
                 reader.error(.badValue, itemNode, "'\(method)' is not a method the gateway serves")
             }
         }
         var headers: [String] = []
-        if let node = fields["allow_headers"], let list = reader.stringList(node, "\(what) cors.allow_headers") {
+        if let list = fields.stringList("allow_headers") {
             headers = list.map(\.0)
             for (header, itemNode) in list where !HeaderName.isToken(header) {
                 reader.error(.badValue, itemNode, "'\(header)' is not a header name")
             }
         }
-        let maxAge = fields["max_age"].flatMap { reader.duration($0, "\(what) cors.max_age", allowZero: true) }
+        let maxAge = fields.duration("max_age", allowZero: true)
         return CORSConfig(allowOrigins: origins.map(\.0), allowMethods: methods, allowHeaders: headers, maxAge: maxAge)
     }
 }

@@ -8,15 +8,27 @@ internal import Yams
 /// what each field accepts.
 final class ConfigReader {
     let file: String
+    /// Secrets and named files; also resolves relative paths against the file's folder.
+    let environment: any ConfigEnvironment
     private(set) var diagnostics = ConfigDiagnostics()
+    /// Errors found so far, including any beyond the limit ``ConfigDiagnostics`` keeps.
+    private(set) var errorCount = 0
 
-    init(file: String) { self.file = file }
+    init(file: String, environment: any ConfigEnvironment = FixedEnvironment()) {
+        self.file = file
+        self.environment = environment
+    }
+
+    /// The one place a path written in the configuration becomes the path the gateway opens:
+    /// relative paths are taken from the configuration file's folder.
+    func resolve(_ path: String) -> String { self.environment.resolve(path) }
 
     func location(_ node: Node) -> SourceLocation {
         SourceLocation(file: self.file, line: node.mark?.line ?? 1, column: node.mark?.column ?? 1)
     }
 
     func error(_ code: ConfigDiagnostic.Code, _ node: Node, _ message: String) {
+        self.errorCount += 1
         self.diagnostics.append(ConfigDiagnostic(.error, code, at: self.location(node), message))
     }
 
@@ -24,22 +36,25 @@ final class ConfigReader {
         self.diagnostics.append(ConfigDiagnostic(.warning, code, at: self.location(node), message))
     }
 
-    func add(_ diagnostic: ConfigDiagnostic) { self.diagnostics.append(diagnostic) }
+    func add(_ diagnostic: ConfigDiagnostic) {
+        if diagnostic.severity == .error { self.errorCount += 1 }
+        self.diagnostics.append(diagnostic)
+    }
 
     /// Opens a mapping and reports each key outside `keys` at the key's own place.
-    func mapping(_ node: Node, _ what: String, keys: [String]) -> MappingFields? {
+    func mapping(_ node: Node, _ what: String, keys: [String]) -> ConfigFields? {
         guard case .mapping(let mapping) = node else {
             self.error(.wrongType, node, "\(what) must be a mapping, found \(describe(node))")
             return nil
         }
-        var fields = MappingFields(node: node)
+        var entries: [String: (key: Node, value: Node)] = [:]
         for (keyNode, value) in mapping {
             guard case .scalar(let key) = keyNode else {
                 self.error(.wrongType, keyNode, "keys in \(what) must be plain strings")
                 continue
             }
             if keys.contains(key.string) {
-                fields.entries[key.string] = (keyNode, value)
+                entries[key.string] = (keyNode, value)
             } else {
                 var message = "unknown key '\(key.string)' in \(what)"
                 if let suggestion = closestMatch(key.string, in: keys) {
@@ -48,7 +63,7 @@ final class ConfigReader {
                 self.error(.unknownKey, keyNode, message)
             }
         }
-        return fields
+        return ConfigFields(reader: self, node: node, name: what, entries: entries)
     }
 
     func sequence(_ node: Node, _ what: String) -> [Node]? {
@@ -138,25 +153,6 @@ final class ConfigReader {
             if let value = self.string(item, "each entry of \(what)") { result.append((value, item)) }
         }
         return result
-    }
-}
-
-/// The keys of one mapping that the reader knows, with their nodes.
-struct MappingFields {
-    let node: Node
-    var entries: [String: (key: Node, value: Node)] = [:]
-
-    init(node: Node) { self.node = node }
-
-    subscript(_ key: String) -> Node? { self.entries[key]?.value }
-
-    func keyNode(_ key: String) -> Node? { self.entries[key]?.key }
-
-    /// Reports a missing required key at the mapping's own place.
-    func required(_ key: String, _ reader: ConfigReader, _ what: String) -> Node? {
-        if let value = self.entries[key]?.value { return value }
-        reader.error(.missingKey, self.node, "\(what) is missing the required key '\(key)'")
-        return nil
     }
 }
 

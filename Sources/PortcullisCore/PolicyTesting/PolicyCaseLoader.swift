@@ -15,7 +15,7 @@ package enum PolicyCaseLoader {
         let reader = ConfigReader(file: file)
         guard let root = ConfigLoader.compose(text, reader) else { return Result(cases: [], diagnostics: reader.diagnostics) }
         guard let top = reader.mapping(root, "the test file", keys: ["cases"]),
-            let list = top.required("cases", reader, "the test file"), let items = reader.sequence(list, "cases")
+            let list = top.required("cases", as: "the test file"), let items = reader.sequence(list, "cases")
         else { return Result(cases: [], diagnostics: reader.diagnostics) }
         var cases: [PolicyCase] = []
         for item in items {
@@ -26,13 +26,13 @@ package enum PolicyCaseLoader {
 
     private static func readCase(_ node: Node, _ reader: ConfigReader, _ environment: any ConfigEnvironment) -> PolicyCase? {
         guard let fields = reader.mapping(node, "a case", keys: self.caseKeys) else { return nil }
-        guard let nameNode = fields.required("name", reader, "a case"), let name = reader.string(nameNode, "case name") else {
+        guard let nameNode = fields.required("name", as: "a case"), let name = reader.string(nameNode, "case name") else {
             return nil
         }
         let what = "case '\(name)'"
-        guard let requestNode = fields.required("request", reader, what),
+        guard let requestNode = fields.required("request", as: what),
             let request = reader.mapping(requestNode, "\(what) request", keys: ["method", "path", "headers"]),
-            let pathNode = request.required("path", reader, "\(what) request"),
+            let pathNode = request.required("path", as: "\(what) request"),
             let path = reader.string(pathNode, "\(what) request.path")
         else { return nil }
         let method = request["method"].flatMap { reader.string($0, "\(what) request.method") } ?? "GET"
@@ -54,7 +54,7 @@ package enum PolicyCaseLoader {
             reader.error(.badValue, node, "\(what) may give only one of token, bearer, basic, claims")
         }
         if let node = fields["token"], let token = reader.mapping(node, "\(what) token", keys: ["sub", "scope", "ttl"]) {
-            let subject = token.required("sub", reader, "\(what) token").flatMap { reader.string($0, "\(what) token.sub") } ?? ""
+            let subject = token.required("sub", as: "\(what) token").flatMap { reader.string($0, "\(what) token.sub") } ?? ""
             let scope = token["scope"].flatMap { reader.string($0, "\(what) token.scope", allowEmpty: true) } ?? ""
             let ttl = token["ttl"].flatMap { reader.duration($0, "\(what) token.ttl") }.map { max(1, $0 / 1000) }
             credentials = .minted(subject: subject, scopes: scope.split(separator: " ").map(String.init), ttlSeconds: ttl)
@@ -75,7 +75,7 @@ package enum PolicyCaseLoader {
         if let node = fields["basic"],
             let basic = reader.mapping(node, "\(what) basic", keys: ["username", "password", "password_env"])
         {
-            let username = basic.required("username", reader, "\(what) basic").flatMap { reader.string($0, "\(what) basic.username") } ?? ""
+            let username = basic.required("username", as: "\(what) basic").flatMap { reader.string($0, "\(what) basic.username") } ?? ""
             var password = ""
             if basic["password"] != nil, let envKey = basic.keyNode("password_env") {
                 reader.error(.badValue, envKey, "\(what) basic gives password and password_env; give one")
@@ -110,7 +110,7 @@ package enum PolicyCaseLoader {
             }
         }
         var expect = PolicyCase.Expectation()
-        if let node = fields.required("expect", reader, what),
+        if let node = fields.required("expect", as: what),
             let fieldsOfExpect = reader.mapping(node, "\(what) expect", keys: ["status", "route", "upstream_path", "challenge", "headers"])
         {
             expect.status = fieldsOfExpect["status"].flatMap { reader.integer($0, "\(what) expect.status", range: 100...599) }

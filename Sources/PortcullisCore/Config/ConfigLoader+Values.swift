@@ -1,0 +1,45 @@
+/// Value forms more than one section reads or checks: request paths and HTTP header names.
+extension ConfigLoader {
+    /// Whether a literal path is already what normalization makes of a request path, so that
+    /// a normalized request can equal it.
+    static func isNormalPath(_ path: String, mergeSlashes: Bool) -> Bool {
+        guard case .success(let target) = RequestTarget.normalize(path, mergeSlashes: mergeSlashes, shortcut: false) else { return false }
+        return target.query == nil && target.path == path
+    }
+
+    /// How a request for `path` is normalized, or why it is refused, for messages.
+    static func normalForm(_ path: String, mergeSlashes: Bool) -> String {
+        switch RequestTarget.normalize(path, mergeSlashes: mergeSlashes, shortcut: false) {
+        case .success(let target) where target.query != nil: return "a query is not part of a path"
+        case .success(let target): return "a request for it arrives as '\(target.path)'"
+        case .failure(let refusal): return "every request for it is refused: \(refusal.detail)"
+        }
+    }
+
+    static func patternMessage(_ error: PathPattern.ParseError) -> String {
+        switch error {
+        case .mustStartWithSlash: return "it must start with '/'"
+        case .restNotLast: return "'**' may only be the last segment"
+        case .badName(let name): return "'\(name)' is not a valid {name} segment"
+        case .dotSegment: return "'.' and '..' segments can never match a normalized path"
+        case .emptySegment: return "an empty segment ('//') can never match while merge_slashes is on"
+        case .badCharacter(let character): return "the character '\(character)' cannot appear in a normalized path"
+        case .refusedEscape(let reason): return "it can never match: every request path with it is refused (\(reason))"
+        }
+    }
+}
+
+/// HTTP header-name syntax (RFC 9110 §5.1 token).
+package enum HeaderName {
+    package static func isToken(_ text: String) -> Bool {
+        !text.isEmpty && text.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"):
+                return true
+            default:
+                return "!#$%&'*+-.^_`|~".utf8.contains(byte)
+            }
+        }
+    }
+}
