@@ -48,8 +48,8 @@ package struct ConfigDiagnostics: Error, Sendable, CustomStringConvertible {
 
     package init(_ all: [ConfigDiagnostic] = []) { self.all = all }
 
-    package var errors: [ConfigDiagnostic] { self.all.filter { $0.severity == .error } }
-    package var warnings: [ConfigDiagnostic] { self.all.filter { $0.severity == .warning } }
+    package var errors: [ConfigDiagnostic] { self.sorted.filter { $0.severity == .error } }
+    package var warnings: [ConfigDiagnostic] { self.sorted.filter { $0.severity == .warning } }
     package var hasErrors: Bool { self.all.contains { $0.severity == .error } }
 
     /// At most this many findings are kept, and each message at most ``messageLimit``

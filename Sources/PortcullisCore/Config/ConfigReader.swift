@@ -177,7 +177,9 @@ func describe(_ node: Node) -> String {
 /// The allowed key closest to a misspelt one, when it is close enough to be a likely typo.
 func closestMatch(_ word: String, in candidates: [String]) -> String? {
     var best: (String, Int)?
-    for candidate in candidates {
+    // In name order, so that of equally close names (a dictionary's keys) the same one wins
+    // every time.
+    for candidate in candidates.sorted() {
         let distance = editDistance(Array(word.lowercased().utf8), Array(candidate.utf8))
         if distance <= max(1, candidate.count / 3), distance < (best?.1 ?? Int.max) {
             best = (candidate, distance)
