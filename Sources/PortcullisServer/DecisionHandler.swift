@@ -52,7 +52,7 @@ final class DecisionHandler: ChannelInboundHandler {
             self.generation &+= 1
             self.current = RequestLogContext(
                 requestID: RequestID.choose(head.headers.first(name: "x-request-id")), client: self.peer,
-                method: head.method.rawValue, path: RequestLogContext.pathForLog(head.uri), start: MonotonicClock.nanoseconds(),
+                method: head.method.rawValue, target: head.uri, start: MonotonicClock.nanoseconds(),
                 logged: false, decisionService: true)
         case .body:
             break  // the original request's body is not needed for a decision
@@ -84,7 +84,7 @@ final class DecisionHandler: ChannelInboundHandler {
         self.current.requestID = facts.requestID
         self.current.client = facts.peer
         if !facts.method.isEmpty { self.current.method = facts.method }
-        if !facts.rawTarget.isEmpty { self.current.path = RequestLogContext.pathForLog(facts.rawTarget) }
+        if !facts.rawTarget.isEmpty { self.current.target = facts.rawTarget }
         let keepAlive = head.isKeepAlive
         switch DecisionRunner(environment: self.environment).run(facts, policy: policy, client: facts.peer, on: context.eventLoop) {
         case .decided(let decision):

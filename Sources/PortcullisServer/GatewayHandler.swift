@@ -99,13 +99,13 @@ final class GatewayHandler: ChannelDuplexHandler {
         case .answer(let action):
             self.current = RequestLogContext(
                 requestID: requestID, client: ClientAddress.resolve(head.headers, peer: self.peerText, server),
-                method: head.method.rawValue, path: RequestLogContext.pathForLog(head.uri), start: MonotonicClock.nanoseconds(),
+                method: head.method.rawValue, target: head.uri, start: MonotonicClock.nanoseconds(),
                 logged: false)
             return self.execute(action, context: context)
         case .decide:
             self.current = RequestLogContext(
                 requestID: requestID, client: ClientAddress.resolve(head.headers, peer: self.peerText, server),
-                method: head.method.rawValue, path: RequestLogContext.pathForLog(head.uri), start: MonotonicClock.nanoseconds(),
+                method: head.method.rawValue, target: head.uri, start: MonotonicClock.nanoseconds(),
                 logged: false)
         }
 

@@ -6,7 +6,9 @@ struct RequestLogContext {
     /// The client's address: the peer's, or from a trusted proxy's `X-Forwarded-For`.
     var client = ""
     var method = ""
-    var path = ""
+    /// The request target as received; the log line shows it through ``pathForLog(_:)``,
+    /// worked out only when there is a log to write.
+    var target = ""
     var start: UInt64 = 0
     var route: String?
     var subject: String?
@@ -58,7 +60,7 @@ struct RequestLogContext {
         }
         log.record(
             AccessLog.Entry(
-                requestID: entry.requestID, client: entry.client, method: entry.method, path: entry.path, route: entry.route,
+                requestID: entry.requestID, client: entry.client, method: entry.method, path: Self.pathForLog(entry.target), route: entry.route,
                 decision: decision, status: status, subject: entry.subject,
                 durationMilliseconds: MonotonicClock.milliseconds(since: entry.start),
                 upstreamMilliseconds: entry.upstreamMilliseconds, bytes: entry.bytes, reason: reason,
