@@ -121,7 +121,8 @@ package final class GatewayServer: Sendable {
                         let deadlines = deadlines(counted: true)
                         let sync = channel.pipeline.syncOperations
                         try sync.addHandler(deadlines)
-                        try sync.configureHTTPServerPipeline(withErrorHandling: true)
+                        try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true)
+                        try sync.addHandler(RequestSequencer())
                         try sync.addHandler(DecisionHandler(environment: environment, deadlines: deadlines))
                         self.track(channel)
                     }
