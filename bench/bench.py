@@ -45,11 +45,16 @@ def wait_port(port, timeout=10.0):
     raise RuntimeError(f"nothing listens on {port}")
 
 
-def closed_connections(port):
-    """Connections to or from `port` in TIME_WAIT: each one closed within the last minute."""
-    out = subprocess.run(["ss", "-tanH", "state", "time-wait", f"( sport = :{port} or dport = :{port} )"],
+def closed_connections(port, within):
+    """Connections to or from `port` closed in the last `within` seconds: those in TIME-WAIT
+    whose timer (60 s on Linux) has more than 60 - `within` seconds left."""
+    out = subprocess.run(["ss", "-tanoH", "state", "time-wait", f"( sport = :{port} or dport = :{port} )"],
                          capture_output=True, text=True).stdout
-    return len(out.splitlines())
+    count = 0
+    for left in re.findall(r"timer:\(timewait,([\d.]+)(ms|sec|min)", out):
+        seconds = float(left[0]) * {"ms": 0.001, "sec": 1, "min": 60}[left[1]]
+        count += seconds > 60 - within
+    return count
 
 
 def cpu_ticks(pids):
@@ -153,14 +158,14 @@ class Bench:
         run_wrk(port, path, headers, 2, self.args.connections, 0)
         pids = pids_fn()
         others = [(label, fn()) for label, fn in also]
-        closed_before = closed_connections(connections_to) if connections_to else 0
+        started = time.time()
         before = cpu_ticks(pids)
         others_before = [cpu_ticks(p) for _, p in others]
         result = run_wrk(port, path, headers, self.args.duration, self.args.connections, 0)
         after = cpu_ticks(pids)
         others_after = [cpu_ticks(p) for _, p in others]
         if connections_to:
-            closed = closed_connections(connections_to) - closed_before
+            closed = closed_connections(connections_to, time.time() - started)
             note = f"{note} {closed / max(1, result['requests']):.3f} connections closed/req".strip()
         result["cpu_us"] = (after - before) * 1_000_000 / CLK_TCK / max(1, result["requests"])
         for (label, _), b, a in zip(others, others_before, others_after):

@@ -77,8 +77,9 @@ final class DecisionHandler: ChannelInboundHandler {
             self.current.path = RequestLogContext.pathForLog(head.uri)
             // A reload removed the service (it stays bound until a restart, and decides
             // nothing), or the peer is no trusted proxy.
-            let reason = policy.config.decisions == nil ? "decision_service_off" : "untrusted_peer"
-            return self.write(.forbidden(reason: reason), keepAlive: head.isKeepAlive, sendsBody: sendsBody, context: context)
+            let answer: DecisionServiceAnswer =
+                policy.config.decisions == nil ? .forbidden(reason: "decision_service_off") : .forbidden(reason: "untrusted_peer")
+            return self.write(answer, keepAlive: head.isKeepAlive, sendsBody: sendsBody, context: context)
         }
         var fields: [(name: String, value: String)] = []
         fields.reserveCapacity(head.headers.count)
