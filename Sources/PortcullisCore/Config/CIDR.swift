@@ -116,7 +116,7 @@ package enum ClientAddress {
         guard !trustedProxies.isEmpty, !forwardedFor.isEmpty, IPAddressBytes.isIn(trustedProxies, peer) else { return peer }
         var client = peer
         for field in forwardedFor.reversed() {
-            // The entries from the right, read as bytes: a field holds addresses, not text.
+            // The entries from the right, split at the ASCII commas between them.
             var rest = Substring(field)
             while !rest.isEmpty {
                 let entry: Substring
