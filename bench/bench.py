@@ -45,6 +45,18 @@ def wait_port(port, timeout=10.0):
     raise RuntimeError(f"nothing listens on {port}")
 
 
+def closed_connections(port, within):
+    """Connections to or from `port` closed in the last `within` seconds: those in TIME-WAIT
+    whose timer (60 s on Linux) has more than 60 - `within` seconds left."""
+    out = subprocess.run(["ss", "-tanoH", "state", "time-wait", f"( sport = :{port} or dport = :{port} )"],
+                         capture_output=True, text=True).stdout
+    count = 0
+    for left in re.findall(r"timer:\(timewait,([\d.]+)(ms|sec|min)", out):
+        seconds = float(left[0]) * {"ms": 0.001, "sec": 1, "min": 60}[left[1]]
+        count += seconds > 60 - within
+    return count
+
+
 def cpu_ticks(pids):
     """utime+stime of these processes and all their threads, in clock ticks."""
     total = 0
@@ -138,17 +150,23 @@ class Bench:
             f.write(text)
         return path
 
-    def measure(self, name, port, pids_fn, path="/bench", headers=(), expect_status=200, note="", also=()):
+    def measure(self, name, port, pids_fn, path="/bench", headers=(), expect_status=200, note="", also=(),
+                connections_to=None):
         """Warm up, then measure one scenario; pids_fn lists the processes whose CPU counts.
-        `also`: (label, pids_fn) of further processes whose CPU per request goes in the note."""
+        `also`: (label, pids_fn) of further processes whose CPU per request goes in the note.
+        `connections_to`: a port whose connections closed during the run are counted in the note."""
         run_wrk(port, path, headers, 2, self.args.connections, 0)
         pids = pids_fn()
         others = [(label, fn()) for label, fn in also]
+        started = time.time()
         before = cpu_ticks(pids)
         others_before = [cpu_ticks(p) for _, p in others]
         result = run_wrk(port, path, headers, self.args.duration, self.args.connections, 0)
         after = cpu_ticks(pids)
         others_after = [cpu_ticks(p) for _, p in others]
+        if connections_to:
+            closed = closed_connections(connections_to, time.time() - started)
+            note = f"{note} {closed / max(1, result['requests']):.3f} connections closed/req".strip()
         result["cpu_us"] = (after - before) * 1_000_000 / CLK_TCK / max(1, result["requests"])
         for (label, _), b, a in zip(others, others_before, others_after):
             result[f"{label}_cpu_us"] = (a - b) * 1_000_000 / CLK_TCK / max(1, result["requests"])
@@ -341,7 +359,7 @@ routes:
     include {self.tmp}/portcullis-site.conf;""")
         nginx = self.start(["nginx", "-p", self.tmp, "-c", conf], 1)
         wait_port(port)
-        return port, nginx, portcullis, config
+        return port, nginx, portcullis, config, decisions_port
 
     def token(self, config, scope):
         out = subprocess.run([os.environ["PORTCULLIS_BIN"], "token", "--config", config, "--sub", "bench",
@@ -365,6 +383,8 @@ routes:
     def run(self):
         upstream, echo_proc = self.echo()
         print("scenarios (wrk and the upstream on core 0, the proxy under test on core 1):", file=sys.stderr)
+        if self.args.decisions:
+            return self.run_decisions(upstream)
         self.measure("upstream direct", upstream, lambda: [echo_proc.pid], note="the floor (upstream's own CPU)")
 
         nginx_port, nginx_proc = self.nginx(upstream)
@@ -395,13 +415,13 @@ routes:
         self.stop(proc)
 
         # The decision service behind nginx: its CPU per decision, and nginx's around it.
-        port, nginx_proc, decider, decider_config = self.decisions(upstream)
+        port, nginx_proc, decider, decider_config, decider_port = self.decisions(upstream)
         nginx_pids = lambda: [nginx_proc.pid] + children(nginx_proc.pid)
         good = self.token(decider_config, "items")
         self.measure("decisions HS256 (nginx front)", port, lambda: [decider.pid], "/items",
-                     [f"Authorization: Bearer {good}"], also=[("nginx", nginx_pids)])
+                     [f"Authorization: Bearer {good}"], also=[("nginx", nginx_pids)], connections_to=decider_port)
         self.measure("decisions 401 (nginx front)", port, lambda: [decider.pid], "/items", expect_status=401,
-                     also=[("nginx", nginx_pids)])
+                     also=[("nginx", nginx_pids)], connections_to=decider_port)
         self.stop(nginx_proc)
         self.stop(decider)
         self.logins(upstream)
@@ -440,6 +460,23 @@ routes:
                     self.stop(hproc)
             self.token_checks()
         self.report(nginx, none, idle_rss, loaded_rss)
+
+    def run_decisions(self, upstream):
+        """Only what the decision service is compared with: the proxy's own 401 without a token,
+        and the two decisions behind nginx, in that order."""
+        port, proc, config = self.portcullis(upstream, "HS256", None, 10000)
+        self.measure("portcullis 401 no token", port, lambda: [proc.pid], "/items", expect_status=401)
+        self.stop(proc)
+        port, nginx_proc, decider, decider_config, decider_port = self.decisions(upstream)
+        nginx_pids = lambda: [nginx_proc.pid] + children(nginx_proc.pid)
+        good = self.token(decider_config, "items")
+        self.measure("decisions HS256 (nginx front)", port, lambda: [decider.pid], "/items",
+                     [f"Authorization: Bearer {good}"], also=[("nginx", nginx_pids)], connections_to=decider_port)
+        self.measure("decisions 401 (nginx front)", port, lambda: [decider.pid], "/items", expect_status=401,
+                     also=[("nginx", nginx_pids)], connections_to=decider_port)
+        self.stop(nginx_proc)
+        self.stop(decider)
+        self.report(None, None, None, None)
 
     def token_checks(self):
         """One cache-off token check in process (token-bench, pinned to core 1), against the
@@ -488,8 +525,9 @@ routes:
         for row in self.rows:
             lines.append(f"{row['name']:<30} {row['rps']:>9.0f} {row['p50']:>8.2f} {row['p99']:>8.2f} {row['cpu_us']:>11.1f}  {row['note']}")
         lines.append("")
-        lines.append(f"portcullis/nginx (auth: none): CPU/req {none['cpu_us'] / nginx['cpu_us']:.2f}x, "
-                     f"req/s {none['rps'] / nginx['rps']:.2f}x, p99 {none['p99'] / nginx['p99']:.2f}x")
+        if nginx and none:
+            lines.append(f"portcullis/nginx (auth: none): CPU/req {none['cpu_us'] / nginx['cpu_us']:.2f}x, "
+                         f"req/s {none['rps'] / nginx['rps']:.2f}x, p99 {none['p99'] / nginx['p99']:.2f}x")
         by_name = {row["name"]: row for row in self.rows}
         for alg in ("HS256", "RS256", "ES256"):
             off = by_name.get(f"portcullis {alg} cache off")
@@ -523,7 +561,10 @@ routes:
                          f"401 without token {refused['cpu_us']:.1f} µs, vs the proxy's 401 without token "
                          f"{proxied['cpu_us']:.1f} µs; nginx's own CPU around it {allowed['nginx_cpu_us']:.1f} µs "
                          f"and {refused['nginx_cpu_us']:.1f} µs per request")
-        lines.append(f"portcullis RSS: idle {idle_rss / 1024:.1f} MiB, after load {loaded_rss / 1024:.1f} MiB")
+            lines.append(f"decision/(the proxy's 401 without token): allowed {allowed['cpu_us'] / proxied['cpu_us']:.2f}x, "
+                         f"401 {refused['cpu_us'] / proxied['cpu_us']:.2f}x")
+        if idle_rss:
+            lines.append(f"portcullis RSS: idle {idle_rss / 1024:.1f} MiB, after load {loaded_rss / 1024:.1f} MiB")
         if getattr(self, "login_line", None):
             lines.append(self.login_line)
         lines.extend(getattr(self, "token_lines", []))
@@ -540,6 +581,8 @@ def main():
     parser.add_argument("--duration", type=int, default=8, help="seconds measured per scenario (after 2 s of warm-up)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--quick", action="store_true", help="only the plain-proxy and HS256 scenarios")
+    parser.add_argument("--decisions", action="store_true",
+                        help="only the decision service behind nginx and the proxy's own 401 it is compared with")
     args = parser.parse_args()
     for name in ("PORTCULLIS_BIN", "ECHO_UPSTREAM_BIN"):
         if not os.environ.get(name):

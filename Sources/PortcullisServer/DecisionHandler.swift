@@ -6,8 +6,8 @@ import PortcullisCore
 /// original request each decision request describes, with the same decision the public
 /// listener makes, and answers with a status and headers only. Nothing is forwarded.
 ///
-/// Confined to the channel's event loop. With NIO's pipelining assistance ahead of it, one
-/// request is answered before the next one is read.
+/// Confined to the channel's event loop. With a ``RequestSequencer`` ahead of it, one request
+/// is answered before the next one reaches it.
 final class DecisionHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -40,6 +40,10 @@ final class DecisionHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         self.generation &+= 1
         // A decision under way when the proxy went away: logged once, with no status.
+        if let head = self.head {
+            self.current.requestID = RequestID.choose(head.headers.first(name: "x-request-id"))
+            self.current.target = head.uri
+        }
         self.finish(decision: .deny, reason: .clientClosed)
         context.fireChannelInactive()
     }
@@ -50,10 +54,11 @@ final class DecisionHandler: ChannelInboundHandler {
             self.deadlines.headReceived()
             self.head = head
             self.generation &+= 1
+            // The id and the path come from the decision request's description (`decide`), or
+            // from this head if the proxy goes away first (`channelInactive`).
             self.current = RequestLogContext(
-                requestID: RequestID.choose(head.headers.first(name: "x-request-id")), client: self.peer,
-                method: head.method.rawValue, target: head.uri, start: MonotonicClock.nanoseconds(),
-                logged: false, decisionService: true)
+                client: self.peer, method: head.method.rawValue, start: MonotonicClock.nanoseconds(), logged: false,
+                decisionService: true)
         case .body:
             break  // the original request's body is not needed for a decision
         case .end:
@@ -67,14 +72,14 @@ final class DecisionHandler: ChannelInboundHandler {
         let policy = self.environment.policies.current
         // NIO sends no body in the answer to a HEAD decision request.
         let sendsBody = head.method != .HEAD
-        guard let decisions = policy.config.decisions else {
-            // A reload removed the service: it stays bound until a restart, and decides nothing.
-            return self.write(
-                .forbidden(reason: .decisionServiceOff), keepAlive: head.isKeepAlive, sendsBody: sendsBody, context: context)
-        }
-        guard decisions.trusts(self.peer) else {
-            return self.write(
-                .forbidden(reason: .untrustedPeer), keepAlive: head.isKeepAlive, sendsBody: sendsBody, context: context)
+        guard let decisions = policy.config.decisions, decisions.trusts(self.peer) else {
+            self.current.requestID = RequestID.choose(head.headers.first(name: "x-request-id"))
+            self.current.target = head.uri
+            // A reload removed the service (it stays bound until a restart, and decides
+            // nothing), or the peer is no trusted proxy.
+            let answer: DecisionServiceAnswer =
+                policy.config.decisions == nil ? .forbidden(reason: .decisionServiceOff) : .forbidden(reason: .untrustedPeer)
+            return self.write(answer, keepAlive: head.isKeepAlive, sendsBody: sendsBody, context: context)
         }
         var fields: [(name: String, value: String)] = []
         fields.reserveCapacity(head.headers.count)
@@ -84,7 +89,7 @@ final class DecisionHandler: ChannelInboundHandler {
         self.current.requestID = facts.requestID
         self.current.client = facts.peer
         if !facts.method.isEmpty { self.current.method = facts.method }
-        if !facts.rawTarget.isEmpty { self.current.target = facts.rawTarget }
+        self.current.target = facts.rawTarget.isEmpty ? head.uri : facts.rawTarget
         let keepAlive = head.isKeepAlive
         switch DecisionRunner(environment: self.environment).run(facts, policy: policy, client: facts.peer, on: context.eventLoop) {
         case .decided(let decision):

@@ -130,7 +130,8 @@ final class ListenerService: Service, Sendable {
                     let deadlines = self.deadlines(counted: true)
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(deadlines)
-                    try sync.configureHTTPServerPipeline(withErrorHandling: true)
+                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true)
+                    try sync.addHandler(RequestSequencer())
                     try sync.addHandler(DecisionHandler(environment: environment, deadlines: deadlines))
                     self.track(channel)
                 }

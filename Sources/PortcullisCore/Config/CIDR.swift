@@ -30,12 +30,27 @@ package struct CIDR: Hashable, Sendable, CustomStringConvertible {
     /// Whether `address` (4 or 16 bytes) lies in this network. An IPv4-mapped IPv6 address
     /// (`::ffff:10.0.0.1`) is compared as IPv4.
     package func contains(_ address: [UInt8]) -> Bool {
+        address.withUnsafeBytes { self.contains($0) }
+    }
+
+    /// Whether `address` (4 or 16 bytes) lies in this network; compares in place, for the
+    /// checks every request makes.
+    package func contains(_ address: UnsafeRawBufferPointer) -> Bool {
         var candidate = address
         if candidate.count == 16 && self.network.count == 4 && IPAddressBytes.isIPv4Mapped(candidate) {
-            candidate = Array(candidate[12...])
+            candidate = UnsafeRawBufferPointer(rebasing: candidate[12...])
         }
         guard candidate.count == self.network.count else { return false }
-        return IPAddressBytes.masked(candidate, self.prefixLength) == self.network
+        var remaining = self.prefixLength
+        var index = 0
+        while remaining > 0 {
+            let bits = min(8, remaining)
+            // `network` is masked already: only the prefix's bits are compared.
+            if candidate[index] & (~UInt8(0) << (8 - bits)) != self.network[index] { return false }
+            remaining -= bits
+            index += 1
+        }
+        return true
     }
 
     package var description: String { self.text }
@@ -55,6 +70,25 @@ package enum IPAddressBytes {
         return nil
     }
 
+    /// Calls `body` with the 4 (IPv4) or 16 (IPv6) bytes of the address `text` names, held
+    /// on the stack; `nil` when `text` is no IP address.
+    package static func withParsed<Result>(_ text: String, _ body: (UnsafeRawBufferPointer) -> Result) -> Result? {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, text, &v4) == 1 {
+            return withUnsafeBytes(of: &v4, body)
+        }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, text, &v6) == 1 {
+            return withUnsafeBytes(of: &v6, body)
+        }
+        return nil
+    }
+
+    /// Whether the address `text` names lies in one of `networks`; `false` when it is no address.
+    package static func isIn(_ networks: [CIDR], _ text: String) -> Bool {
+        Self.withParsed(text) { address in networks.contains { $0.contains(address) } } ?? false
+    }
+
     static func masked(_ bytes: [UInt8], _ prefixLength: Int) -> [UInt8] {
         var result = bytes
         for index in result.indices {
@@ -64,7 +98,7 @@ package enum IPAddressBytes {
         return result
     }
 
-    static func isIPv4Mapped(_ bytes: [UInt8]) -> Bool {
+    static func isIPv4Mapped(_ bytes: UnsafeRawBufferPointer) -> Bool {
         bytes.count == 16 && bytes[0..<10].allSatisfy { $0 == 0 } && bytes[10] == 0xff && bytes[11] == 0xff
     }
 }
@@ -79,27 +113,51 @@ package enum ClientAddress {
     ///   - peer: the connection's peer address, as text.
     ///   - forwardedFor: the `X-Forwarded-For` field values, in the order received.
     package static func resolve(peer: String, forwardedFor: [String], trustedProxies: [CIDR]) -> String {
-        guard !trustedProxies.isEmpty, !forwardedFor.isEmpty, let bytes = IPAddressBytes.parse(peer),
-            trustedProxies.contains(where: { $0.contains(bytes) })
-        else { return peer }
+        guard !trustedProxies.isEmpty, !forwardedFor.isEmpty, IPAddressBytes.isIn(trustedProxies, peer) else { return peer }
         var client = peer
         for field in forwardedFor.reversed() {
-            for entry in field.split(separator: ",", omittingEmptySubsequences: true).reversed() {
-                let text = Self.address(entry.trimmingSpaces())
-                guard let hop = IPAddressBytes.parse(text) else { return client }
+            // The entries from the right, split at the ASCII commas between them.
+            var rest = Substring(field)
+            while !rest.isEmpty {
+                let entry: Substring
+                if let comma = rest.utf8.lastIndex(of: UInt8(ascii: ",")) {
+                    entry = rest[rest.utf8.index(after: comma)...]
+                    rest = rest[..<comma]
+                } else {
+                    entry = rest
+                    rest = rest[rest.endIndex...]
+                }
+                guard !entry.isEmpty else { continue }
+                let text = String(Self.address(Self.trimmed(entry)))
+                guard let trusted = IPAddressBytes.withParsed(text, { hop in trustedProxies.contains { $0.contains(hop) } })
+                else { return client }
                 client = text
-                if !trustedProxies.contains(where: { $0.contains(hop) }) { return client }
+                if !trusted { return client }
             }
         }
         return client
     }
 
-    /// An entry without the brackets or port some proxies add (`[::1]:80`, `10.0.0.1:80`).
-    private static func address(_ entry: String) -> String {
-        if entry.first == "[", let close = entry.firstIndex(of: "]") {
-            return String(entry[entry.index(after: entry.startIndex)..<close])
+    private static func trimmed(_ entry: Substring) -> Substring {
+        var text = entry
+        while let first = text.utf8.first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") {
+            text = text[text.utf8.index(after: text.startIndex)...]
         }
-        if let colon = entry.firstIndex(of: ":"), entry.lastIndex(of: ":") == colon { return String(entry[..<colon]) }
-        return String(entry)
+        while let last = text.utf8.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") {
+            text = text[..<text.utf8.index(before: text.endIndex)]
+        }
+        return text
+    }
+
+    /// An entry without the brackets or port some proxies add (`[::1]:80`, `10.0.0.1:80`).
+    private static func address(_ entry: Substring) -> Substring {
+        let bytes = entry.utf8
+        if bytes.first == UInt8(ascii: "["), let close = bytes.firstIndex(of: UInt8(ascii: "]")) {
+            return entry[bytes.index(after: entry.startIndex)..<close]
+        }
+        if let colon = bytes.firstIndex(of: UInt8(ascii: ":")), bytes.lastIndex(of: UInt8(ascii: ":")) == colon {
+            return entry[..<colon]
+        }
+        return entry
     }
 }

@@ -40,7 +40,6 @@ package struct DecisionsConfig: Sendable {
 
     /// Whether `peer` (an IP address as text) may ask for decisions.
     package func trusts(_ peer: String) -> Bool {
-        guard let address = IPAddressBytes.parse(peer) else { return false }
-        return self.trustedProxies.contains { $0.contains(address) }
+        IPAddressBytes.isIn(self.trustedProxies, peer)
     }
 }

@@ -17,38 +17,48 @@ extension RequestFacts {
         method: String, target: String, fields: [(name: String, value: String)], peer: String, decisions: DecisionsConfig,
         policy: Policy
     ) -> RequestFacts {
-        let described: [String]
-        switch decisions.requestFrom {
-        case .original: described = ["x-original-method", "x-original-uri", "x-original-host"]
-        case .forwarded: described = ["x-forwarded-method", "x-forwarded-uri", "x-forwarded-host", "x-forwarded-proto"]
-        case .target: described = ["host"]
-        }
-        var found = [[String]](repeating: [], count: described.count)
+        // One pass over the fields: what describes the original request, and what the
+        // decision reads of the rest.
+        let described = decisions.requestFrom.describingFields
+        var found = DescribingValues()
         var passed: [(name: String, value: String)] = []
         passed.reserveCapacity(fields.count + 1)
+        var forwardedFor: [String] = []
+        var authorization: [String] = []
+        var credentialHeaders: [(name: String, value: String)] = []
+        var givenRequestID: String?
+        let credentialNames = policy.credentialHeaderNames
         for field in fields {
+            if field.name.equalsIgnoringASCIICase("x-forwarded-for") { forwardedFor.append(field.value) }
             if let index = described.firstIndex(where: { field.name.equalsIgnoringASCIICase($0) }) {
-                found[index].append(field.value.trimmingSpaces())
-            } else if decisions.requestFrom == .target || !field.name.equalsIgnoringASCIICase("host") {
-                // The decision request's own Host names the decision service, not the original.
-                passed.append(field)
+                found.add(field.value.trimmingSpaces(), at: index)
+                continue
+            }
+            // The decision request's own Host names the decision service, not the original.
+            if decisions.requestFrom != .target && field.name.equalsIgnoringASCIICase("host") { continue }
+            passed.append(field)
+            if field.name.equalsIgnoringASCIICase("authorization") {
+                authorization.append(field.value)
+            } else if givenRequestID == nil && field.name.equalsIgnoringASCIICase("x-request-id") {
+                givenRequestID = field.value
+            }
+            if !credentialNames.isEmpty && credentialNames.contains(where: { field.name.equalsIgnoringASCIICase($0) }) {
+                credentialHeaders.append(field)
             }
         }
         var facts: RequestFacts
         var problem: String?
         func one(_ index: Int, optional: Bool = false) -> String? {
-            let values = found[index]
-            let name = Self.headerNames[described[index]] ?? described[index]
-            if values.count > 1 {
-                problem = problem ?? "\(name) is given more than once"
-            } else if values.isEmpty && !optional {
-                problem = problem ?? "\(name) is missing"
+            let count = found.count(at: index)
+            if count > 1 {
+                problem = problem ?? "\(decisions.requestFrom.describingFieldSpellings[index]) is given more than once"
+            } else if count == 0 && !optional {
+                problem = problem ?? "\(decisions.requestFrom.describingFieldSpellings[index]) is missing"
             }
-            return values.first
+            return found.first(at: index)
         }
-        let client = ClientAddress.resolve(
-            peer: peer, forwardedFor: fields.filter { $0.name.equalsIgnoringASCIICase("x-forwarded-for") }.map(\.value),
-            trustedProxies: decisions.trustedProxies)
+        let client = ClientAddress.resolve(peer: peer, forwardedFor: forwardedFor, trustedProxies: decisions.trustedProxies)
+        let requestID = RequestID.choose(givenRequestID)
         switch decisions.requestFrom {
         case .original, .forwarded:
             let originalMethod = one(0) ?? ""
@@ -56,9 +66,14 @@ extension RequestFacts {
             let host = one(2)
             var tls = false
             if decisions.requestFrom == .forwarded, let proto = one(3) { tls = proto.lowercased() == "https" }
-            if let host, !host.isEmpty { passed.insert(("Host", host), at: 0) }
-            facts = Self.described(
-                method: originalMethod, target: originalTarget, host: host, fields: passed, client: client, tls: tls, policy: policy)
+            if let host, !host.isEmpty {
+                passed.insert(("Host", host), at: 0)
+                if credentialNames.contains("host") { credentialHeaders.insert(("Host", host), at: 0) }
+            }
+            facts = RequestFacts(
+                method: originalMethod, rawTarget: originalTarget, host: host.flatMap { $0.isEmpty ? nil : $0 },
+                authorization: authorization, credentialHeaders: credentialHeaders, fields: passed, peer: client, tls: tls,
+                requestID: requestID)
         case .target:
             var stripped = target
             let prefix = decisions.pathPrefix
@@ -78,7 +93,9 @@ extension RequestFacts {
                 }
             }
             let host = one(0, optional: true)
-            facts = Self.described(method: method, target: stripped, host: host, fields: passed, client: client, tls: false, policy: policy)
+            facts = RequestFacts(
+                method: method, rawTarget: stripped, host: host.flatMap { $0.isEmpty ? nil : $0 }, authorization: authorization,
+                credentialHeaders: credentialHeaders, fields: passed, peer: client, tls: false, requestID: requestID)
         }
         facts.listener = .decisions
         if let problem {
@@ -86,23 +103,70 @@ extension RequestFacts {
         }
         return facts
     }
+}
 
-    /// The spelling of the describing headers, for messages.
-    private static let headerNames: [String: String] = [
-        "x-original-method": "X-Original-Method", "x-original-uri": "X-Original-URI", "x-original-host": "X-Original-Host",
-        "x-forwarded-method": "X-Forwarded-Method", "x-forwarded-uri": "X-Forwarded-Uri", "x-forwarded-host": "X-Forwarded-Host",
-        "x-forwarded-proto": "X-Forwarded-Proto", "host": "Host",
-    ]
+extension DecisionsConfig.RequestFrom {
+    /// The fields that describe the original request, lowercase, in the order
+    /// ``RequestFacts/decisionRequest(method:target:fields:peer:decisions:policy:)`` reads them.
+    fileprivate var describingFields: [String] {
+        switch self {
+        case .original: Self.originalFields
+        case .forwarded: Self.forwardedFields
+        case .target: Self.targetFields
+        }
+    }
 
-    private static func described(
-        method: String, target: String, host: String?, fields: [(name: String, value: String)], client: String, tls: Bool,
-        policy: Policy
-    ) -> RequestFacts {
-        RequestFacts(
-            method: method, rawTarget: target, host: host.flatMap { $0.isEmpty ? nil : $0 },
-            authorization: fields.filter { $0.name.equalsIgnoringASCIICase("authorization") }.map(\.value),
-            credentialHeaders: fields.filter { policy.credentialHeaderNames.contains($0.name.lowercased()) }, fields: fields,
-            peer: client, tls: tls,
-            requestID: RequestID.choose(fields.first { $0.name.equalsIgnoringASCIICase("x-request-id") }?.value))
+    /// The same fields as messages spell them.
+    fileprivate var describingFieldSpellings: [String] {
+        switch self {
+        case .original: ["X-Original-Method", "X-Original-URI", "X-Original-Host"]
+        case .forwarded: ["X-Forwarded-Method", "X-Forwarded-Uri", "X-Forwarded-Host", "X-Forwarded-Proto"]
+        case .target: ["Host"]
+        }
+    }
+
+    private static let originalFields = ["x-original-method", "x-original-uri", "x-original-host"]
+    private static let forwardedFields = ["x-forwarded-method", "x-forwarded-uri", "x-forwarded-host", "x-forwarded-proto"]
+    private static let targetFields = ["host"]
+}
+
+/// The values of the (at most four) describing fields: the first of each, and how many came.
+private struct DescribingValues {
+    private var firsts: (String?, String?, String?, String?) = (nil, nil, nil, nil)
+    private var counts: (Int, Int, Int, Int) = (0, 0, 0, 0)
+
+    mutating func add(_ value: String, at index: Int) {
+        switch index {
+        case 0:
+            if self.counts.0 == 0 { self.firsts.0 = value }
+            self.counts.0 += 1
+        case 1:
+            if self.counts.1 == 0 { self.firsts.1 = value }
+            self.counts.1 += 1
+        case 2:
+            if self.counts.2 == 0 { self.firsts.2 = value }
+            self.counts.2 += 1
+        default:
+            if self.counts.3 == 0 { self.firsts.3 = value }
+            self.counts.3 += 1
+        }
+    }
+
+    func first(at index: Int) -> String? {
+        switch index {
+        case 0: self.firsts.0
+        case 1: self.firsts.1
+        case 2: self.firsts.2
+        default: self.firsts.3
+        }
+    }
+
+    func count(at index: Int) -> Int {
+        switch index {
+        case 0: self.counts.0
+        case 1: self.counts.1
+        case 2: self.counts.2
+        default: self.counts.3
+        }
     }
 }

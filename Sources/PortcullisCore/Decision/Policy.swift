@@ -19,6 +19,9 @@ package final class Policy: Sendable {
     /// The token endpoint's JWKS document (asymmetric signing keys only), rendered once.
     package let publishedKeySet: String?
     private let publishedKeySetBytes: [UInt8]?
+    /// `token_endpoint`'s path and its revocation path, compared with every request's.
+    private let tokenEndpointPath: String?
+    private let revocationPath: String?
     /// The route name the token endpoint's requests are logged and traced under.
     package static let tokenEndpointRoute = "token_endpoint"
 
@@ -65,6 +68,8 @@ package final class Policy: Sendable {
             server: config.server, identityHeaderNames: self.identityHeaderNames, credentialHeaderNames: names)
         self.publishedKeySet = config.tokenEndpoint?.publishedKeySet
         self.publishedKeySetBytes = self.publishedKeySet.map { Array($0.utf8) }
+        self.tokenEndpointPath = config.tokenEndpoint?.path
+        self.revocationPath = config.tokenEndpoint?.revocationPath
         let realm = config.server.realm
         self.routes = config.routes.compactMap { route in
             var upstream: UpstreamConfig?
@@ -149,9 +154,11 @@ package final class Policy: Sendable {
         let path = target.path[...]
 
         var allowed: Set<String> = []
-        for (index, route) in self.routes.enumerated() {
+        for index in self.routes.indices {
+            // Routes whose path does not match are passed over without copying them out.
+            guard self.routes[index].config.path.matches(path) else { continue }
+            let route = self.routes[index]
             let config = route.config
-            guard config.path.matches(path) else { continue }
             if !config.hosts.isEmpty {
                 guard let host, config.hosts.contains(where: { $0.matches(host) }) else { continue }
             }
@@ -203,13 +210,14 @@ package final class Policy: Sendable {
     ///   - host: the authority the client named (absolute-form target, else `Host`), for the
     ///     URLs in the metadata: they say where this client reached the gateway.
     package func gatewayDecision(method: String, path: String, host: String?) -> Decision? {
-        guard let endpoint = self.config.tokenEndpoint else { return nil }
-        if path == endpoint.path || path == endpoint.revocationPath {
+        guard let endpointPath = self.tokenEndpointPath else { return nil }
+        if path == endpointPath || path == self.revocationPath {
             guard method == "POST" else { return .refuse(Self.methodNotAllowed("POST")) }
-            return .serve(path == endpoint.path ? .tokenEndpoint : .tokenRevocation)
+            return .serve(path == endpointPath ? .tokenEndpoint : .tokenRevocation)
         }
         guard let keySet = self.publishedKeySetBytes,
-            path == TokenEndpointConfig.jwksPath || path == TokenEndpointConfig.metadataPath
+            path == TokenEndpointConfig.jwksPath || path == TokenEndpointConfig.metadataPath,
+            let endpoint = self.config.tokenEndpoint
         else { return nil }
         guard method == "GET" || method == "HEAD" else { return .refuse(Self.methodNotAllowed("GET, HEAD")) }
         let body: [UInt8]

@@ -45,10 +45,16 @@ extension String {
     /// and with `underscoreAsDash`, reading `_` as `-` (as CGI-style header names do).
     package func equalsIgnoringASCIICase(_ lowercase: String, underscoreAsDash: Bool = false) -> Bool {
         guard self.utf8.count == lowercase.utf8.count else { return false }
-        return zip(self.utf8, lowercase.utf8).allSatisfy { byte, expected in
-            if underscoreAsDash && byte == UInt8(ascii: "_") { return expected == UInt8(ascii: "-") }
-            return (byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte) == expected
+        var expectedBytes = lowercase.utf8.makeIterator()
+        for byte in self.utf8 {
+            guard let expected = expectedBytes.next() else { return false }
+            if underscoreAsDash && byte == UInt8(ascii: "_") {
+                if expected != UInt8(ascii: "-") { return false }
+            } else if (byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte) != expected {
+                return false
+            }
         }
+        return true
     }
 }
 

@@ -78,8 +78,7 @@ struct UpstreamHeaders {
     }
 
     func isTrustedProxy(_ peer: String) -> Bool {
-        guard !self.server.trustedProxies.isEmpty, let address = IPAddressBytes.parse(peer) else { return false }
-        return self.server.trustedProxies.contains { $0.contains(address) }
+        !self.server.trustedProxies.isEmpty && IPAddressBytes.isIn(self.server.trustedProxies, peer)
     }
 }
 

@@ -114,9 +114,13 @@ package struct FormFields: Sendable {
 extension StringProtocol {
     /// Without leading and trailing spaces and tabs (HTTP's OWS, RFC 9110 §5.6.3).
     package func trimmingSpaces() -> String {
-        let edges = (self.first, self.last)
-        if edges.0 != " " && edges.0 != "\t" && edges.1 != " " && edges.1 != "\t" { return String(self) }
+        // Most values have nothing to trim: the edge bytes tell, without forming Characters (a
+        // Character that is a space or a tab is that one byte).
         var text = Substring(self)
+        guard let first = text.utf8.first, let last = text.utf8.last else { return "" }
+        let space = UInt8(ascii: " ")
+        let tab = UInt8(ascii: "\t")
+        if first != space && first != tab && last != space && last != tab { return String(self) }
         while text.first == " " || text.first == "\t" { text = text.dropFirst() }
         while text.last == " " || text.last == "\t" { text = text.dropLast() }
         return String(text)
