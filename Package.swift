@@ -69,6 +69,7 @@ let package = Package(
         .testTarget(name: "PortcullisCryptoTests", dependencies: ["PortcullisCrypto"]),
         .testTarget(name: "PortcullisCoreTests", dependencies: ["PortcullisCore", "PortcullisCrypto"]),
         .testTarget(name: "PortcullisServerTests", dependencies: ["PortcullisServer"]),
+        .testTarget(name: "PortcullisUpstreamTests", dependencies: ["PortcullisUpstream", nioCore, nioPosix, logging]),
         .testTarget(name: "PortcullisFuzzingTests", dependencies: ["PortcullisFuzzing"]),
     ]
 )

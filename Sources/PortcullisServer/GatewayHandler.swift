@@ -296,7 +296,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             context.writeAndFlush(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
         }
         let bridge = UpstreamBridge(handler: self, eventLoop: context.eventLoop, generation: exchange.generation)
-        exchange.transfer = self.environment.curl.start(request, handler: bridge)
+        exchange.transfer = self.environment.curl.multi(for: context.eventLoop).start(request, handler: bridge)
     }
 
     private func receiveBody(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
