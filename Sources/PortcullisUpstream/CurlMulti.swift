@@ -62,7 +62,7 @@ package final class CurlMulti: @unchecked Sendable {  // everything but `inbox`,
     /// - Parameters:
     ///   - threadName: what the thread is called; Linux keeps the first 15 bytes.
     ///   - maxIdleConnections: upstream connections this handle keeps open between requests.
-    package init(logger: Logger, threadName: String = "curl-0", maxIdleConnections: Int = 256) {
+    package init(logger: Logger, threadName: String = "curl-1", maxIdleConnections: Int = 256) {
         precondition(Self.globalInit, "libcurl failed to initialize")
         guard let multi = curl_multi_init() else { fatalError("curl_multi_init failed: out of memory") }
         self.multi = multi

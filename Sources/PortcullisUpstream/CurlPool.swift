@@ -5,11 +5,11 @@ package import NIOCore
 /// a curl thread and a connection pool of their own, so the gateway scales with its loops
 /// instead of stopping at what one curl thread can carry.
 ///
-/// The multi handles are made once, in the event loops' order: `curl-N` is the thread of the
-/// group's loop N (NIO's `NIO-ELT-…-#N`). Nothing is shared between them but the process's
-/// libcurl global state, so a request never waits on another loop's curl thread. Each keeps up
-/// to `maxIdleConnections` upstream connections of its own: an upstream sees up to that many
-/// per loop.
+/// The multi handles are made once, in the event loops' order, and their threads numbered the
+/// way NIO numbers its loops, from 1: `curl-N` carries the exchanges of `NIO-ELT-…-#N`.
+/// Nothing is shared between them but the process's libcurl global state, so a request never
+/// waits on another loop's curl thread. Each keeps up to `maxIdleConnections` upstream
+/// connections of its own: an upstream sees up to that many per loop.
 package final class CurlPool: Sendable {
     /// The loops' identities, in the order of ``multis``.
     private let loops: [ObjectIdentifier]
@@ -23,7 +23,7 @@ package final class CurlPool: Sendable {
         precondition(!eventLoops.isEmpty, "a curl pool needs at least one event loop")
         self.loops = eventLoops.map { ObjectIdentifier($0) }
         self.multis = eventLoops.indices.map { index in
-            CurlMulti(logger: logger, threadName: "curl-\(index)", maxIdleConnections: maxIdleConnections)
+            CurlMulti(logger: logger, threadName: "curl-\(index + 1)", maxIdleConnections: maxIdleConnections)
         }
     }
 

@@ -53,8 +53,8 @@ private final class ThreadRecorder: UpstreamResponseHandler, Sendable {
         let all = Array(loops.makeIterator())
         let (first, second) = (all[0], all[1])
         #expect(pool.count == 2)
-        #expect(pool.multi(for: first).threadName == "curl-0")
-        #expect(pool.multi(for: second).threadName == "curl-1")
+        #expect(pool.multi(for: first).threadName == "curl-1")
+        #expect(pool.multi(for: second).threadName == "curl-2")
         #expect(pool.multi(for: first) !== pool.multi(for: second))
         // A loop the pool was not made with gets the first loop's handle.
         #expect(pool.multi(for: other.next()) === pool.shared)
@@ -84,7 +84,7 @@ private final class ThreadRecorder: UpstreamResponseHandler, Sendable {
             let outcome = try #require(recorder.outcome.withLock { $0 })
             #expect(outcome.error == nil)
             #expect(outcome.status == 200)
-            #expect(outcome.thread == "curl-\(index)")
+            #expect(outcome.thread == "curl-\(index + 1)")
         }
         try await server.close()
         try await loops.shutdownGracefully()

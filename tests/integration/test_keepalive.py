@@ -159,7 +159,7 @@ def _threads(pid: int) -> dict[str, list[int]]:
 
 
 def test_upstream_threads_batch_and_event_loops_keep_the_default_policy(echo, spawner):
-    # One curl thread per event loop, `curl-0` for loop #0 and so on. They run under
+    # One curl thread per event loop, `curl-1` for loop #1 and so on. They run under
     # SCHED_BATCH (3) so that their wake-ups do not preempt an event loop in the middle of its
     # work; the event loops stay SCHED_OTHER (0), latency first.
     gw = spawner.gateway(make_config({"main": upstream(echo.url)}, ROUTES))
@@ -168,7 +168,7 @@ def test_upstream_threads_batch_and_event_loops_keep_the_default_policy(echo, sp
     loops = [policy for name, policies in threads.items() if name.startswith("NIO-ELT") for policy in policies]
     assert loops and set(loops) == {0}, threads
     curl = {name: policies for name, policies in threads.items() if name.startswith("curl-")}
-    assert curl == {f"curl-{index}": [3] for index in range(len(loops))}, sorted(threads.items())
+    assert curl == {f"curl-{index}": [3] for index in range(1, len(loops) + 1)}, sorted(threads.items())
 
 
 def test_connections_on_every_event_loop_reach_the_upstream(echo, spawner):
