@@ -640,9 +640,9 @@ routes:
         self.report_cores()
 
     def report_cores(self):
-        lines = [f"{'scenario':<38} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/req':>11}  note"]
+        lines = [f"{'scenario':<48} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/req':>11}  note"]
         for row in self.rows:
-            lines.append(f"{row['name']:<38} {row['rps']:>9.0f} {row['p50']:>8.2f} {row['p99']:>8.2f} "
+            lines.append(f"{row['name']:<48} {row['rps']:>9.0f} {row['p50']:>8.2f} {row['p99']:>8.2f} "
                          f"{row['cpu_us']:>11.1f}  {row['note']}")
         lines.append("")
         lines.append("per thread (CPU µs per request, share of one core; threads under 0.5% of a core summed as other):")
