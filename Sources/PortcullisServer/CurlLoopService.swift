@@ -8,7 +8,7 @@ protocol UpstreamLoops: Sendable {
     func shutdown()
 }
 
-extension CurlMulti: UpstreamLoops {}
+extension CurlPool: UpstreamLoops {}
 
 /// Keeps the upstream transfer loops running until graceful shutdown, then stops them.
 ///

@@ -4,11 +4,13 @@ import PortcullisCore
 import PortcullisUpstream
 import Synchronization
 
-/// What every connection shares: the policy store, the curl driver, the logger, and whether
-/// the gateway is draining for shutdown.
+/// What every connection shares: the policy store, the curl drivers (one per event loop), the
+/// logger, and whether the gateway is draining for shutdown.
 final class GatewayEnvironment: Sendable {
     let policies: PolicyStore
-    let curl: CurlMulti
+    /// A connection starts its exchanges on its own event loop's multi handle
+    /// (``CurlPool/multi(for:)``); key-set fetches use ``CurlPool/shared``.
+    let curl: CurlPool
     let logger: Logger
     let jwks: JWKSFetcher
     let accessLog: AccessLog?
@@ -25,7 +27,7 @@ final class GatewayEnvironment: Sendable {
     private let draining = Atomic<Bool>(false)
 
     init(
-        policies: PolicyStore, curl: CurlMulti, logger: Logger, accessLog: AccessLog?, hashThreads: Int,
+        policies: PolicyStore, curl: CurlPool, logger: Logger, accessLog: AccessLog?, hashThreads: Int,
         group: any EventLoopGroup
     ) throws {
         let hashPool = PasswordHashPool(threads: hashThreads)
@@ -60,7 +62,7 @@ final class GatewayEnvironment: Sendable {
         self.policies = policies
         self.curl = curl
         self.logger = logger
-        self.jwks = JWKSFetcher(curl: curl, logger: logger, metrics: self.metrics)
+        self.jwks = JWKSFetcher(curl: curl.shared, logger: logger, metrics: self.metrics)
     }
 
     var isDraining: Bool { self.draining.load(ordering: .relaxed) }

@@ -25,6 +25,8 @@ final class GatewayHandler: ChannelDuplexHandler {
     /// Response bytes written for the current upstream batch and not yet flushed.
     private var unflushed = false
     private var context: ChannelHandlerContext?
+    /// The curl thread of this connection's event loop: its exchanges stay on it.
+    private var curl: CurlMulti?
     private var peerText = ""
     /// What the access log line of the current request needs.
     private var current = RequestLogContext()
@@ -37,6 +39,7 @@ final class GatewayHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        self.curl = self.environment.curl.multi(for: context.eventLoop)
         if let address = context.channel.remoteAddress { self.peerText = address.ipAddress ?? "unknown" }
     }
 
@@ -205,7 +208,8 @@ final class GatewayHandler: ChannelDuplexHandler {
             context.writeAndFlush(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
         }
         let bridge = UpstreamBridge(handler: self, eventLoop: context.eventLoop, generation: self.machine.generation)
-        self.transfer = self.environment.curl.start(request, handler: bridge)
+        let curl = self.curl ?? self.environment.curl.multi(for: context.eventLoop)
+        self.transfer = curl.start(request, handler: bridge)
     }
 
     // MARK: upstream events (on this loop, via the bridge)

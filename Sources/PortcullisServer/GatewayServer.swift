@@ -15,9 +15,9 @@ package final class GatewayServer: Sendable {
     private let logger: Logger
 
     package init(policy: Policy, logger: Logger) throws {
-        let curl = CurlMulti(logger: logger)
         let accessLog = try AccessLog(policy.config.server.accessLog)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: Self.usableCores())
+        let curl = CurlPool(eventLoops: Array(group.makeIterator()), logger: logger)
         self.environment = try GatewayEnvironment(policies: PolicyStore(policy), curl: curl, logger: logger, accessLog: accessLog,
             hashThreads: policy.config.tokenEndpoint?.maxConcurrentHashes ?? 2, group: group)
         self.group = group

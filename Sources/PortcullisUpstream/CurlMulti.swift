@@ -11,8 +11,9 @@ package import Logging
 import NIOCore
 import Synchronization
 
-/// Runs libcurl's multi interface on one dedicated thread: every upstream exchange of the
-/// process, with connections to each upstream kept alive and reused across requests.
+/// Runs libcurl's multi interface on one dedicated thread, with connections to each upstream
+/// kept alive and reused across requests. The gateway runs one per event loop (``CurlPool``):
+/// each carries the exchanges of its loop's connections, with a connection pool of its own.
 ///
 /// The thread drives curl through its socket interface (`curl_multi_socket_action`) over an
 /// epoll set of its own: curl says which sockets it wants watched and when its next timeout
@@ -35,6 +36,8 @@ package final class CurlMulti: @unchecked Sendable {  // everything but `inbox`,
     private var idleHandles: [UnsafeMutableRawPointer] = []
     private var running = 0
     private let logger: Logger
+    /// The thread's name, as `top -H` and `/proc/PID/task/*/comm` show it (at most 15 bytes).
+    package let threadName: String
     private let stopped = Mutex(false)
     private let epollFD: Int32
     private let wakeFD: Int32
@@ -56,11 +59,15 @@ package final class CurlMulti: @unchecked Sendable {  // everything but `inbox`,
     }()
 
     /// Starts the curl thread.
-    package init(logger: Logger, maxIdleConnections: Int = 256) {
+    /// - Parameters:
+    ///   - threadName: what the thread is called; Linux keeps the first 15 bytes.
+    ///   - maxIdleConnections: upstream connections this handle keeps open between requests.
+    package init(logger: Logger, threadName: String = "curl-1", maxIdleConnections: Int = 256) {
         precondition(Self.globalInit, "libcurl failed to initialize")
         guard let multi = curl_multi_init() else { fatalError("curl_multi_init failed: out of memory") }
         self.multi = multi
         self.logger = logger
+        self.threadName = threadName
         self.epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
         self.wakeFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
         precondition(self.epollFD >= 0 && self.wakeFD >= 0, "epoll_create1 or eventfd failed: errno \(errno)")
@@ -104,7 +111,7 @@ package final class CurlMulti: @unchecked Sendable {  // everything but `inbox`,
     private func run() {
         // Names the thread for top -H, perf and /proc, with the system call itself: Foundation's
         // own naming of a new thread can land after an assignment to `Thread.current.name`.
-        _ = setThreadName(pthread_self(), "portcullis-curl")
+        _ = setThreadName(pthread_self(), String(decoding: self.threadName.utf8.prefix(15), as: UTF8.self))
         // Every request wakes this thread, and every upstream reply too. Under the default
         // policy each wake-up preempts the event loop on a shared core, so the two threads take
         // turns request by request (two context switches each). Under SCHED_BATCH the loop

@@ -39,9 +39,10 @@ struct GatewayHandlerTests {
             environment: FixedEnvironment(variables: ["S": "0123456789abcdef0123456789abcdef"]))
         guard let config = loaded.config else { fatalError("\(loaded.diagnostics)") }
         let logger = Logger(label: "test")
+        let loop = EmbeddedEventLoop()
         return try! GatewayEnvironment(
-            policies: PolicyStore(Policy(config: config)), curl: CurlMulti(logger: logger), logger: logger, accessLog: nil,
-            hashThreads: 1, group: EmbeddedEventLoop())
+            policies: PolicyStore(Policy(config: config)), curl: CurlPool(eventLoops: [loop], logger: logger), logger: logger,
+            accessLog: nil, hashThreads: 1, group: loop)
     }()
 
     /// A channel with the gateway's pipeline, as `serve` builds it for plain TCP.

@@ -30,16 +30,19 @@ def test_sequential_requests_on_one_session_reuse_one_upstream_connection(spawne
     assert len(distinct) <= 2, f"20 sequential requests used upstream connections {seen}"
 
 
-def test_separate_client_connections_share_the_upstream_pool(spawner):
+def test_separate_client_connections_share_the_upstream_pools(spawner):
+    # One pool per event loop: the client connections land on the loops in turn, and each
+    # loop's pool reuses its upstream connection.
     up = spawner.echo()
     gw = spawner.gateway(make_config({"main": upstream(up.url)}, ROUTES))
+    loops = sum(1 for name in _threads(gw.pid) if name.startswith("NIO-ELT"))
     seen = []
     for i in range(10):
         with requests.Session() as s:  # a new client connection each time
             r = s.get(gw.url(f"/public/{i}"), timeout=10, headers={"Connection": "close"})
             assert r.status_code == 200
             seen.append(int(r.headers["X-Echo-Connection"]))
-    assert len(set(seen)) <= 2, f"10 requests from 10 client connections used upstream connections {seen}"
+    assert len(set(seen)) <= max(2, loops), f"10 requests from 10 client connections used upstream connections {seen}"
 
 
 def test_many_requests_on_one_client_connection(echo, spawner):
@@ -155,15 +158,33 @@ def _threads(pid: int) -> dict[str, list[int]]:
     return threads
 
 
-def test_upstream_thread_batches_and_event_loops_keep_the_default_policy(echo, spawner):
-    # The curl thread runs under SCHED_BATCH (3) so that its wake-ups do not preempt an event
-    # loop in the middle of its work; the event loops stay SCHED_OTHER (0), latency first.
+def test_upstream_threads_batch_and_event_loops_keep_the_default_policy(echo, spawner):
+    # One curl thread per event loop, `curl-1` for loop #1 and so on. They run under
+    # SCHED_BATCH (3) so that their wake-ups do not preempt an event loop in the middle of its
+    # work; the event loops stay SCHED_OTHER (0), latency first.
     gw = spawner.gateway(make_config({"main": upstream(echo.url)}, ROUTES))
     assert requests.get(gw.url("/public/x"), timeout=10).status_code == 200
     threads = _threads(gw.pid)
-    assert threads.get("portcullis-curl") == [3], sorted(threads.items())
     loops = [policy for name, policies in threads.items() if name.startswith("NIO-ELT") for policy in policies]
     assert loops and set(loops) == {0}, threads
+    curl = {name: policies for name, policies in threads.items() if name.startswith("curl-")}
+    assert curl == {f"curl-{index}": [3] for index in range(1, len(loops) + 1)}, sorted(threads.items())
+
+
+def test_connections_on_every_event_loop_reach_the_upstream(echo, spawner):
+    # Connections are spread over the event loops in turn, and each loop's exchanges go through
+    # its own curl thread and connection pool: as many keep-alive clients as loops, each with a
+    # few requests, all answered, over at least one upstream connection per loop that served.
+    gw = spawner.gateway(make_config({"main": upstream(echo.url)}, ROUTES))
+    loops = sum(1 for name in _threads(gw.pid) if name.startswith("NIO-ELT"))
+    sessions = [requests.Session() for _ in range(max(2, loops))]
+    try:
+        answers = [s.get(gw.url(f"/public/{i}"), timeout=10) for _ in range(3) for i, s in enumerate(sessions)]
+    finally:
+        for s in sessions:
+            s.close()
+    assert [a.status_code for a in answers] == [200] * len(answers)
+    assert len({a.json()["connection"] for a in answers}) >= min(loops, len(sessions))
 
 
 def test_a_client_that_half_closes_after_its_request_gets_the_answer(echo, spawner):
