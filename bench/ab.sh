@@ -105,7 +105,7 @@ done
 echo
 for scenario in $SCENARIOS; do
     for binary in "$@"; do
-        median=$(python3 -c "import statistics,sys; print(statistics.median(map(float, sys.argv[1:])))" ${RESULTS["$scenario $binary"]})
+        median=$(python3 -c "import statistics,sys; print(round(statistics.median(map(float, sys.argv[1:])), 2))" ${RESULTS["$scenario $binary"]})
         echo "$scenario  median $median µs/req  $binary"
     done
 done
