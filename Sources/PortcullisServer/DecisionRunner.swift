@@ -27,6 +27,8 @@ struct DecisionRunner {
     }
 
     private func advance(_ step: DecisionLoop.Step, _ loop: DecisionLoop, client: String, on eventLoop: any EventLoop) -> Outcome {
+        // Most requests are decided at once: the loop is copied only by the steps that resume it.
+        if case .decided(let decision) = step { return .decided(decision) }
         var loop = loop
         switch step {
         case .decided(let decision):

@@ -93,34 +93,33 @@ final class ListenerService: Service, Sendable {
 
     private func publicBootstrap(tlsContext: NIOSSLContext?) -> ServerBootstrap {
         let environment = self.environment
-        return ServerBootstrap(group: self.group)
-            .serverChannelInitializer(Self.backoff)
-            .serverChannelOption(.backlog, value: 1024)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+        // A client that half-closes after its request still gets the answer (see
+        // ConnectionDeadlines); NIOSSL has its own idea of a closing peer, so not with TLS.
+        let bootstrap = self.trafficBootstrap(tlsContext: tlsContext, answersParseErrors: true) { deadlines in
+            GatewayHandler(environment: environment, deadlines: deadlines)
+        }
+        return bootstrap
             .childChannelOption(.maxMessagesPerRead, value: 4)
-            // A client that half-closes after its request still gets the answer (see
-            // ConnectionDeadlines); NIOSSL has its own idea of a closing peer, so not with TLS.
             .childChannelOption(.allowRemoteHalfClosure, value: tlsContext == nil)
-            .childChannelInitializer { [self] channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let deadlines = self.deadlines(counted: true)
-                    let sync = channel.pipeline.syncOperations
-                    // First, so a slow TLS handshake counts against the header deadline too.
-                    try sync.addHandler(deadlines)
-                    if let tlsContext { try sync.addHandler(NIOSSLServerHandler(context: tlsContext)) }
-                    // Parse errors are answered by GatewayHandler itself, which closes the connection.
-                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
-                    try sync.addHandler(RequestSequencer())
-                    try sync.addHandler(GatewayHandler(environment: environment, deadlines: deadlines))
-                    self.track(channel)
-                }
-            }
     }
 
     private func decisionsBootstrap() -> ServerBootstrap {
         let environment = self.environment
-        return ServerBootstrap(group: self.group)
+        return self.trafficBootstrap(tlsContext: nil, answersParseErrors: false) { deadlines in
+            DecisionHandler(environment: environment, deadlines: deadlines)
+        }
+    }
+
+    /// A listener whose connections count in the metrics and the drain: the deadlines first (a
+    /// slow TLS handshake counts against the header deadline too), TLS, NIO's HTTP/1.1 codec,
+    /// the ``RequestSequencer``, then the listener's own handler.
+    /// - Parameter answersParseErrors: the handler answers the decoder's errors itself (and
+    ///   closes the connection); otherwise NIO's error handler does.
+    private func trafficBootstrap(
+        tlsContext: NIOSSLContext?, answersParseErrors: Bool,
+        handler: @escaping @Sendable (ConnectionDeadlines) -> any ChannelHandler
+    ) -> ServerBootstrap {
+        ServerBootstrap(group: self.group)
             .serverChannelInitializer(Self.backoff)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -130,9 +129,10 @@ final class ListenerService: Service, Sendable {
                     let deadlines = self.deadlines(counted: true)
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(deadlines)
-                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true)
+                    if let tlsContext { try sync.addHandler(NIOSSLServerHandler(context: tlsContext)) }
+                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: !answersParseErrors)
                     try sync.addHandler(RequestSequencer())
-                    try sync.addHandler(DecisionHandler(environment: environment, deadlines: deadlines))
+                    try sync.addHandler(handler(deadlines))
                     self.track(channel)
                 }
             }
