@@ -266,7 +266,7 @@ struct ConnectionStateMachine<TokenRequest> {
                 }
                 self.state = .closing
                 var answer = Answer(
-                    refusal: Refusal(status: 413, detail: "Request Entity Too Large", reason: .bodyTooLarge), keepAlive: false,
+                    refusal: Refusal.bodyTooLarge, keepAlive: false,
                     decision: .deny, isHTTP10: self.request.isHTTP10)
                 answer.cancelUpstream = true
                 return .answer(answer)
@@ -311,7 +311,7 @@ struct ConnectionStateMachine<TokenRequest> {
                 self.state = .closing
                 return .answer(
                     Answer(
-                        refusal: Refusal(status: 413, detail: "Request Entity Too Large", reason: .bodyTooLarge), keepAlive: false,
+                        refusal: Refusal.bodyTooLarge, keepAlive: false,
                         decision: .deny, isHTTP10: self.request.isHTTP10))
             }
             self.state = .answeringToken

@@ -96,21 +96,12 @@ final class GatewayHandler: ChannelDuplexHandler {
         let policy = self.environment.policies.current
         let server = policy.config.server
         let requestID = RequestID.choose(head.headers.first(name: "x-request-id"))
-        switch self.machine.receivedHead(head, requestID: requestID, maximumBody: server.maxRequestBody) {
-        case .ignore:
-            return
-        case .answer(let action):
-            self.current = RequestLogContext(
-                requestID: requestID, client: ClientAddress.resolve(head.headers, peer: self.peerText, server),
-                method: head.method.rawValue, target: head.uri, start: MonotonicClock.nanoseconds(),
-                logged: false)
-            return self.execute(action, context: context)
-        case .decide:
-            self.current = RequestLogContext(
-                requestID: requestID, client: ClientAddress.resolve(head.headers, peer: self.peerText, server),
-                method: head.method.rawValue, target: head.uri, start: MonotonicClock.nanoseconds(),
-                logged: false)
-        }
+        let next = self.machine.receivedHead(head, requestID: requestID, maximumBody: server.maxRequestBody)
+        if case .ignore = next { return }
+        self.current = RequestLogContext(
+            requestID: requestID, client: ClientAddress.resolve(head.headers, peer: self.peerText, server),
+            method: head.method.rawValue, target: head.uri, start: MonotonicClock.nanoseconds(), logged: false)
+        if case .answer(let action) = next { return self.execute(action, context: context) }
 
         // The paths the gateway answers itself come before every route; the token endpoint is
         // decided here, before its body arrives. The target is normalized a second time only

@@ -81,7 +81,7 @@ enum RequestFraming {
             }
         }
         if let declaredLength, declaredLength > Int64(maximumBody) {
-            return .refused(Refusal(status: 413, detail: "Request Entity Too Large", reason: .bodyTooLarge))
+            return .refused(Refusal.bodyTooLarge)
         }
 
         // The upstream gets the method that was authorized, and HEAD carries no body (RFC 9110

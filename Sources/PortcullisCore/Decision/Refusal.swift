@@ -39,6 +39,8 @@ package struct Refusal: Sendable {
     package var challenges: [String] { self.headers.filter { $0.name == Challenge.headerName }.map(\.value) }
 
     package static let notFound = Refusal(status: 404, detail: "Not Found", reason: .noRoute)
+    /// A body over `max_request_body`: refused before any of it goes upstream.
+    package static let bodyTooLarge = Refusal(status: 413, detail: "Request Entity Too Large", reason: .bodyTooLarge)
 }
 
 /// Minimal JSON rendering for the gateway's own small bodies.
