@@ -4,7 +4,9 @@
 # that drifts of a shared machine hit all of them alike. Prints each run's CPU µs per request
 # (utime+stime of the gateway / requests) and, at the end, each binary's median per scenario.
 # Scenarios: `none` (auth: none, proxied), `hs256` (a Bearer route, an HS256 token, the
-# verified-token cache off, proxied), `401` (the same route without a token: refused).
+# verified-token cache off, proxied), `hs256-cached` (the same with the cache on),
+# `none-header` (auth: none carrying the same Authorization header: what carrying it costs),
+# `401` (the Bearer route without a token: refused).
 #
 #   bash bench/ab.sh [--rounds N] [--duration S] [--scenarios "none hs256 401"] OLD NEW [MORE...]
 #
@@ -19,7 +21,7 @@ while (($#)); do
         --rounds) ROUNDS="$2"; shift 2 ;;
         --duration) DURATION="$2"; shift 2 ;;
         --scenarios) SCENARIOS="$2"; shift 2 ;;
-        -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) break ;;
     esac
 done
@@ -53,13 +55,14 @@ PY
 
 # The configuration of scenario $1.
 config() {
-    local auth=none
-    [[ "$1" == none ]] || auth=bearer
+    local auth=bearer cache=0
+    [[ "$1" == none || "$1" == none-header ]] && auth=none
+    [[ "$1" == hs256-cached ]] && cache=10000
     printf '%s\n' \
         "version: 1" \
         "server: { listen: \"127.0.0.1:$GATEWAY\", admin_listen: \"\", access_log: \"off\" }" \
         "jwt:" \
-        "  cache_size: 0" \
+        "  cache_size: $cache" \
         "  issuers:" \
         "    - { issuer: \"https://bench.local\", audiences: [api], algorithms: [HS256], keys: [{ kid: k1, secret_env: AB_SECRET }] }" \
         "upstreams: { u: { url: \"http://127.0.0.1:$UPSTREAM\" } }" \
@@ -69,7 +72,7 @@ config() {
 
 # A wrk script that sends scenario $1's Authorization header.
 script() {
-    if [[ "$1" == hs256 ]]; then
+    if [[ "$1" == hs256* || "$1" == none-header ]]; then
         echo "wrk.headers[\"Authorization\"] = \"Bearer $TOKEN\"" >"$TMP/$1.lua"
     else
         : >"$TMP/$1.lua"

@@ -201,6 +201,17 @@ class Bench:
             f.write(text)
         return path
 
+    def profile(self, name, pids):
+        """With --perf DIR: `perf record -g` of the measured processes for the scenario's run,
+        into DIR/<scenario>.data (read it with `perf report -i`)."""
+        if not self.args.perf:
+            return None
+        os.makedirs(self.args.perf, exist_ok=True)
+        out = os.path.join(self.args.perf, re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-") + ".data")
+        return subprocess.Popen(["perf", "record", "-q", "-F", "999", "-g", "--call-graph", "dwarf,16384", "-o", out,
+                                 "-p", ",".join(str(pid) for pid in pids)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
     def measure(self, name, port, pids_fn, path="/bench", headers=(), expect_status=200, note="", also=(),
                 connections_to=None, threads_of=None):
         """Warm up, then measure one scenario; pids_fn lists the processes whose CPU counts.
@@ -217,9 +228,13 @@ class Bench:
         before = cpu_ticks(pids)
         others_before = [cpu_ticks(p) for _, p in others]
         threads_before = thread_ticks(threads_of) if threads_of else {}
+        profiler = self.profile(name, pids)
         started = time.monotonic()
         result = run_wrk(port, path, headers, self.args.duration, self.args.connections, 0)
         elapsed = time.monotonic() - started
+        if profiler:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait()
         threads_after = thread_ticks(threads_of) if threads_of else {}
         after = cpu_ticks(pids)
         others_after = [cpu_ticks(p) for _, p in others]
@@ -540,6 +555,31 @@ routes:
     # -- the run -----------------------------------------------------------------------------
 
     def run(self):
+        """Every wanted scenario, `--rounds` times over; with more than one round each row is the
+        round with the median CPU per request (the report says so)."""
+        sizes = (None, None)
+        for round in range(1, self.args.rounds + 1):
+            if self.args.rounds > 1:
+                print(f"round {round} of {self.args.rounds}:", file=sys.stderr)
+            measured = self.run_round()
+            if measured[0] is not None:
+                sizes = measured
+        if self.args.rounds > 1:
+            merged = {}
+            for row in self.rows:
+                merged.setdefault(row["name"], []).append(row)
+            self.rows = []
+            for rows in merged.values():
+                rows.sort(key=lambda row: row["cpu_us"])
+                median = dict(rows[len(rows) // 2])
+                spread = f"median of {len(rows)} rounds ({rows[0]['cpu_us']:.1f}–{rows[-1]['cpu_us']:.1f})"
+                median["note"] = f"{median['note']} {spread}".strip()
+                self.rows.append(median)
+        self.report(*sizes)
+
+    def run_round(self):
+        """One pass over the wanted scenarios; returns the idle and loaded RSS (KiB) of the
+        Portcullis that served the auth: none scenarios, when it ran."""
         upstream, echo_proc = self.echo()
         print("scenarios (wrk and the upstream on core 0, the proxy under test on core 1):", file=sys.stderr)
         self.measure("upstream direct", upstream, lambda: [echo_proc.pid], note="the floor (upstream's own CPU)")
@@ -632,7 +672,8 @@ routes:
                     self.stop(eproc)
             if self.wants("token-bench"):
                 self.token_checks()
-        self.report(idle_rss, loaded_rss)
+        self.stop(echo_proc)
+        return idle_rss, loaded_rss
 
     def run_cores(self):
         """`--cores`: Portcullis on one core (one event loop, one curl thread) against both cores
@@ -806,7 +847,10 @@ def main():
     parser.add_argument("--cores", action="store_true",
                         help="instead of the usual scenarios: Portcullis on one core against both cores, "
                              "auth: none and HS256 cache off, with each thread's CPU")
-    parser.add_argument("--rounds", type=int, default=1, help="with --cores: alternate one and two cores this many times")
+    parser.add_argument("--perf", metavar="DIR",
+                        help="record each measured scenario with `perf record -g` into DIR/<scenario>.data")
+    parser.add_argument("--rounds", type=int, default=1, help="run every scenario this many times and report each one's median round "
+                             "(with --cores: alternate one and two cores this many times)")
     args = parser.parse_args()
     if args.decisions:
         args.only = r"^portcullis 401 no token$|^decisions "

@@ -127,13 +127,16 @@ final class DecisionHandler: ChannelInboundHandler {
         self.finish(decision: answer.outcome == .wouldDeny ? .allow : answer.outcome, reason: answer.reason)
 
         let keepAlive = requested && !self.environment.isDraining
-        var headers = HTTPHeaders()
-        headers.reserveCapacity(answer.headers.count + 3)
-        for (name, value) in answer.headers { headers.add(name: name, value: value) }
-        if !answer.body.isEmpty { headers.add(name: "Content-Type", value: "application/json") }
-        headers.add(name: "Content-Length", value: String(answer.body.count))
-        if !keepAlive { headers.add(name: "Connection", value: "close") }
-        let head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: answer.status), headers: headers)
+        // The fields as one array, handed to NIO whole: the names are ours or the
+        // configuration's, already checked, and NIO's outbound validator checks them again.
+        var fields: [(String, String)] = []
+        fields.reserveCapacity(answer.headers.count + 3)
+        for (name, value) in answer.headers { fields.append((name, value)) }
+        if !answer.body.isEmpty { fields.append(("Content-Type", "application/json")) }
+        fields.append(("Content-Length", String(answer.body.count)))
+        if !keepAlive { fields.append(("Connection", "close")) }
+        let head = HTTPResponseHead(
+            version: .http1_1, status: HTTPResponseStatus(statusCode: answer.status), headers: HTTPHeaders(fields))
         context.write(self.wrapOutboundOut(.head(head)), promise: nil)
         if !answer.body.isEmpty {
             context.write(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: answer.body)))), promise: nil)

@@ -4,6 +4,7 @@
 // `make bench` runs it beside `openssl speed`, which gives the floor for the signature.
 //
 //   token-bench KEYDIR   (KEYDIR holds RS256.key/.pub and ES256.key/.pub as PEM; optional)
+//   token-bench --decisions   (only the decisions, as long as asked: for `perf record`)
 import PortcullisCore
 import PortcullisCrypto
 
@@ -12,7 +13,8 @@ import Glibc
 #endif
 
 let secret = "benchsecretbenchsecretbenchsecret12"
-let keyDirectory = CommandLine.arguments.dropFirst().first
+let onlyDecisions = CommandLine.arguments.dropFirst().first == "--decisions"
+let keyDirectory = onlyDecisions ? nil : CommandLine.arguments.dropFirst().first
 
 func threadCPUSeconds() -> Double {
     var time = timespec()
@@ -87,8 +89,8 @@ func column(_ text: String, _ width: Int) -> String {
     return width == 9 && text.first?.isLetter == true ? text + padding : padding + text
 }
 
-print("algorithm  check µs  signature µs  the rest µs")
-for (algorithm, iterations) in [("HS256", 100_000), ("RS256", 10_000), ("ES256", 4_000)] {
+if !onlyDecisions { print("algorithm  check µs  signature µs  the rest µs") }
+for (algorithm, iterations) in onlyDecisions ? [] : [("HS256", 100_000), ("RS256", 10_000), ("ES256", 4_000)] {
     guard let (text, environment) = configuration(algorithm) else {
         print("\(algorithm): no keys in \(keyDirectory ?? "(no KEYDIR given)")")
         continue
@@ -109,4 +111,70 @@ for (algorithm, iterations) in [("HS256", 100_000), ("RS256", 10_000), ("ES256",
     }
     let signature = measure(iterations) { jws.verify(algorithm: jwsAlgorithm, key: key.key) }
     print(column(algorithm, 9) + column(fixed(check), 9) + column(fixed(signature), 14) + column(fixed(check - signature), 13))
+}
+
+// What one decision costs without the network: the decision service's whole pure step (read
+// the edge proxy's description, decide with the verified-token cache warm, build the answer),
+// and the public listener's decision for the same request, in CPU time of this thread.
+func decisionConfiguration() -> GatewayConfig {
+    let text = """
+        version: 1
+        server: { listen: "127.0.0.1:0", admin_listen: "" }
+        decisions: { listen: "127.0.0.1:0", request_from: original, trusted_proxies: ["127.0.0.1/32"] }
+        jwt:
+          cache_size: 10000
+          issuers:
+            - { issuer: "https://bench.local", audiences: [api], algorithms: [HS256], keys: [ { kid: k1, secret_env: SECRET } ] }
+        token_endpoint: { issuer: "https://bench.local", audience: api, signing_key: { alg: HS256, kid: k1, secret_env: SECRET }, store: "memory:" }
+        upstreams: { echo: { url: "http://127.0.0.1:9" } }
+        routes:
+          - { name: open, match: { path: /bench }, auth: none, upstream: echo }
+          - { name: items, match: { path: /items }, scopes: [items], upstream: echo }
+        """
+    let loaded = ConfigLoader.load(
+        text: text, file: "bench.yaml", environment: FixedEnvironment(variables: ["SECRET": secret], files: [:]))
+    guard let config = loaded.config else { fatalError("the benchmark's configuration did not load: \(loaded.diagnostics)") }
+    return config
+}
+
+func decided(_ policy: Policy, _ facts: RequestFacts, now: Double) -> Decision? {
+    var loop = DecisionLoop(policy: policy, facts: facts)
+    if case .decided(let decision) = loop.start(now: now) { return decision }
+    return nil
+}
+
+do {
+    let config = decisionConfiguration()
+    let policy = Policy(config: config)
+    let now = Double(time(nil))
+    let token = try TokenMinter.mint(config.tokenEndpoint!, subject: "bench", scopes: ["items"], ttlSeconds: 7200, now: now)
+    let described: [(name: String, value: String)] = [
+        ("Host", "127.0.0.1:9902"), ("X-Original-Method", "GET"), ("X-Original-URI", "/items"),
+        ("X-Original-Host", "example.com"), ("X-Forwarded-For", "10.1.2.3"),
+        ("X-Request-Id", "0123456789abcdef0123456789abcdef"), ("Connection", "keep-alive"),
+    ]
+    func decision(_ fields: [(name: String, value: String)], status: Int) -> () -> Bool {
+        {
+            let facts = RequestFacts.decisionRequest(
+                method: "GET", target: "/auth", fields: fields, peer: "127.0.0.1", decisions: config.decisions!,
+                policy: policy)
+            guard let decision = decided(policy, facts, now: now) else { return false }
+            return policy.decisionServiceAnswer(decision, requestID: facts.requestID).status == status
+        }
+    }
+    let allowed = decision(described + [("Authorization", "Bearer \(token)")], status: 200)
+    let refused = decision(described, status: 401)
+    let proxied = {
+        let facts = RequestFacts(
+            method: "GET", rawTarget: "/items", host: "example.com", authorization: ["Bearer \(token)"],
+            fields: [("Host", "example.com"), ("Authorization", "Bearer \(token)")], peer: "10.1.2.3",
+            requestID: RequestID.choose(nil))
+        if case .forward = decided(policy, facts, now: now) { return true }
+        return false
+    }
+    print("")
+    print("one decision, in process, CPU µs:")
+    print("  decision service, HS256 allowed (cache warm)  " + fixed(measure(100_000, allowed)))
+    print("  decision service, 401 without token          " + fixed(measure(100_000, refused)))
+    print("  public listener, HS256 allowed (cache warm)   " + fixed(measure(100_000, proxied)))
 }

@@ -12,42 +12,69 @@ package enum PresentedCredentials: Sendable, Equatable {
     /// (RFC 9110 §11.1); a Bearer token must be a b64token (RFC 6750 §2.1).
     /// RFC 6750 §2.1 b64token: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
     private static func isToken68<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> Bool {
-        var sawEquals = false
-        for byte in bytes {
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
-                UInt8(ascii: "~"), UInt8(ascii: "+"), UInt8(ascii: "/"):
-                if sawEquals { return false }
-            case UInt8(ascii: "="):
-                sawEquals = true
-            default:
-                return false
-            }
-        }
-        return true
+        var index = bytes.startIndex
+        while index != bytes.endIndex, Self.isToken68Character(bytes[index]) { bytes.formIndex(after: &index) }
+        while index != bytes.endIndex, bytes[index] == UInt8(ascii: "=") { bytes.formIndex(after: &index) }
+        return index == bytes.endIndex
     }
 
+    /// `ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/"`, as two 64-bit sets (bytes 0–63 and
+    /// 64–127): one shift and one test a byte, for tokens of hundreds of bytes.
+    @inline(__always)
+    private static func isToken68Character(_ byte: UInt8) -> Bool {
+        let low: UInt64 = 0x3ffe80000000000
+        let high: UInt64 = 0x47fffffe87fffffe
+        if byte < 64 { return (low >> UInt64(byte)) & 1 == 1 }
+        if byte < 128 { return (high >> UInt64(byte - 64)) & 1 == 1 }
+        return false
+    }
+
+    /// Reads one header value byte by byte: only ASCII space and tab separate or surround the
+    /// parts, so the byte positions are also positions in the string.
     package static func read(_ values: [String]) -> PresentedCredentials {
         guard let value = values.first else { return .none }
         if values.count > 1 { return .malformed("More than one Authorization header") }
-        let trimmed = value.drop { $0 == " " || $0 == "\t" }
-        let schemeEnd = trimmed.firstIndex(of: " ") ?? trimmed.endIndex
-        let scheme = trimmed[..<schemeEnd]
-        var rest = trimmed[schemeEnd...]
-        while rest.first == " " { rest = rest.dropFirst() }
-        while rest.last == " " || rest.last == "\t" { rest = rest.dropLast() }
-        if scheme.lowercased() == "bearer" {
+        let bytes = value.utf8
+        let space = UInt8(ascii: " ")
+        let tab = UInt8(ascii: "\t")
+        var schemeStart = bytes.startIndex
+        while schemeStart != bytes.endIndex, bytes[schemeStart] == space || bytes[schemeStart] == tab {
+            bytes.formIndex(after: &schemeStart)
+        }
+        var schemeEnd = schemeStart
+        while schemeEnd != bytes.endIndex, bytes[schemeEnd] != space { bytes.formIndex(after: &schemeEnd) }
+        var restStart = schemeEnd
+        while restStart != bytes.endIndex, bytes[restStart] == space { bytes.formIndex(after: &restStart) }
+        var restEnd = bytes.endIndex
+        while restEnd > restStart {
+            let last = bytes[bytes.index(before: restEnd)]
+            guard last == space || last == tab else { break }
+            bytes.formIndex(before: &restEnd)
+        }
+        let scheme = bytes[schemeStart..<schemeEnd]
+        let rest = value[restStart..<restEnd]
+        if Self.isScheme(scheme, "bearer") {
             if rest.isEmpty { return .malformed("The Bearer scheme needs a token") }
-            let valid = rest.utf8.withContiguousStorageIfAvailable(Self.isToken68) ?? Self.isToken68(Array(rest.utf8))
+            let valid = rest.utf8.withContiguousStorageIfAvailable(Self.isToken68) ?? Self.isToken68(rest.utf8)
             return valid ? .bearer(rest) : .malformed("The Bearer token has invalid characters")
         }
-        if scheme.lowercased() == "basic" { return .basic(rest) }
+        if Self.isScheme(scheme, "basic") { return .basic(rest) }
         // `Bearer<TAB>token`: meant as Bearer, but only a space separates scheme and credentials
         // (RFC 9110 §11.4), so it is malformed rather than some other scheme.
-        if let tab = scheme.firstIndex(of: "\t"), scheme[..<tab].lowercased() == "bearer" {
+        if let tabIndex = scheme.firstIndex(of: tab), Self.isScheme(bytes[schemeStart..<tabIndex], "bearer") {
             return .malformed("The Bearer scheme and its token must be separated by a space")
         }
         return .otherScheme
+    }
+
+    /// Whether `bytes` spell `lowercase` (an ASCII scheme name) in any case.
+    private static func isScheme(_ bytes: Substring.UTF8View, _ lowercase: StaticString) -> Bool {
+        guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
+        var expected = lowercase.utf8Start
+        for byte in bytes {
+            if (byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte) != expected.pointee { return false }
+            expected += 1
+        }
+        return true
     }
 }

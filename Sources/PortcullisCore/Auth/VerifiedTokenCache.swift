@@ -12,18 +12,16 @@ package final class VerifiedTokenCache: Sendable {
         let a: UInt64, b: UInt64, c: UInt64, d: UInt64
 
         package init(token: Substring) {
-            var digest = [UInt8]()
-            token.utf8.withContiguousStorageIfAvailable { digest = DigestAlgorithm.sha256.hash(UnsafeRawBufferPointer($0)) }
-            if digest.isEmpty { digest = DigestAlgorithm.sha256.hash(Array(token.utf8)) }
-            func word(_ offset: Int) -> UInt64 {
-                var value: UInt64 = 0
-                for index in offset..<(offset + 8) { value = value << 8 | UInt64(digest[index]) }
-                return value
+            var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+            func digest(_ bytes: UnsafeRawBufferPointer) {
+                withUnsafeMutableBytes(of: &words) { out in _ = DigestAlgorithm.sha256.hash(bytes, into: out) }
             }
-            self.a = word(0)
-            self.b = word(8)
-            self.c = word(16)
-            self.d = word(24)
+            if token.utf8.withContiguousStorageIfAvailable({ digest(UnsafeRawBufferPointer($0)) }) == nil {
+                Array(token.utf8).withUnsafeBytes(digest)
+            }
+            // The digest's bytes as they lie in memory: a key only needs to be the same for the
+            // same token on this machine.
+            (self.a, self.b, self.c, self.d) = words
         }
     }
 

@@ -141,7 +141,7 @@ extension Policy {
 
     /// `decision` with `Access-Control-Allow-Origin` and `Vary: Origin` when the request's
     /// origin is one the route's `cors` lists: refusals too, so a browser can read a 401.
-    func withCORS(_ decision: Decision, _ route: CompiledRoute, request: RequestFacts) -> Decision {
+    func withCORS(_ decision: consuming Decision, _ route: CompiledRoute, request: RequestFacts) -> Decision {
         guard let cors = route.config.cors, let origin = Self.origin(request), let allow = cors.allowOrigin(for: origin) else {
             return decision
         }

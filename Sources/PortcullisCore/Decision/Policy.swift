@@ -25,7 +25,9 @@ package final class Policy: Sendable {
     /// The route name the token endpoint's requests are logged and traced under.
     package static let tokenEndpointRoute = "token_endpoint"
 
-    package struct CompiledRoute: Sendable {
+    /// A class, immutable once built: the decision hands a route from function to function,
+    /// and a reference costs one retain where a copy of the struct retained each of its fields.
+    package final class CompiledRoute: Sendable {
         package let config: RouteConfig
         /// `nil` for a route only the decision service answers.
         package let upstream: UpstreamConfig?
@@ -43,6 +45,22 @@ package final class Policy: Sendable {
         /// `Host` for the upstream when the client's is not preserved: the URL's authority,
         /// without a default port.
         let upstreamHost: String
+
+        init(
+            config: RouteConfig, upstream: UpstreamConfig?, unauthenticated: Refusal?,
+            otherChallenges: [(name: String, value: String)], schemes: [AuthScheme], scopeAttribute: String,
+            insufficientScope: Refusal, insufficientPermissions: Refusal, upstreamHost: String
+        ) {
+            self.config = config
+            self.upstream = upstream
+            self.unauthenticated = unauthenticated
+            self.otherChallenges = otherChallenges
+            self.schemes = schemes
+            self.scopeAttribute = scopeAttribute
+            self.insufficientScope = insufficientScope
+            self.insufficientPermissions = insufficientPermissions
+            self.upstreamHost = upstreamHost
+        }
     }
 
     package init(config: GatewayConfig) {

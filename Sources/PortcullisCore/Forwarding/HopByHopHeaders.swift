@@ -43,11 +43,27 @@ package enum HopByHopHeaders {
 extension String {
     /// Equality with `lowercase` (ASCII, already lower-case), ignoring the case of ASCII letters,
     /// and with `underscoreAsDash`, reading `_` as `-` (as CGI-style header names do).
+    @inlinable
     package func equalsIgnoringASCIICase(_ lowercase: String, underscoreAsDash: Bool = false) -> Bool {
+        // Header names are compared many times a request: a length check first, then one pass
+        // over both strings' contiguous bytes (native and small strings always have them).
         guard self.utf8.count == lowercase.utf8.count else { return false }
-        var expectedBytes = lowercase.utf8.makeIterator()
-        for byte in self.utf8 {
-            guard let expected = expectedBytes.next() else { return false }
+        let compared = self.utf8.withContiguousStorageIfAvailable { mine in
+            lowercase.utf8.withContiguousStorageIfAvailable { expected in
+                Self.equalsIgnoringASCIICase(mine, expected, underscoreAsDash: underscoreAsDash)
+            }
+        }
+        if let compared, let result = compared { return result }
+        return Self.equalsIgnoringASCIICase(Array(self.utf8), Array(lowercase.utf8), underscoreAsDash: underscoreAsDash)
+    }
+
+    @inlinable
+    static func equalsIgnoringASCIICase<Bytes: RandomAccessCollection<UInt8>>(
+        _ bytes: Bytes, _ lowercase: Bytes, underscoreAsDash: Bool
+    ) -> Bool where Bytes.Index == Int {
+        for index in bytes.indices {
+            let byte = bytes[index]
+            let expected = lowercase[lowercase.startIndex + (index - bytes.startIndex)]
             if underscoreAsDash && byte == UInt8(ascii: "_") {
                 if expected != UInt8(ascii: "-") { return false }
             } else if (byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte) != expected {

@@ -6,13 +6,27 @@ package enum DigestAlgorithm: Sendable, Hashable {
     case sha384
     case sha512
 
+    /// OpenSSL's implementation, fetched once: a fetched `EVP_MD` is immutable and may be shared
+    /// between threads, and passing it spares every digest OpenSSL 3's implicit fetch (a lock and
+    /// a lookup in the provider store), which costs more than hashing a token.
     var evp: OpaquePointer {
         switch self {
-        case .sha256: return EVP_sha256()
-        case .sha384: return EVP_sha384()
-        case .sha512: return EVP_sha512()
+        case .sha256: return Self.fetched.sha256
+        case .sha384: return Self.fetched.sha384
+        case .sha512: return Self.fetched.sha512
         }
     }
+
+    private struct Fetched: @unchecked Sendable {  // immutable OpenSSL objects, never freed
+        let sha256: OpaquePointer
+        let sha384: OpaquePointer
+        let sha512: OpaquePointer
+    }
+
+    private static let fetched = Fetched(
+        sha256: EVP_MD_fetch(nil, "SHA2-256", nil) ?? EVP_sha256(),
+        sha384: EVP_MD_fetch(nil, "SHA2-384", nil) ?? EVP_sha384(),
+        sha512: EVP_MD_fetch(nil, "SHA2-512", nil) ?? EVP_sha512())
 
     package var byteCount: Int {
         switch self {
@@ -24,13 +38,21 @@ package enum DigestAlgorithm: Sendable, Hashable {
 
     /// The digest of `bytes`.
     package func hash(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: 64)
-        var length: UInt32 = 0
-        let ok = out.withUnsafeMutableBufferPointer { pointer in
-            EVP_Digest(bytes.baseAddress, bytes.count, pointer.baseAddress, &length, self.evp, nil)
+        [UInt8](unsafeUninitializedCapacity: 64) { buffer, count in
+            count = self.hash(bytes, into: UnsafeMutableRawBufferPointer(buffer))
         }
+    }
+
+    /// Writes the digest of `bytes` into `out` (at least ``byteCount`` bytes) and returns its
+    /// length: no allocation of ours.
+    package func hash(_ bytes: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) -> Int {
+        precondition(out.count >= self.byteCount, "digest buffer too small")
+        var length: UInt32 = 0
+        let ok = EVP_Digest(
+            bytes.baseAddress ?? UnsafeRawPointer(out.baseAddress!), bytes.count,
+            out.baseAddress?.assumingMemoryBound(to: UInt8.self), &length, self.evp, nil)
         precondition(ok == 1, "EVP_Digest failed")
-        return Array(out.prefix(Int(length)))
+        return Int(length)
     }
 
     package func hash<Bytes: Sequence>(_ bytes: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
