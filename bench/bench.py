@@ -619,10 +619,20 @@ routes:
             self.stop(proc)
 
         # The decision service behind nginx: its CPU per decision, and nginx's around it.
-        if self.wants("decisions HS256 (nginx front)", "decisions 401 (nginx front)"):
+        if self.wants("decisions HS256 (nginx front)", "decisions 401 (nginx front)", "decisions HS256 (direct)",
+                      "decisions 401 (direct)"):
             port, nginx_proc, decider, decider_config, decider_port = self.decisions(upstream)
             nginx_pids = lambda: [nginx_proc.pid] + children(nginx_proc.pid)
             good = self.token(decider_config, "items")
+            # The same decision requests sent straight to the listener, as nginx's subrequest
+            # spells them (GET for HEAD: wrk waits for the body a HEAD answer announces): the
+            # decision's own cost, without nginx's proxying interleaved on the same core.
+            described = ["X-Original-Method: GET", "X-Original-URI: /items", "X-Original-Host: 127.0.0.1",
+                         "X-Forwarded-For: 127.0.0.1", "X-Request-Id: 7f3a9c2e4b1d8f6a0e5c3b2a1d9f8e7c"]
+            self.measure("decisions HS256 (direct)", decider_port, lambda: [decider.pid], "/.portcullis/decide",
+                         described + [f"Authorization: Bearer {good}"])
+            self.measure("decisions 401 (direct)", decider_port, lambda: [decider.pid], "/.portcullis/decide",
+                         described, expect_status=401)
             self.measure("decisions HS256 (nginx front)", port, lambda: [decider.pid], "/items",
                          [f"Authorization: Bearer {good}"], also=[("nginx", nginx_pids)], connections_to=decider_port)
             self.measure("decisions 401 (nginx front)", port, lambda: [decider.pid], "/items", expect_status=401,
@@ -814,6 +824,12 @@ routes:
                          f"and {refused['nginx_cpu_us']:.1f} µs per request")
             lines.append(f"decision/(the proxy's 401 without token): allowed {allowed['cpu_us'] / proxied['cpu_us']:.2f}x, "
                          f"401 {refused['cpu_us'] / proxied['cpu_us']:.2f}x")
+        direct_allowed = by_name.get("decisions HS256 (direct)")
+        direct_refused = by_name.get("decisions 401 (direct)")
+        if direct_allowed and direct_refused and proxied:
+            lines.append(f"decision sent directly/(the proxy's 401 without token): "
+                         f"allowed {direct_allowed['cpu_us'] / proxied['cpu_us']:.2f}x, "
+                         f"401 {direct_refused['cpu_us'] / proxied['cpu_us']:.2f}x")
         if idle_rss is not None:
             lines.append(f"portcullis RSS: idle {idle_rss / 1024:.1f} MiB, after load {loaded_rss / 1024:.1f} MiB")
         if getattr(self, "login_line", None):
