@@ -76,6 +76,12 @@ func configuration(_ algorithm: String) -> (text: String, environment: FixedEnvi
     return (text, FixedEnvironment(variables: ["SECRET": secret], files: files))
 }
 
+func load(_ text: String, _ environment: FixedEnvironment) -> GatewayConfig {
+    let loaded = ConfigLoader.load(text: text, file: "bench.yaml", environment: environment)
+    guard let config = loaded.config else { fatalError("the benchmark's configuration did not load: \(loaded.diagnostics)") }
+    return config
+}
+
 /// `value` with two decimals.
 func fixed(_ value: Double) -> String {
     let hundredths = Int((value * 100).rounded())
@@ -95,10 +101,9 @@ for (algorithm, iterations) in onlyDecisions ? [] : [("HS256", 100_000), ("RS256
         print("\(algorithm): no keys in \(keyDirectory ?? "(no KEYDIR given)")")
         continue
     }
-    let loaded = ConfigLoader.load(text: text, file: "bench.yaml", environment: environment)
-    guard let config = loaded.config, let endpoint = config.tokenEndpoint, let key = config.jwt.issuers.first?.keys.first
-    else {
-        fatalError("the benchmark's configuration did not load: \(loaded.diagnostics)")
+    let config = load(text, environment)
+    guard let endpoint = config.tokenEndpoint, let key = config.jwt.issuers.first?.keys.first else {
+        fatalError("the benchmark's configuration has no token endpoint or key")
     }
     let now = Double(time(nil))
     let token = try TokenMinter.mint(endpoint, subject: "bench", scopes: ["items"], ttlSeconds: 7200, now: now)
@@ -131,10 +136,7 @@ func decisionConfiguration() -> GatewayConfig {
           - { name: open, match: { path: /bench }, auth: none, upstream: echo }
           - { name: items, match: { path: /items }, scopes: [items], upstream: echo }
         """
-    let loaded = ConfigLoader.load(
-        text: text, file: "bench.yaml", environment: FixedEnvironment(variables: ["SECRET": secret], files: [:]))
-    guard let config = loaded.config else { fatalError("the benchmark's configuration did not load: \(loaded.diagnostics)") }
-    return config
+    return load(text, FixedEnvironment(variables: ["SECRET": secret], files: [:]))
 }
 
 func decided(_ policy: Policy, _ facts: RequestFacts, now: Double) -> Decision? {

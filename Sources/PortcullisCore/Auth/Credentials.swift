@@ -53,28 +53,17 @@ package enum PresentedCredentials: Sendable, Equatable {
         }
         let scheme = bytes[schemeStart..<schemeEnd]
         let rest = value[restStart..<restEnd]
-        if Self.isScheme(scheme, "bearer") {
+        if scheme.equalsIgnoringASCIICase("bearer".utf8) {
             if rest.isEmpty { return .malformed("The Bearer scheme needs a token") }
             let valid = rest.utf8.withContiguousStorageIfAvailable(Self.isToken68) ?? Self.isToken68(rest.utf8)
             return valid ? .bearer(rest) : .malformed("The Bearer token has invalid characters")
         }
-        if Self.isScheme(scheme, "basic") { return .basic(rest) }
+        if scheme.equalsIgnoringASCIICase("basic".utf8) { return .basic(rest) }
         // `Bearer<TAB>token`: meant as Bearer, but only a space separates scheme and credentials
         // (RFC 9110 §11.4), so it is malformed rather than some other scheme.
-        if let tabIndex = scheme.firstIndex(of: tab), Self.isScheme(bytes[schemeStart..<tabIndex], "bearer") {
+        if let tabIndex = scheme.firstIndex(of: tab), bytes[schemeStart..<tabIndex].equalsIgnoringASCIICase("bearer".utf8) {
             return .malformed("The Bearer scheme and its token must be separated by a space")
         }
         return .otherScheme
-    }
-
-    /// Whether `bytes` spell `lowercase` (an ASCII scheme name) in any case.
-    private static func isScheme(_ bytes: Substring.UTF8View, _ lowercase: StaticString) -> Bool {
-        guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
-        var expected = lowercase.utf8Start
-        for byte in bytes {
-            if (byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte) != expected.pointee { return false }
-            expected += 1
-        }
-        return true
     }
 }

@@ -49,21 +49,22 @@ extension String {
         // over both strings' contiguous bytes (native and small strings always have them).
         guard self.utf8.count == lowercase.utf8.count else { return false }
         let compared = self.utf8.withContiguousStorageIfAvailable { mine in
-            lowercase.utf8.withContiguousStorageIfAvailable { expected in
-                Self.equalsIgnoringASCIICase(mine, expected, underscoreAsDash: underscoreAsDash)
-            }
+            lowercase.utf8.withContiguousStorageIfAvailable { mine.equalsIgnoringASCIICase($0, underscoreAsDash: underscoreAsDash) }
         }
         if let compared, let result = compared { return result }
-        return Self.equalsIgnoringASCIICase(Array(self.utf8), Array(lowercase.utf8), underscoreAsDash: underscoreAsDash)
+        return self.utf8.equalsIgnoringASCIICase(lowercase.utf8, underscoreAsDash: underscoreAsDash)
     }
+}
 
+extension Collection<UInt8> {
+    /// The same comparison over bytes: `lowercase` is ASCII and already lower-case.
     @inlinable
-    static func equalsIgnoringASCIICase<Bytes: RandomAccessCollection<UInt8>>(
-        _ bytes: Bytes, _ lowercase: Bytes, underscoreAsDash: Bool
-    ) -> Bool where Bytes.Index == Int {
-        for index in bytes.indices {
-            let byte = bytes[index]
-            let expected = lowercase[lowercase.startIndex + (index - bytes.startIndex)]
+    package func equalsIgnoringASCIICase(_ lowercase: some Collection<UInt8>, underscoreAsDash: Bool = false) -> Bool {
+        guard self.count == lowercase.count else { return false }
+        var other = lowercase.startIndex
+        for byte in self {
+            let expected = lowercase[other]
+            lowercase.formIndex(after: &other)
             if underscoreAsDash && byte == UInt8(ascii: "_") {
                 if expected != UInt8(ascii: "-") { return false }
             } else if (byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte) != expected {

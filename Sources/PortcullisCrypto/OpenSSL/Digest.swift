@@ -49,7 +49,7 @@ package enum DigestAlgorithm: Sendable, Hashable {
         precondition(out.count >= self.byteCount, "digest buffer too small")
         var length: UInt32 = 0
         let ok = EVP_Digest(
-            bytes.baseAddress ?? UnsafeRawPointer(out.baseAddress!), bytes.count,
+            bytes.baseAddress, bytes.count,
             out.baseAddress?.assumingMemoryBound(to: UInt8.self), &length, self.evp, nil)
         precondition(ok == 1, "EVP_Digest failed")
         return Int(length)
