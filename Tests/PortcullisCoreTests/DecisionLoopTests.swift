@@ -91,4 +91,35 @@ struct DecisionLoopTests {
         #expect(first.status == 403 && second.status == 403 && first.reason == second.reason)
         #expect(first.headers.map(\.value) == second.headers.map(\.value) && first.body == second.body)
     }
+
+    @Test("a cached token skips the b64token check it passed once; any other token still gets it, first")
+    func malformedAfterCaching() throws {
+        let policy = try Self.policy()
+        let token = try Self.token(scope: "read")
+        var loop = DecisionLoop(policy: policy, facts: Self.facts(token))
+        guard case .decided(.forward) = loop.start(now: 1_700_000_000) else { Issue.record("not forwarded"); return }
+        // Cached now: the same token passes again without being verified.
+        var effects = DecisionEffects()
+        var recorder = NoTrace()
+        guard case .forward = policy.decide(Self.facts(token), now: 1_700_000_000, recorder: &recorder, effects: &effects) else {
+            Issue.record("the cached token is refused"); return
+        }
+        #expect(effects.verifiedToken == nil)
+        // A token with a character outside b64token is 400 invalid_request, as without a cache,
+        // whether it is otherwise a token the cache knows or too large to verify.
+        for bad in [token + "!", "x,\(token)", String(repeating: "a", count: BearerVerifier.maximumTokenBytes) + "\""] {
+            guard case .refuse(let refusal) = policy.decide(Self.facts(bad), now: 1_700_000_000) else {
+                Issue.record("a malformed token was not refused"); continue
+            }
+            #expect(refusal.status == 400 && refusal.reason == .invalidRequest)
+            #expect(refusal.headers.contains { $0.value.contains("error=\"invalid_request\"") })
+            #expect(refusal.headers.contains { $0.value.contains(PresentedCredentials.invalidTokenCharacters) })
+        }
+        // Too large but well formed: the verifier's refusal.
+        let large = String(repeating: "a", count: BearerVerifier.maximumTokenBytes + 1)
+        guard case .refuse(let refusal) = policy.decide(Self.facts(large), now: 1_700_000_000) else {
+            Issue.record("a token too large was not refused"); return
+        }
+        #expect(refusal.status == 401 && refusal.reason == .tokenTooLarge)
+    }
 }

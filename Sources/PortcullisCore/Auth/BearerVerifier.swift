@@ -57,11 +57,31 @@ package struct BearerVerifier: Sendable {
     package func verify(
         _ token: Substring, now: Double, remember: inout (key: VerifiedTokenCache.Key, token: VerifiedToken)?
     ) -> Result<VerifiedToken, TokenRejection> {
+        self.verify(token, self.lookup(token, now: now), now: now, remember: &remember)
+    }
+
+    /// What the cache knows of a token: its key (`nil` without a cache, or for a token too
+    /// large to verify) and the verified token it holds, if any.
+    package struct Lookup {
+        let key: VerifiedTokenCache.Key?
+        package let cached: VerifiedToken?
+    }
+
+    /// Looks `token` up in the cache, hashing it once: ``verify(_:_:now:remember:)`` takes the
+    /// result, so a caller can ask first whether the token was verified before.
+    package func lookup(_ token: Substring, now: Double) -> Lookup {
+        guard let cache = self.cache, token.utf8.count <= Self.maximumTokenBytes else { return Lookup(key: nil, cached: nil) }
+        let key = VerifiedTokenCache.Key(token: token)
+        return Lookup(key: key, cached: cache.lookup(key, now: now, leeway: self.leeway))
+    }
+
+    /// ``verify(_:now:remember:)`` with the cache already asked (``lookup(_:now:)``).
+    package func verify(
+        _ token: Substring, _ lookup: Lookup, now: Double, remember: inout (key: VerifiedTokenCache.Key, token: VerifiedToken)?
+    ) -> Result<VerifiedToken, TokenRejection> {
+        if let cached = lookup.cached { return self.checkLocalUser(cached) }
         guard token.utf8.count <= Self.maximumTokenBytes else { return .failure(.tooLarge) }
-        let key = self.cache.map { _ in VerifiedTokenCache.Key(token: token) }
-        if let cache = self.cache, let key, let cached = cache.lookup(key, now: now, leeway: self.leeway) {
-            return self.checkLocalUser(cached)
-        }
+        let key = lookup.key
         // A header value is a native string: its bytes are copied in one go, not one by one.
         let bytes = token.utf8.withContiguousStorageIfAvailable { Array($0) } ?? Array(token.utf8)
         let result = self.verifyUncached(bytes, now: now)

@@ -11,6 +11,13 @@ package enum PresentedCredentials: Sendable, Equatable {
     /// Reads the client's `Authorization` headers. The scheme is matched case-insensitively
     /// (RFC 9110 §11.1); a Bearer token must be a b64token (RFC 6750 §2.1).
     /// RFC 6750 §2.1 b64token: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+    package static func isToken68(_ token: Substring) -> Bool {
+        token.utf8.withContiguousStorageIfAvailable(Self.isToken68) ?? Self.isToken68(token.utf8)
+    }
+
+    /// The malformed reason of a Bearer token that is no b64token.
+    package static let invalidTokenCharacters = "The Bearer token has invalid characters"
+
     private static func isToken68<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> Bool {
         var index = bytes.startIndex
         while index != bytes.endIndex, Self.isToken68Character(bytes[index]) { bytes.formIndex(after: &index) }
@@ -31,7 +38,9 @@ package enum PresentedCredentials: Sendable, Equatable {
 
     /// Reads one header value byte by byte: only ASCII space and tab separate or surround the
     /// parts, so the byte positions are also positions in the string.
-    package static func read(_ values: [String]) -> PresentedCredentials {
+    /// - Parameter checkingToken: `false` leaves the b64token check of a Bearer token to the
+    ///   caller (``isToken68(_:)``), which can skip it for a token verified before.
+    package static func read(_ values: [String], checkingToken: Bool = true) -> PresentedCredentials {
         guard let value = values.first else { return .none }
         if values.count > 1 { return .malformed("More than one Authorization header") }
         let bytes = value.utf8
@@ -55,8 +64,7 @@ package enum PresentedCredentials: Sendable, Equatable {
         let rest = value[restStart..<restEnd]
         if scheme.equalsIgnoringASCIICase("bearer".utf8) {
             if rest.isEmpty { return .malformed("The Bearer scheme needs a token") }
-            let valid = rest.utf8.withContiguousStorageIfAvailable(Self.isToken68) ?? Self.isToken68(rest.utf8)
-            return valid ? .bearer(rest) : .malformed("The Bearer token has invalid characters")
+            return !checkingToken || Self.isToken68(rest) ? .bearer(rest) : .malformed(Self.invalidTokenCharacters)
         }
         if scheme.equalsIgnoringASCIICase("basic".utf8) { return .basic(rest) }
         // `Bearer<TAB>token`: meant as Bearer, but only a space separates scheme and credentials

@@ -55,10 +55,12 @@ package struct ClaimHeaderValue: Sendable, Hashable {
 /// An allowed request, fully resolved: the complete request head the upstream receives.
 /// `serve` sends exactly this, `check` prints it and `test` compares against it.
 package struct ForwardPlan: Sendable {
-    package var routeIndex: Int
-    package var routeName: String
+    /// The matched route, by reference: the plan is handed from function to function, and
+    /// the route's name and upstream are read from it, not copied into every plan.
+    package let route: Policy.CompiledRoute
+    package var routeName: String { self.route.config.name }
     /// `nil` on a route only the decision service answers (which is never forwarded).
-    package var upstream: UpstreamConfig?
+    package var upstream: UpstreamConfig? { self.route.upstream }
     /// The method the upstream receives: always the one that was authorized.
     package var method: String
     /// The path and query sent upstream: the normalized path, after `strip_prefix`, under the

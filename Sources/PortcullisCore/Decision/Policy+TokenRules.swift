@@ -6,7 +6,7 @@ extension Policy {
     /// A token that verified (or that `--claims` assumes): the route's issuers, then the claims
     /// it forwards, then its scopes, roles and conditions.
     func admit<R: DecisionRecorder>(
-        _ token: VerifiedToken, _ index: Int, _ route: CompiledRoute, target: RequestTarget, request: RequestFacts,
+        _ token: VerifiedToken, _ route: CompiledRoute, target: RequestTarget, request: RequestFacts,
         recorder: inout R
     ) -> Decision {
         if !route.config.issuers.isEmpty && !route.config.issuers.contains(token.issuer) {
@@ -24,7 +24,7 @@ extension Policy {
         }
         let identity = Identity(
             subject: token.subject, scopes: token.scopes, method: .bearer, roles: token.roles, claimHeaders: claimHeaders)
-        return self.grant(identity, claims: token.claims, index, route, target: target, request: request, recorder: &recorder)
+        return self.grant(identity, claims: token.claims, route, target: target, request: request, recorder: &recorder)
     }
 
     /// What a credential lacks of `all` (each of them) and `any` (one of them, listed whole

@@ -172,37 +172,33 @@ package final class Policy: Sendable {
         let path = target.path[...]
 
         var allowed: Set<String> = []
-        for index in self.routes.indices {
-            // Routes whose path does not match are passed over without copying them out.
-            guard self.routes[index].config.path.matches(path) else { continue }
-            let route = self.routes[index]
-            let config = route.config
-            if !config.hosts.isEmpty {
-                guard let host, config.hosts.contains(where: { $0.matches(host) }) else { continue }
+        for route in self.routes where route.config.path.matches(path) {
+            if !route.config.hosts.isEmpty {
+                guard let host, route.config.hosts.contains(where: { $0.matches(host) }) else { continue }
             }
             // A CORS preflight is the route's whatever its methods.
-            let preflight = config.cors != nil && Self.isPreflight(request)
-            if !preflight && !config.methods.contains(request.method) {
-                allowed.formUnion(config.methods.methods ?? [])
+            let preflight = route.config.cors != nil && Self.isPreflight(request)
+            if !preflight && !route.config.methods.contains(request.method) {
+                allowed.formUnion(route.config.methods.methods ?? [])
                 continue
             }
             if route.upstream == nil && request.listener == .proxy {
-                recorder.record(.matched(route: config.name, location: config.location))
+                recorder.record(.matched(route: route.config.name, location: route.config.location))
                 recorder.record(.notServedHere("the route has no upstream: only the decision service answers it"))
                 var refusal = Refusal(status: 404, detail: "Not Found", reason: .decisionServiceOnly)
-                refusal.routeName = config.name
+                refusal.routeName = route.config.name
                 return .refuse(refusal)
             }
             if preflight, let answer = self.preflight(route, request: request, recorder: &recorder) { return answer }
-            recorder.record(.matched(route: config.name, location: config.location))
+            recorder.record(.matched(route: route.config.name, location: route.config.location))
             let decision = self.authorize(
-                index, route, target: target, request: request, now: now, recorder: &recorder, effects: &effects)
+                route, target: target, request: request, now: now, recorder: &recorder, effects: &effects)
             if case .verify = decision { return decision }
             if case .refuse(var refusal) = decision {
-                refusal.routeName = config.name
-                if self.config.server.dryRun || config.mode == .dryRun {
+                refusal.routeName = route.config.name
+                if self.config.server.dryRun || route.config.mode == .dryRun {
                     // Shadow mode: forwarded anyway, carrying the refusal it would have been.
-                    var plan = self.plan(index, route, target: target, request: request, identity: refusal.shadowIdentity, shadow: true)
+                    var plan = self.plan(route, target: target, request: request, identity: refusal.shadowIdentity, shadow: true)
                     plan.shadowed = refusal
                     return self.withCORS(.forward(plan), route, request: request)
                 }
@@ -278,15 +274,14 @@ package final class Policy: Sendable {
     }
 
     private func authorize<R: DecisionRecorder>(
-        _ index: Int, _ route: CompiledRoute, target: RequestTarget, request: RequestFacts, now: Double, recorder: inout R,
+        _ route: CompiledRoute, target: RequestTarget, request: RequestFacts, now: Double, recorder: inout R,
         effects: inout DecisionEffects
     ) -> Decision {
-        let config = route.config
         guard let unauthenticated = route.unauthenticated else {
             recorder.record(.credentials("not required (auth: none)"))
-            return .forward(self.plan(index, route, target: target, request: request, identity: nil))
+            return .forward(self.plan(route, target: target, request: request, identity: nil))
         }
-        let optional = config.auth == .optional
+        let optional = route.config.auth == .optional
         let acceptsBearer = route.schemes.contains(.bearer)
         if acceptsBearer, let assumed = request.assumedToken {
             recorder.record(.credentials("claims given with --claims, taken as a verified token of \(assumed.issuer)"))
@@ -294,46 +289,57 @@ package final class Policy: Sendable {
             case .failure(let rejection): return self.tokenRefusal(rejection, route, recorder: &recorder)
             case .success(let token):
                 recorder.record(.tokenVerified(token))
-                return self.admit(token, index, route, target: target, request: request, recorder: &recorder)
+                return self.admit(token, route, target: target, request: request, recorder: &recorder)
             }
         }
-        switch PresentedCredentials.read(request.authorization) {
+        switch PresentedCredentials.read(request.authorization, checkingToken: false) {
         case .malformed(let reason) where acceptsBearer:
-            recorder.record(.credentials("malformed Authorization header: \(reason)"))
-            return .refuse(
-                Challenge.refusal(
-                    .invalidRequest, realm: self.config.server.realm, description: reason, otherChallenges: route.otherChallenges,
-                    reason: .invalidRequest))
+            return self.malformedCredentials(reason, route, recorder: &recorder)
         case .bearer(let token) where acceptsBearer:
+            // A token the cache holds was a b64token when it was verified: only the others
+            // are checked, and one that is not is malformed, whatever it would verify as.
+            let lookup = self.verifier.lookup(token, now: now)
+            if lookup.cached == nil && !PresentedCredentials.isToken68(token) {
+                return self.malformedCredentials(PresentedCredentials.invalidTokenCharacters, route, recorder: &recorder)
+            }
             recorder.record(.credentials("Bearer token"))
-            switch self.verifier.verify(token, now: now, remember: &effects.verifiedToken) {
+            switch self.verifier.verify(token, lookup, now: now, remember: &effects.verifiedToken) {
             case .failure(let rejection):
                 return self.tokenRefusal(rejection, route, recorder: &recorder)
             case .success(let token):
                 recorder.record(.tokenVerified(token))
-                return self.admit(token, index, route, target: target, request: request, recorder: &recorder)
+                return self.admit(token, route, target: target, request: request, recorder: &recorder)
             }
         case .basic(let encoded) where route.schemes.contains(.basic):
             return self.authorizeBasic(
-                encoded, index, route, target: target, request: request, now: now, recorder: &recorder, effects: &effects)
+                encoded, route, target: target, request: request, now: now, recorder: &recorder, effects: &effects)
         case .none, .otherScheme, .malformed, .bearer, .basic:
             if route.schemes.contains(.apiKey), self.presentsAPIKey(request, target: target) {
                 return self.authorizeAPIKey(
-                    index, route, target: target, request: request, now: now, recorder: &recorder, effects: &effects)
+                    route, target: target, request: request, now: now, recorder: &recorder, effects: &effects)
             }
             if optional {
                 recorder.record(.credentials("none: forwarded anonymously (auth: optional)"))
-                return .forward(self.plan(index, route, target: target, request: request, identity: nil))
+                return .forward(self.plan(route, target: target, request: request, identity: nil))
             }
             recorder.record(.credentials("none that this route accepts"))
             return .refuse(unauthenticated)
         }
     }
 
+    /// 400 invalid_request for an `Authorization` header a Bearer route cannot read.
+    private func malformedCredentials<R: DecisionRecorder>(_ reason: String, _ route: CompiledRoute, recorder: inout R) -> Decision {
+        recorder.record(.credentials("malformed Authorization header: \(reason)"))
+        return .refuse(
+            Challenge.refusal(
+                .invalidRequest, realm: self.config.server.realm, description: reason, otherChallenges: route.otherChallenges,
+                reason: .invalidRequest))
+    }
+
     // MARK: Basic and API keys
 
     private func authorizeBasic<R: DecisionRecorder>(
-        _ encoded: Substring, _ index: Int, _ route: CompiledRoute, target: RequestTarget, request: RequestFacts, now: Double,
+        _ encoded: Substring, _ route: CompiledRoute, target: RequestTarget, request: RequestFacts, now: Double,
         recorder: inout R, effects: inout DecisionEffects
     ) -> Decision {
         recorder.record(.credentials("Basic credentials"))
@@ -372,7 +378,7 @@ package final class Policy: Sendable {
         // The configured name, byte for byte: Swift compares names by canonical equivalence, so
         // the client's spelling (NFD for NFC) may differ, and upstreams compare bytes.
         return self.grant(
-            Identity(subject: user.username, scopes: user.scopes, method: .basic), index, route, target: target, request: request,
+            Identity(subject: user.username, scopes: user.scopes, method: .basic), route, target: target, request: request,
             recorder: &recorder)
     }
 
@@ -427,7 +433,7 @@ package final class Policy: Sendable {
     }
 
     private func authorizeAPIKey<R: DecisionRecorder>(
-        _ index: Int, _ route: CompiledRoute, target: RequestTarget, request: RequestFacts, now: Double, recorder: inout R,
+        _ route: CompiledRoute, target: RequestTarget, request: RequestFacts, now: Double, recorder: inout R,
         effects: inout DecisionEffects
     ) -> Decision {
         recorder.record(.credentials("API key"))
@@ -480,7 +486,7 @@ package final class Policy: Sendable {
         }
         let key = self.config.apiKeys[matched]
         recorder.record(.credentials("API key '\(key.name)'"))
-        return self.grant(Identity(subject: key.name, scopes: key.scopes, method: .apiKey), index, route, target: target, request: request,
+        return self.grant(Identity(subject: key.name, scopes: key.scopes, method: .apiKey), route, target: target, request: request,
             recorder: &recorder)
     }
 
@@ -488,14 +494,13 @@ package final class Policy: Sendable {
     /// short gets RFC 6750's insufficient_scope challenge; Basic and API-key identities get
     /// none, since other credentials of the same kind would not help.
     func grant<R: DecisionRecorder>(
-        _ identity: Identity, claims: JSONValue? = nil, _ index: Int, _ route: CompiledRoute, target: RequestTarget,
+        _ identity: Identity, claims: JSONValue? = nil, _ route: CompiledRoute, target: RequestTarget,
         request: RequestFacts, recorder: inout R
     ) -> Decision {
-        let config = route.config
-        let missing = Self.missing(all: config.scopes, any: config.scopesAny, held: identity.scopes)
-        recorder.record(.scopes(required: config.scopes, requiredAny: config.scopesAny, granted: identity.scopes, missing: missing))
+        let missing = Self.missing(all: route.config.scopes, any: route.config.scopesAny, held: identity.scopes)
+        recorder.record(.scopes(required: route.config.scopes, requiredAny: route.config.scopesAny, granted: identity.scopes, missing: missing))
         let scopesHold = missing.isEmpty
-        let rulesHold = self.tokenRulesHold(config, identity: identity, claims: claims, recorder: &recorder)
+        let rulesHold = self.tokenRulesHold(route.config, identity: identity, claims: claims, recorder: &recorder)
         if !scopesHold || !rulesHold {
             let server = self.config.server
             var refusal: Refusal
@@ -513,13 +518,13 @@ package final class Policy: Sendable {
             refusal.shadowIdentity = identity
             return .refuse(refusal)
         }
-        return .forward(self.plan(index, route, target: target, request: request, identity: identity))
+        return .forward(self.plan(route, target: target, request: request, identity: identity))
     }
 
     /// - Parameter shadow: a refused request forwarded in shadow mode; a Basic password it
     ///   carries is never passed on by default, right or wrong.
     func plan(
-        _ index: Int, _ route: CompiledRoute, target: RequestTarget, request: RequestFacts, identity: Identity?,
+        _ route: CompiledRoute, target: RequestTarget, request: RequestFacts, identity: Identity?,
         shadow: Bool = false
     ) -> ForwardPlan {
         var path = target.path
@@ -561,7 +566,7 @@ package final class Policy: Sendable {
             stripAPIKeyHeaders: route.schemes.contains(.apiKey) && !(route.config.forwardAuthorization ?? false),
             host: (route.upstream?.preserveHost ?? true) ? clientHost : upstreamHost)
         return ForwardPlan(
-            routeIndex: index, routeName: route.config.name, upstream: route.upstream, method: request.method,
+            route: route, method: request.method,
             upstreamTarget: upstreamTarget, upstreamURL: route.upstream == nil ? "" : origin + upstreamTarget, identity: identity,
             // The decision service forwards nothing: the edge proxy builds the upstream's head.
             headers: request.listener == .decisions
