@@ -33,6 +33,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
     ],
     targets: [
         .systemLibrary(
@@ -41,7 +42,9 @@ let package = Package(
             name: "CPortcullisOpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(
             name: "CPortcullisArgon2", pkgConfig: "libargon2", providers: [.apt(["libargon2-dev"])]),
-        .target(name: "PortcullisCrypto", dependencies: ["CPortcullisOpenSSL", "CPortcullisArgon2"]),
+        .target(
+            name: "PortcullisCrypto",
+            dependencies: ["CPortcullisOpenSSL", "CPortcullisArgon2", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "PortcullisCore", dependencies: ["PortcullisCrypto", "Yams"]),
         .target(name: "PortcullisUpstream", dependencies: ["CPortcullisCurl", nioCore, logging]),
         .target(

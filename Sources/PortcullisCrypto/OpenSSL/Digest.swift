@@ -1,4 +1,5 @@
 internal import CPortcullisOpenSSL
+internal import Crypto
 
 /// The SHA-2 digests JOSE uses.
 package enum DigestAlgorithm: Sendable, Hashable {
@@ -6,9 +7,9 @@ package enum DigestAlgorithm: Sendable, Hashable {
     case sha384
     case sha512
 
-    /// OpenSSL's implementation, fetched once: a fetched `EVP_MD` is immutable and may be shared
-    /// between threads, and passing it spares every digest OpenSSL 3's implicit fetch (a lock and
-    /// a lookup in the provider store), which costs more than hashing a token.
+    /// OpenSSL's implementation, for HMACs and signatures, fetched once: a fetched `EVP_MD` is
+    /// immutable and may be shared between threads, and passing it spares every operation
+    /// OpenSSL 3's implicit fetch (a lock and a lookup in the provider store).
     var evp: OpaquePointer {
         switch self {
         case .sha256: return Self.fetched.sha256
@@ -44,15 +45,24 @@ package enum DigestAlgorithm: Sendable, Hashable {
     }
 
     /// Writes the digest of `bytes` into `out` (at least ``byteCount`` bytes) and returns its
-    /// length: no allocation of ours.
+    /// length, allocating nothing.
+    ///
+    /// Plain digests come from swift-crypto (BoringSSL's SHA-2, already in the binary for TLS
+    /// and PostgreSQL): a context on the stack and one direct call. OpenSSL 3's `EVP_Digest`
+    /// allocates two contexts and dispatches through its provider, and on the verified-token
+    /// cache's path, which hashes every presented token, that cost a server about 1.5 µs a
+    /// request (bench/README.md, "The cache key's digest").
     package func hash(_ bytes: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) -> Int {
         precondition(out.count >= self.byteCount, "digest buffer too small")
-        var length: UInt32 = 0
-        let ok = EVP_Digest(
-            bytes.baseAddress, bytes.count,
-            out.baseAddress?.assumingMemoryBound(to: UInt8.self), &length, self.evp, nil)
-        precondition(ok == 1, "EVP_Digest failed")
-        return Int(length)
+        let copy = { (digest: UnsafeRawBufferPointer) -> Int in
+            out.copyMemory(from: digest)
+            return digest.count
+        }
+        switch self {
+        case .sha256: return SHA256.hash(data: bytes).withUnsafeBytes(copy)
+        case .sha384: return SHA384.hash(data: bytes).withUnsafeBytes(copy)
+        case .sha512: return SHA512.hash(data: bytes).withUnsafeBytes(copy)
+        }
     }
 
     package func hash<Bytes: Sequence>(_ bytes: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
