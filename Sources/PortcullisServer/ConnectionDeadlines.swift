@@ -81,11 +81,13 @@ final class ConnectionDeadlines: ChannelInboundHandler, RemovableChannelHandler 
         self.deadline = nil
     }
 
-    /// The exchange is over and the connection waits for the next request.
+    /// The exchange is over and the connection waits for the next request. The handlers call
+    /// this as soon as the end of the answer is handed to the channel, without waiting for it
+    /// to be written: a close for the drain waits for the writes (``closeAfterWrites()``).
     func becameIdle() {
         self.phase = .idle
         if self.closeWhenIdle {
-            self.context?.channel.close(promise: nil)
+            self.closeAfterWrites()
             return
         }
         self.arm(self.idleTimeout)
@@ -95,7 +97,18 @@ final class ConnectionDeadlines: ChannelInboundHandler, RemovableChannelHandler 
     /// close as soon as it next becomes idle otherwise.
     func closeIfIdle() {
         self.closeWhenIdle = true
-        if case .idle = self.phase { self.context?.channel.close(promise: nil) }
+        if case .idle = self.phase { self.closeAfterWrites() }
+    }
+
+    /// Closes once every answer written so far has gone out: writes complete in order, so an
+    /// empty one completes after all of them (a close on its own would drop the ones still
+    /// waiting for the socket).
+    private func closeAfterWrites() {
+        guard let context = self.context else { return }
+        let channel = context.channel
+        context.writeAndFlush(NIOAny(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+            channel.close(promise: nil)
+        }
     }
 
     private func arm(_ amount: TimeAmount) {

@@ -141,9 +141,13 @@ final class DecisionHandler: ChannelInboundHandler {
         if !answer.body.isEmpty {
             context.write(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: answer.body)))), promise: nil)
         }
-        let channel = context.channel
-        context.writeAndFlush(self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { [deadlines = self.deadlines] _ in
-            if keepAlive { deadlines.becameIdle() } else { channel.close(promise: nil) }
+        if keepAlive {
+            // No promise to wait on: the connection is idle once the answer is handed over.
+            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+            self.deadlines.becameIdle()
+        } else {
+            let channel = context.channel
+            context.writeAndFlush(self.wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
         }
     }
 

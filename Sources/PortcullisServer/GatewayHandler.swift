@@ -340,11 +340,13 @@ final class GatewayHandler: ChannelDuplexHandler {
         if !refusal.body.isEmpty {
             context.write(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: refusal.body)))), promise: nil)
         }
-        let channel = context.channel
-        context.writeAndFlush(self.wrapOutboundOut(.end(nil))).whenComplete { _ in
-            if !keepAlive { channel.close(promise: nil) }
+        if keepAlive {
+            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+            if answer.idleAfter { self.deadlines.becameIdle() }
+        } else {
+            let channel = context.channel
+            context.writeAndFlush(self.wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
         }
-        if keepAlive && answer.idleAfter { self.deadlines.becameIdle() }
     }
 
     private func logRequest(decision: DecisionLabel, reason: Reason?) {
