@@ -30,6 +30,15 @@ struct CredentialsTests {
         #expect(PresentedCredentials.read(["Bearer a", "Bearer b"]) == .malformed("More than one Authorization header"))
     }
 
+    @Test("the b64token check can be left to the caller, and then only it is left out")
+    func deferredTokenCheck() {
+        #expect(PresentedCredentials.read(["Bearer a,b"], checkingToken: false) == .bearer("a,b"))
+        #expect(!PresentedCredentials.isToken68("a,b") && !PresentedCredentials.isToken68("abc=d"))
+        #expect(PresentedCredentials.isToken68(Substring(Self.token)) && PresentedCredentials.isToken68("abc=="))
+        #expect(PresentedCredentials.read(["Bearer"], checkingToken: false) == .malformed("The Bearer scheme needs a token"))
+        #expect(PresentedCredentials.read(["Bearer a", "Bearer b"], checkingToken: false) == .malformed("More than one Authorization header"))
+    }
+
     @Test("Basic, other schemes and nothing at all")
     func otherSchemes() {
         #expect(PresentedCredentials.read([]) == .none)

@@ -8,9 +8,8 @@ package enum PresentedCredentials: Sendable, Equatable {
     /// Malformed: a reason for `error_description` (two headers, no token, bad characters).
     case malformed(String)
 
-    /// Reads the client's `Authorization` headers. The scheme is matched case-insensitively
-    /// (RFC 9110 §11.1); a Bearer token must be a b64token (RFC 6750 §2.1).
-    /// RFC 6750 §2.1 b64token: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+    /// Whether a Bearer token is a b64token (RFC 6750 §2.1):
+    /// `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
     package static func isToken68(_ token: Substring) -> Bool {
         token.utf8.withContiguousStorageIfAvailable(Self.isToken68) ?? Self.isToken68(token.utf8)
     }
@@ -36,6 +35,9 @@ package enum PresentedCredentials: Sendable, Equatable {
         return false
     }
 
+    /// Reads the client's `Authorization` headers. The scheme is matched case-insensitively
+    /// (RFC 9110 §11.1); a Bearer token must be a b64token (RFC 6750 §2.1).
+    ///
     /// Reads one header value byte by byte: only ASCII space and tab separate or surround the
     /// parts, so the byte positions are also positions in the string.
     /// - Parameter checkingToken: `false` leaves the b64token check of a Bearer token to the
