@@ -47,17 +47,10 @@ package struct BearerVerifier: Sendable {
     package var hasIssuers: Bool { !self.issuers.isEmpty }
 
     /// Verifies `token` at `now` (seconds since 1970). The disabled-user check runs on every
-    /// call, cached or not, so disabling a user takes effect at once. A token verified now
-    /// (not found in the cache) is left in `remember` for the caller to cache.
+    /// call, cached or not, so disabling a user takes effect at once. Nothing is cached here.
     package func verify(_ token: Substring, now: Double) -> Result<VerifiedToken, TokenRejection> {
         var remember: (key: VerifiedTokenCache.Key, token: VerifiedToken)?
-        return self.verify(token, now: now, remember: &remember)
-    }
-
-    package func verify(
-        _ token: Substring, now: Double, remember: inout (key: VerifiedTokenCache.Key, token: VerifiedToken)?
-    ) -> Result<VerifiedToken, TokenRejection> {
-        self.verify(token, self.lookup(token, now: now), now: now, remember: &remember)
+        return self.verify(token, self.lookup(token, now: now), now: now, remember: &remember)
     }
 
     /// What the cache knows of a token: its key (`nil` without a cache, or for a token too
@@ -75,17 +68,17 @@ package struct BearerVerifier: Sendable {
         return Lookup(key: key, cached: cache.lookup(key, now: now, leeway: self.leeway))
     }
 
-    /// ``verify(_:now:remember:)`` with the cache already asked (``lookup(_:now:)``).
+    /// ``verify(_:now:)`` with the cache already asked (``lookup(_:now:)``); a token verified
+    /// now is left in `remember` for the caller to cache.
     package func verify(
         _ token: Substring, _ lookup: Lookup, now: Double, remember: inout (key: VerifiedTokenCache.Key, token: VerifiedToken)?
     ) -> Result<VerifiedToken, TokenRejection> {
         if let cached = lookup.cached { return self.checkLocalUser(cached) }
         guard token.utf8.count <= Self.maximumTokenBytes else { return .failure(.tooLarge) }
-        let key = lookup.key
         // A header value is a native string: its bytes are copied in one go, not one by one.
         let bytes = token.utf8.withContiguousStorageIfAvailable { Array($0) } ?? Array(token.utf8)
         let result = self.verifyUncached(bytes, now: now)
-        if case .success(let verified) = result, let key {
+        if case .success(let verified) = result, let key = lookup.key {
             remember = (key, verified)
         }
         return result.flatMap(self.checkLocalUser)
