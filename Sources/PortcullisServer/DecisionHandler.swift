@@ -85,16 +85,19 @@ final class DecisionHandler: ChannelInboundHandler {
         fields.reserveCapacity(head.headers.count)
         for field in head.headers { fields.append(field) }
         let facts = RequestFacts.decisionRequest(
-            method: head.method.rawValue, target: head.uri, fields: fields, peer: self.peer, decisions: decisions, policy: policy)
-        self.current.requestID = facts.requestID
-        self.current.client = facts.peer
+            method: head.method.rawValue, target: head.uri, fields: consume fields, peer: self.peer, decisions: decisions,
+            policy: policy)
+        let requestID = facts.requestID
+        let client = facts.peer
+        self.current.requestID = requestID
+        self.current.client = client
         if !facts.method.isEmpty { self.current.method = facts.method }
         self.current.target = facts.rawTarget.isEmpty ? head.uri : facts.rawTarget
         let keepAlive = head.isKeepAlive
-        switch DecisionRunner(environment: self.environment).run(facts, policy: policy, client: facts.peer, on: context.eventLoop) {
+        switch DecisionRunner(environment: self.environment).run(consume facts, policy: policy, client: client, on: context.eventLoop) {
         case .decided(let decision):
             self.write(
-                policy.decisionServiceAnswer(decision, requestID: facts.requestID), keepAlive: keepAlive, sendsBody: sendsBody,
+                policy.decisionServiceAnswer(decision, requestID: requestID), keepAlive: keepAlive, sendsBody: sendsBody,
                 context: context)
         case .pending(let decision):
             decision.assumeIsolated().whenComplete { [generation = self.generation] result in
@@ -105,7 +108,7 @@ final class DecisionHandler: ChannelInboundHandler {
                 case .failure: final = .refuse(Refusal(status: 500, detail: "Internal Server Error", reason: .credentialCheckFailed))
                 }
                 self.write(
-                    policy.decisionServiceAnswer(final, requestID: facts.requestID), keepAlive: keepAlive, sendsBody: sendsBody,
+                    policy.decisionServiceAnswer(final, requestID: requestID), keepAlive: keepAlive, sendsBody: sendsBody,
                     context: context)
             }
         }

@@ -20,7 +20,7 @@ struct DecisionRunner {
     /// - Parameters:
     ///   - client: the client's address, as the login throttle counts it.
     ///   - eventLoop: where the caller is; a pending decision completes there.
-    func run(_ facts: RequestFacts, policy: Policy, client: String, on eventLoop: any EventLoop) -> Outcome {
+    func run(_ facts: consuming RequestFacts, policy: Policy, client: String, on eventLoop: any EventLoop) -> Outcome {
         var loop = DecisionLoop(policy: policy, facts: facts)
         let step = loop.start(now: WallClock.now())
         return self.advance(step, loop, client: client, on: eventLoop)

@@ -117,6 +117,33 @@ struct ClientAddressTests {
         #expect(ClientAddress.resolve(peer: "127.0.0.1", forwardedFor: ["not-an-ip, 10.0.0.6"], trustedProxies: self.trusted) == "10.0.0.6")
         #expect(ClientAddress.resolve(peer: "127.0.0.1", forwardedFor: [], trustedProxies: self.trusted) == "127.0.0.1")
     }
+
+    @Test("addresses read per request are read as inet_pton reads them")
+    func addressesAsInetPton() {
+        var texts = [
+            "0.0.0.0", "255.255.255.255", "10.0.0.1", "127.0.0.1", "1.2.3.4", "256.1.1.1", "1.2.3.256", "01.2.3.4",
+            "1.2.3.04", "1.2.3", "1.2.3.4.5", "1..2.3", ".1.2.3", "1.2.3.", "1.2.3.4 ", " 1.2.3.4", "1.2.3.-4",
+            "1000.1.1.1", "0x1.2.3.4", "１.2.3.4", "::1", "::ffff:10.0.0.1", "2001:db8::1", "", "1.2.3.4:80",
+            "999.999.999.999", "00.0.0.0", "0.0.0.00", "12.34.56.78",
+        ]
+        // And every dotted string of three to five parts drawn from edge cases of a part.
+        let parts = ["0", "00", "01", "7", "42", "099", "199", "255", "256", "300", "1000", "", "x"]
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next(_ bound: Int) -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int(state >> 33) % bound
+        }
+        for _ in 0..<20000 {
+            texts.append((0..<(3 + next(3))).map { _ in parts[next(parts.count)] }.joined(separator: "."))
+        }
+        var accepted = 0
+        for text in texts {
+            let read = IPAddressBytes.withParsed(text) { Array($0) }
+            #expect(read == IPAddressBytes.parse(text), "\(text)")
+            if read != nil { accepted += 1 }
+        }
+        #expect(accepted > 80)  // real addresses among them, not only refusals
+    }
 }
 
 @Suite("Challenges")

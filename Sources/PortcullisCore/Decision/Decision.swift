@@ -127,8 +127,24 @@ package struct RequestFacts: Sendable {
         self.method = method
         self.rawTarget = rawTarget
         self.host = host.map { $0.trimmingSpaces() }
-        self.authorization = authorization.map { $0.trimmingSpaces() }
-        self.credentialHeaders = credentialHeaders.map { ($0.name, $0.value.trimmingSpaces()) }
+        // In place: most values have nothing to trim, and the arrays are not copied for them.
+        self.authorization = authorization
+        for index in self.authorization.indices where Self.hasEdgeSpace(self.authorization[index]) {
+            self.authorization[index] = self.authorization[index].trimmingSpaces()
+        }
+        self.credentialHeaders = credentialHeaders
+        for index in self.credentialHeaders.indices where Self.hasEdgeSpace(self.credentialHeaders[index].value) {
+            self.credentialHeaders[index].value = self.credentialHeaders[index].value.trimmingSpaces()
+        }
+    }
+}
+
+extension RequestFacts {
+    /// Whether `value` starts or ends with a space or a tab.
+    static func hasEdgeSpace(_ value: String) -> Bool {
+        let bytes = value.utf8
+        guard let first = bytes.first, let last = bytes.last else { return false }
+        return first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") || last == UInt8(ascii: " ") || last == UInt8(ascii: "\t")
     }
 }
 

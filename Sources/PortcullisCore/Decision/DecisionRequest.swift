@@ -14,38 +14,54 @@ extension RequestFacts {
     ///   - peer: the decision request's peer, a trusted proxy: the client address is the
     ///     rightmost `X-Forwarded-For` entry that is not itself one of `trusted_proxies`.
     package static func decisionRequest(
-        method: String, target: String, fields: [(name: String, value: String)], peer: String, decisions: DecisionsConfig,
-        policy: Policy
+        method: String, target: String, fields: consuming [(name: String, value: String)], peer: String,
+        decisions: DecisionsConfig, policy: Policy
     ) -> RequestFacts {
         // One pass over the fields: what describes the original request, and what the
         // decision reads of the rest.
-        let described = decisions.requestFrom.describingFields
+        let roles = decisions.requestFrom.fieldRoles
         var found = DescribingValues()
-        var passed: [(name: String, value: String)] = []
-        passed.reserveCapacity(fields.count + 1)
+        // The fields passed on are those of the request less the description: kept in place,
+        // in order, at the front of the array.
+        var passed = fields
+        var kept = 0
         var forwardedFor: [String] = []
         var authorization: [String] = []
         var credentialHeaders: [(name: String, value: String)] = []
         var givenRequestID: String?
         let credentialNames = policy.credentialHeaderNames
-        for field in fields {
-            if field.name.equalsIgnoringASCIICase("x-forwarded-for") { forwardedFor.append(field.value) }
-            if let index = described.firstIndex(where: { field.name.equalsIgnoringASCIICase($0) }) {
-                found.add(field.value.trimmingSpaces(), at: index)
+        for index in passed.indices {
+            let field = passed[index]
+            // Each name is compared only with the read names of its own length.
+            let length = field.name.utf8.count
+            var role = FieldRole.other
+            for entry in roles where entry.length == length && field.name.equalsIgnoringASCIICase(entry.name) {
+                role = entry.role
+                break
+            }
+            switch role {
+            case .describing(let place):
+                found.add(field.value.trimmingSpaces(), at: place)
                 continue
-            }
-            // The decision request's own Host names the decision service, not the original.
-            if decisions.requestFrom != .target && field.name.equalsIgnoringASCIICase("host") { continue }
-            passed.append(field)
-            if field.name.equalsIgnoringASCIICase("authorization") {
+            case .host:
+                // The decision request's own Host names the decision service, not the original.
+                continue
+            case .forwardedFor:
+                forwardedFor.append(field.value)
+            case .authorization:
                 authorization.append(field.value)
-            } else if givenRequestID == nil && field.name.equalsIgnoringASCIICase("x-request-id") {
-                givenRequestID = field.value
+            case .requestID:
+                if givenRequestID == nil { givenRequestID = field.value }
+            case .other:
+                break
             }
+            if kept != index { passed.swapAt(kept, index) }
+            kept += 1
             if !credentialNames.isEmpty && credentialNames.contains(where: { field.name.equalsIgnoringASCIICase($0) }) {
                 credentialHeaders.append(field)
             }
         }
+        passed.removeLast(passed.count - kept)
         var facts: RequestFacts
         var problem: String?
         func one(_ index: Int, optional: Bool = false) -> String? {
@@ -105,14 +121,28 @@ extension RequestFacts {
     }
 }
 
+/// What a field of a decision request is to ``RequestFacts/decisionRequest(method:target:fields:peer:decisions:policy:)``.
+private enum FieldRole {
+    /// One of the fields that describe the original request, by its place in
+    /// ``DecisionsConfig/RequestFrom/describingFieldSpellings``.
+    case describing(Int)
+    /// The decision request's own `Host` (not a describing field in this mode).
+    case host
+    case forwardedFor
+    case authorization
+    case requestID
+    case other
+}
+
 extension DecisionsConfig.RequestFrom {
-    /// The fields that describe the original request, lowercase, in the order
-    /// ``RequestFacts/decisionRequest(method:target:fields:peer:decisions:policy:)`` reads them.
-    fileprivate var describingFields: [String] {
+    /// The field names the description reads, lowercase, with their lengths and roles: the
+    /// describing fields first, so that `X-Forwarded-Host` describes in `forwarded` mode, and
+    /// `Host` describes in `target` mode.
+    fileprivate var fieldRoles: [(name: String, length: Int, role: FieldRole)] {
         switch self {
-        case .original: Self.originalFields
-        case .forwarded: Self.forwardedFields
-        case .target: Self.targetFields
+        case .original: Self.originalRoles
+        case .forwarded: Self.forwardedRoles
+        case .target: Self.targetRoles
         }
     }
 
@@ -125,9 +155,17 @@ extension DecisionsConfig.RequestFrom {
         }
     }
 
-    private static let originalFields = ["x-original-method", "x-original-uri", "x-original-host"]
-    private static let forwardedFields = ["x-forwarded-method", "x-forwarded-uri", "x-forwarded-host", "x-forwarded-proto"]
-    private static let targetFields = ["host"]
+    private static func roles(describing: [String], host: Bool) -> [(name: String, length: Int, role: FieldRole)] {
+        var roles: [(name: String, role: FieldRole)] = describing.enumerated().map { ($0.element, .describing($0.offset)) }
+        if host { roles.append(("host", .host)) }
+        roles += [("x-forwarded-for", .forwardedFor), ("authorization", .authorization), ("x-request-id", .requestID)]
+        return roles.map { ($0.name, $0.name.utf8.count, $0.role) }
+    }
+
+    private static let originalRoles = roles(describing: ["x-original-method", "x-original-uri", "x-original-host"], host: true)
+    private static let forwardedRoles = roles(
+        describing: ["x-forwarded-method", "x-forwarded-uri", "x-forwarded-host", "x-forwarded-proto"], host: true)
+    private static let targetRoles = roles(describing: ["host"], host: false)
 }
 
 /// The values of the (at most four) describing fields: the first of each, and how many came.

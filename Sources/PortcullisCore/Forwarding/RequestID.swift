@@ -12,8 +12,13 @@ package enum RequestID {
 
     /// `given` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a fresh id.
     package static func choose(_ given: String?) -> String {
-        if let given, !given.isEmpty, given.utf8.count <= 128, given.utf8.allSatisfy(Self.isAllowed) { return given }
+        if let given, !given.isEmpty, given.utf8.count <= 128, Self.allAllowed(given.utf8) { return given }
         return Self.next()
+    }
+
+    private static func allAllowed(_ bytes: String.UTF8View) -> Bool {
+        // Over the contiguous bytes a received field always has, without an iterator.
+        bytes.withContiguousStorageIfAvailable { $0.allSatisfy(Self.isAllowed) } ?? bytes.allSatisfy(Self.isAllowed)
     }
 
     private static func isAllowed(_ byte: UInt8) -> Bool {
