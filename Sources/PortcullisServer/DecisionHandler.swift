@@ -6,19 +6,40 @@ import PortcullisCore
 /// original request each decision request describes, with the same decision the public
 /// listener makes, and answers with a status and headers only. Nothing is forwarded.
 ///
-/// Confined to the channel's event loop. With a ``RequestSequencer`` ahead of it, one request
-/// is answered before the next one reaches it.
-final class DecisionHandler: ChannelInboundHandler {
+/// It sits right after NIO's request decoder and writes its answers as bytes
+/// (``AnswerBytes``), one write each. It also orders them itself: a request that completes
+/// while a decision waits on work off the loop (a password check, a key set fetch), or while
+/// the proxy is not reading its answers, waits here and is decided after, and reading stops
+/// while ``waitingLimit`` requests wait. A parse error is answered in its turn as `serve`
+/// would answer it, sent as 403 (contract §11), and ends the connection.
+///
+/// Confined to the channel's event loop.
+final class DecisionHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias OutboundIn = IOData
+    typealias OutboundOut = IOData
+
+    private enum Waiting {
+        case request(HTTPRequestHead, start: UInt64)
+        case parseError(HTTPParserError)
+    }
+
+    static let waitingLimit = 16
 
     private let environment: GatewayEnvironment
     private let deadlines: ConnectionDeadlines
     private var context: ChannelHandlerContext?
     private var peer = ""
-    private var head: HTTPRequestHead?
-    /// Moves on with each request and when the connection closes, so that a decision that
-    /// completes late is not answered on a connection that has gone on or gone away.
+    /// The request whose head came and whose end has not, with the time its head came.
+    private var receiving: (head: HTTPRequestHead, start: UInt64)?
+    /// A decision waits on work off the loop.
+    private var deciding = false
+    private var waiting = CircularBuffer<Waiting>()
+    private var readPending = false
+    /// The last answer is written: the connection closes after it.
+    private var closing = false
+    /// Moves on with each decision and when the connection closes, so that a decision that
+    /// completes late is not answered on a connection that has gone away.
     private var generation = 0
     private var current = RequestLogContext()
     private var series = RequestSeriesCache()
@@ -39,8 +60,11 @@ final class DecisionHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         self.generation &+= 1
-        // A decision under way when the proxy went away: logged once, with no status.
-        if let head = self.head {
+        self.waiting.removeAll()
+        // A decision under way when the proxy went away, or a request it did not finish
+        // sending: logged once, with no status.
+        if !self.deciding, let (head, start) = self.receiving {
+            self.current = self.logContext(head, start: start)
             self.current.requestID = RequestID.choose(head.headers.first(name: "x-request-id"))
             self.current.target = head.uri
         }
@@ -49,74 +73,179 @@ final class DecisionHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !self.closing else { return }
         switch self.unwrapInboundIn(data) {
         case .head(let head):
             self.deadlines.headReceived()
-            self.head = head
-            self.generation &+= 1
-            // The id and the path come from the decision request's description (`decide`), or
-            // from this head if the proxy goes away first (`channelInactive`).
-            self.current = RequestLogContext(
-                client: self.peer, method: head.method.rawValue, start: MonotonicClock.nanoseconds(), logged: false,
-                decisionService: true)
+            self.receiving = (head, MonotonicClock.nanoseconds())
         case .body:
             break  // the original request's body is not needed for a decision
         case .end:
-            guard let head = self.head else { return }
-            self.head = nil
-            self.decide(head, context: context)
+            guard let (head, start) = self.receiving else { return }
+            self.receiving = nil
+            if self.deciding || !self.waiting.isEmpty || !context.channel.isWritable {
+                self.waiting.append(.request(head, start: start))
+            } else {
+                self.decide(head, start: start, context: context)
+            }
         }
     }
 
-    private func decide(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // The decoder can report the end of a cut-short request after the connection closed.
+        guard context.channel.isActive, !self.closing else { return }
+        guard let parserError = error as? HTTPParserError else {
+            context.close(promise: nil)
+            return
+        }
+        if self.deciding || !self.waiting.isEmpty {
+            self.waiting.append(.parseError(parserError))
+        } else {
+            self.answer(parserError, context: context)
+        }
+    }
+
+    /// Holds back reads while too many requests wait.
+    func read(context: ChannelHandlerContext) {
+        if self.waiting.count < Self.waitingLimit {
+            context.read()
+        } else {
+            self.readPending = true
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { self.serveWaiting(context: context) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Decides what waits, in order, until a decision waits on work again.
+    private func serveWaiting(context: ChannelHandlerContext) {
+        while !self.closing && !self.deciding && context.channel.isWritable, let next = self.waiting.popFirst() {
+            switch next {
+            case .request(let head, let start):
+                self.deadlines.headReceived()
+                self.decide(head, start: start, context: context)
+            case .parseError(let error):
+                self.answer(error, context: context)
+            }
+        }
+        if self.readPending && self.waiting.count < Self.waitingLimit {
+            self.readPending = false
+            context.read()
+        }
+    }
+
+    private func logContext(_ head: HTTPRequestHead, start: UInt64) -> RequestLogContext {
+        RequestLogContext(
+            client: self.peer, method: head.method.rawValue, start: start, logged: false, decisionService: true)
+    }
+
+    /// A request the decoder could not read: what `serve` answers (400, or 431 for too many
+    /// header bytes), sent as 403, and the connection ends.
+    private func answer(_ error: HTTPParserError, context: ChannelHandlerContext) {
+        let head = self.receiving?.head
+        self.receiving = nil
+        self.current = RequestLogContext(
+            client: self.peer, method: head?.method.rawValue ?? "", start: MonotonicClock.nanoseconds(), logged: false,
+            decisionService: true)
+        let requestID = RequestID.choose(head?.headers.first(name: "x-request-id"))
+        self.current.requestID = requestID
+        self.current.target = head?.uri ?? ""
         let policy = self.environment.policies.current
-        // NIO sends no body in the answer to a HEAD decision request.
+        let answer: DecisionServiceAnswer
+        if let forbidden = self.refusedPeer(policy) {
+            answer = forbidden
+        } else {
+            let refusal =
+                error == .headerOverflow
+                ? Refusal(status: 431, detail: "Request Header Fields Too Large", reason: .headersTooLarge)
+                : Refusal(status: 400, detail: "Bad Request", reason: .badFraming)
+            answer = policy.decisionServiceAnswer(.refuse(refusal), requestID: requestID)
+        }
+        self.write(answer, keepAlive: false, isHTTP10: false, sendsBody: head?.method != .HEAD, context: context)
+    }
+
+    /// The answer to a peer that may not ask, or to any peer when a reload removed the
+    /// service (it stays bound until a restart, and decides nothing); nil for a trusted peer.
+    private func refusedPeer(_ policy: Policy) -> DecisionServiceAnswer? {
+        guard let decisions = policy.config.decisions else { return .forbidden(reason: .decisionServiceOff) }
+        return decisions.trusts(self.peer) ? nil : .forbidden(reason: .untrustedPeer)
+    }
+
+    private func decide(_ head: HTTPRequestHead, start: UInt64, context: ChannelHandlerContext) {
+        self.generation &+= 1
+        self.current = self.logContext(head, start: start)
+        let policy = self.environment.policies.current
+        // The answer to a HEAD decision request carries no body.
         let sendsBody = head.method != .HEAD
-        guard let decisions = policy.config.decisions, decisions.trusts(self.peer) else {
+        let keepAlive = head.isKeepAlive
+        let isHTTP10 = head.version.major == 1 && head.version.minor == 0
+        if let forbidden = self.refusedPeer(policy) {
             self.current.requestID = RequestID.choose(head.headers.first(name: "x-request-id"))
             self.current.target = head.uri
-            // A reload removed the service (it stays bound until a restart, and decides
-            // nothing), or the peer is no trusted proxy.
-            let answer: DecisionServiceAnswer =
-                policy.config.decisions == nil ? .forbidden(reason: .decisionServiceOff) : .forbidden(reason: .untrustedPeer)
-            return self.write(answer, keepAlive: head.isKeepAlive, sendsBody: sendsBody, context: context)
+            return self.write(forbidden, keepAlive: keepAlive, isHTTP10: isHTTP10, sendsBody: sendsBody, context: context)
         }
         var fields: [(name: String, value: String)] = []
         fields.reserveCapacity(head.headers.count)
         for field in head.headers { fields.append(field) }
         let facts = RequestFacts.decisionRequest(
-            method: head.method.rawValue, target: head.uri, fields: consume fields, peer: self.peer, decisions: decisions,
-            policy: policy)
+            method: head.method.rawValue, target: head.uri, fields: consume fields, peer: self.peer,
+            decisions: policy.config.decisions!, policy: policy)
         let requestID = facts.requestID
         let client = facts.peer
         self.current.requestID = requestID
         self.current.client = client
         if !facts.method.isEmpty { self.current.method = facts.method }
         self.current.target = facts.rawTarget.isEmpty ? head.uri : facts.rawTarget
-        let keepAlive = head.isKeepAlive
         switch DecisionRunner(environment: self.environment).run(consume facts, policy: policy, client: client, on: context.eventLoop) {
         case .decided(let decision):
             self.write(
-                policy.decisionServiceAnswer(decision, requestID: requestID), keepAlive: keepAlive, sendsBody: sendsBody,
-                context: context)
+                policy.decisionServiceAnswer(decision, requestID: requestID), keepAlive: keepAlive, isHTTP10: isHTTP10,
+                sendsBody: sendsBody, context: context)
         case .pending(let decision):
+            self.deciding = true
             decision.assumeIsolated().whenComplete { [generation = self.generation] result in
                 guard generation == self.generation, let context = self.context else { return }
+                self.deciding = false
                 var final: Decision
                 switch result {
                 case .success(let decision): final = decision
                 case .failure: final = .refuse(Refusal(status: 500, detail: "Internal Server Error", reason: .credentialCheckFailed))
                 }
                 self.write(
-                    policy.decisionServiceAnswer(final, requestID: requestID), keepAlive: keepAlive, sendsBody: sendsBody,
-                    context: context)
+                    policy.decisionServiceAnswer(final, requestID: requestID), keepAlive: keepAlive, isHTTP10: isHTTP10,
+                    sendsBody: sendsBody, context: context)
+                self.serveWaiting(context: context)
             }
         }
     }
 
     private func write(
-        _ answer: DecisionServiceAnswer, keepAlive requested: Bool, sendsBody: Bool, context: ChannelHandlerContext
+        _ answer: DecisionServiceAnswer, keepAlive requested: Bool, isHTTP10: Bool, sendsBody: Bool,
+        context: ChannelHandlerContext
     ) {
+        var answer = answer
+        let keepAlive = requested && !self.environment.isDraining
+        var fields = answer.headers
+        if !answer.body.isEmpty { fields.append(("Content-Type", "application/json")) }
+        fields.append(("Content-Length", String(answer.body.count)))
+        if !keepAlive {
+            fields.append(("Connection", "close"))
+        } else if isHTTP10 {
+            fields.append(("Connection", "keep-alive"))  // HTTP/1.0 closes by default
+        }
+        var buffer = context.channel.allocator.buffer(capacity: 256 + (sendsBody ? answer.body.count : 0))
+        if !AnswerBytes.write(status: answer.status, fields: fields, body: sendsBody ? answer.body : [], into: &buffer) {
+            // Never expected: identities and refusals are checked before they become fields.
+            // Refused rather than sent without the field an edge proxy relies on.
+            answer = self.environment.policies.current.decisionServiceAnswer(
+                .refuse(Refusal(status: 500, detail: "Internal Server Error", reason: .error)), requestID: self.current.requestID)
+            let framing = [("Content-Type", "application/json"), ("Content-Length", String(answer.body.count))]
+            _ = AnswerBytes.write(
+                status: answer.status, fields: answer.headers + framing, body: sendsBody ? answer.body : [], into: &buffer)
+        }
+
         self.current.route = answer.routeName
         self.current.subject = answer.subject
         self.current.bytes = sendsBody ? answer.body.count : 0
@@ -129,28 +258,15 @@ final class DecisionHandler: ChannelInboundHandler {
         }
         self.finish(decision: answer.outcome == .wouldDeny ? .allow : answer.outcome, reason: answer.reason)
 
-        let keepAlive = requested && !self.environment.isDraining
-        // The fields as one array, handed to NIO whole: the names are ours or the
-        // configuration's, already checked, and NIO's outbound validator checks them again.
-        var fields: [(String, String)] = []
-        fields.reserveCapacity(answer.headers.count + 3)
-        for (name, value) in answer.headers { fields.append((name, value)) }
-        if !answer.body.isEmpty { fields.append(("Content-Type", "application/json")) }
-        fields.append(("Content-Length", String(answer.body.count)))
-        if !keepAlive { fields.append(("Connection", "close")) }
-        let head = HTTPResponseHead(
-            version: .http1_1, status: HTTPResponseStatus(statusCode: answer.status), headers: HTTPHeaders(fields))
-        context.write(self.wrapOutboundOut(.head(head)), promise: nil)
-        if !answer.body.isEmpty {
-            context.write(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: answer.body)))), promise: nil)
-        }
         if keepAlive {
             // No promise to wait on: the connection is idle once the answer is handed over.
-            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+            context.writeAndFlush(self.wrapOutboundOut(.byteBuffer(buffer)), promise: nil)
             self.deadlines.becameIdle()
         } else {
+            self.closing = true
+            self.waiting.removeAll()
             let channel = context.channel
-            context.writeAndFlush(self.wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+            context.writeAndFlush(self.wrapOutboundOut(.byteBuffer(buffer))).whenComplete { _ in channel.close(promise: nil) }
         }
     }
 

@@ -95,29 +95,32 @@ final class ListenerService: Service, Sendable {
         let environment = self.environment
         // A client that half-closes after its request still gets the answer (see
         // ConnectionDeadlines); NIOSSL has its own idea of a closing peer, so not with TLS.
-        let bootstrap = self.trafficBootstrap(tlsContext: tlsContext, answersParseErrors: true) { deadlines in
-            GatewayHandler(environment: environment, deadlines: deadlines)
+        return self.trafficBootstrap { sync, deadlines in
+            // The deadlines come first: a slow TLS handshake counts against the header deadline.
+            if let tlsContext { try sync.addHandler(NIOSSLServerHandler(context: tlsContext)) }
+            // The handler answers the decoder's errors itself (and closes the connection).
+            try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
+            try sync.addHandler(RequestSequencer())
+            try sync.addHandler(GatewayHandler(environment: environment, deadlines: deadlines))
         }
-        return bootstrap
-            .childChannelOption(.maxMessagesPerRead, value: 4)
-            .childChannelOption(.allowRemoteHalfClosure, value: tlsContext == nil)
+        .childChannelOption(.maxMessagesPerRead, value: 4)
+        .childChannelOption(.allowRemoteHalfClosure, value: tlsContext == nil)
     }
 
+    /// NIO's request decoder and the ``DecisionHandler``, which orders and writes its answers
+    /// itself.
     private func decisionsBootstrap() -> ServerBootstrap {
         let environment = self.environment
-        return self.trafficBootstrap(tlsContext: nil, answersParseErrors: false) { deadlines in
-            DecisionHandler(environment: environment, deadlines: deadlines)
+        return self.trafficBootstrap { sync, deadlines in
+            try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
+            try sync.addHandler(DecisionHandler(environment: environment, deadlines: deadlines))
         }
     }
 
-    /// A listener whose connections count in the metrics and the drain: the deadlines first (a
-    /// slow TLS handshake counts against the header deadline too), TLS, NIO's HTTP/1.1 codec,
-    /// the ``RequestSequencer``, then the listener's own handler.
-    /// - Parameter answersParseErrors: the handler answers the decoder's errors itself (and
-    ///   closes the connection); otherwise NIO's error handler does.
+    /// A listener whose connections count in the metrics and the drain: the deadlines first,
+    /// then the handlers `addHandlers` adds.
     private func trafficBootstrap(
-        tlsContext: NIOSSLContext?, answersParseErrors: Bool,
-        handler: @escaping @Sendable (ConnectionDeadlines) -> any ChannelHandler
+        addHandlers: @escaping @Sendable (ChannelPipeline.SynchronousOperations, ConnectionDeadlines) throws -> Void
     ) -> ServerBootstrap {
         ServerBootstrap(group: self.group)
             .serverChannelInitializer(Self.backoff)
@@ -129,10 +132,7 @@ final class ListenerService: Service, Sendable {
                     let deadlines = self.deadlines(counted: true)
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(deadlines)
-                    if let tlsContext { try sync.addHandler(NIOSSLServerHandler(context: tlsContext)) }
-                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: !answersParseErrors)
-                    try sync.addHandler(RequestSequencer())
-                    try sync.addHandler(handler(deadlines))
+                    try addHandlers(sync, deadlines)
                     self.track(channel)
                 }
             }

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from edge_support import DecisionGateway, doc_block, request
+from harness import RawConn
 from ops_support import (
     ENV, JOHNDOE_HASH, LOCAL_TOKEN_ENDPOINT, REALM, basic, check_json, q, run, token, trusted_issuer_and_johndoe)
 from jwt_support import JOSERFC_WARNINGS, claims as jwt_claims, mint, keypair
@@ -256,6 +257,69 @@ def test_every_decision_is_one_access_log_line_and_counted_in_metrics(gw):
     assert 'portcullis_decision_duration_seconds_count{route="me"}' in metrics
     ready = requests.get(f"http://127.0.0.1:{gw.admin_port}/readyz", timeout=5)
     assert ready.status_code == 200
+
+
+# -- the connection: answers in order, requests the decoder cannot read -----------------------
+
+
+def decision_bytes(uri: str, headers=(), version: str = "1.1", method: str = "GET") -> bytes:
+    fields = [("Host", "portcullis:9902"), ("X-Original-Method", "GET"), ("X-Original-URI", uri),
+              ("X-Original-Host", "api.example")] + list(headers)
+    return (f"{method} /auth HTTP/{version}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields) + "\r\n").encode()
+
+
+def test_pipelined_decisions_are_answered_in_order_while_one_waits_for_argon2(gw):
+    # The first waits for a password check off the event loop; the two behind it are decided
+    # at once, and are answered after it all the same.
+    with RawConn(gw.port) as conn:
+        conn.send(decision_bytes("/basic/x", [("Authorization", basic("johndoe", "secret")), ("X-Request-Id", "order-1")])
+                  + decision_bytes("/public/x", [("X-Request-Id", "order-2")])
+                  + decision_bytes("/decided/x", [("X-Request-Id", "order-3")]))
+        answers = [conn.read_response() for _ in range(3)]
+        assert [(a.status, a.header("X-Request-Id")) for a in answers] == [(200, "order-1"), (200, "order-2"), (401, "order-3")]
+        assert answers[0].header("X-Auth-Subject") == "johndoe" and answers[1].header("X-Portcullis-Route") == "public"
+        # The connection goes on.
+        again = conn.request(decision_bytes("/public/y", [("X-Request-Id", "order-4")]))
+        assert (again.status, again.header("X-Request-Id")) == (200, "order-4")
+
+
+def test_a_request_the_decoder_cannot_read_is_400_sent_as_403_and_ends_the_connection(gw):
+    with RawConn(gw.port) as conn:
+        conn.send(decision_bytes("/public/x", [("X-Request-Id", "framing-1")])
+                  + b"GET /auth HTTP/1.1\r\nHost: portcullis\r\nX-Request-Id: framing-2\r\nNo colon here\r\n\r\n")
+        first = conn.read_response()
+        assert (first.status, first.header("X-Request-Id")) == (200, "framing-1"), first
+        refused = conn.read_response()
+        assert refused.status == 403, refused
+        assert refused.header("X-Portcullis-Status") == "400"
+        assert refused.header("Connection") == "close"
+        assert refused.json() == {"detail": "Bad Request"}
+        assert conn.wait_closed()
+    lines = gw.wait_log(reason="bad_framing")
+    assert any(line["status"] == 400 and line["sent_status"] == 403 and line["listener"] == "decisions" for line in lines)
+
+
+def test_a_decision_request_with_too_many_header_bytes_is_431_sent_as_403(gw):
+    with RawConn(gw.port) as conn:
+        conn.send(decision_bytes("/public/x", [("X-Padding", "p" * 90_000)]))
+        refused = conn.read_response()
+        assert refused.status == 403, refused
+        assert refused.header("X-Portcullis-Status") == "431"
+        assert refused.json() == {"detail": "Request Header Fields Too Large"}
+        assert conn.wait_closed()
+
+
+def test_http10_keep_alive_and_head_are_answered_as_asked(gw):
+    with RawConn(gw.port) as conn:
+        kept = conn.request(decision_bytes("/public/x", [("Connection", "keep-alive")], version="1.0"))
+        assert kept.status == 200 and kept.header("Connection") == "keep-alive", kept
+        # HEAD: the refusal's head, its Content-Length, and no body (the next answer follows).
+        conn.send(decision_bytes("/decided/x", method="HEAD") + decision_bytes("/public/y", [("Connection", "close")]))
+        head = conn.read_response("HEAD")
+        assert head.status == 401 and head.body == b"" and int(head.header("Content-Length")) > 0, head
+        last = conn.read_response()
+        assert last.status == 200 and last.header("Connection") == "close"
+        assert conn.wait_closed()
 
 
 def describe(mode: str, method: str, uri: str) -> tuple[str, str, list]:
