@@ -20,19 +20,23 @@ enum AnswerBytes {
         status: Int, fields: [(name: String, value: String)], body: [UInt8], into buffer: inout ByteBuffer
     ) -> Bool {
         for (name, value) in fields where !HeaderName.isToken(name) || !Self.isFieldValue(value) { return false }
-        buffer.writeStaticString("HTTP/1.1 ")
-        buffer.writeString(String(status))
-        buffer.writeStaticString(" ")
-        buffer.writeString(HTTPResponseStatus(statusCode: status).reasonPhrase)
-        buffer.writeStaticString("\r\n")
+        // Gathered in an array, then written to the buffer at once.
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(64 + fields.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 } + body.count)
+        bytes.append(contentsOf: "HTTP/1.1 ".utf8)
+        bytes.append(contentsOf: String(status).utf8)
+        bytes.append(UInt8(ascii: " "))
+        bytes.append(contentsOf: HTTPResponseStatus(statusCode: status).reasonPhrase.utf8)
+        bytes.append(contentsOf: "\r\n".utf8)
         for (name, value) in fields {
-            buffer.writeString(name)
-            buffer.writeStaticString(": ")
-            buffer.writeString(value)
-            buffer.writeStaticString("\r\n")
+            bytes.append(contentsOf: name.utf8)
+            bytes.append(contentsOf: ": ".utf8)
+            bytes.append(contentsOf: value.utf8)
+            bytes.append(contentsOf: "\r\n".utf8)
         }
-        buffer.writeStaticString("\r\n")
-        buffer.writeBytes(body)
+        bytes.append(contentsOf: "\r\n".utf8)
+        bytes.append(contentsOf: body)
+        buffer.writeBytes(bytes)
         return true
     }
 

@@ -85,3 +85,20 @@ struct ConfigFieldsTests {
             ])
     }
 }
+
+@Suite("Header names")
+struct HeaderNameTests {
+    @Test("a token is letters, digits and !#$%&'*+-.^_`|~, byte for byte")
+    func tokenBytes() {
+        let others = Set("!#$%&'*+-.^_`|~".utf8)
+        for byte in 0...255 {
+            let text = String(decoding: [UInt8(byte)], as: UTF8.self)
+            let expected =
+                byte < 128 && (Character(Unicode.Scalar(UInt8(byte))).isLetter || Character(Unicode.Scalar(UInt8(byte))).isNumber
+                    || others.contains(UInt8(byte)))
+            #expect(HeaderName.isToken("X" + text + "y") == expected, "byte \(byte)")
+        }
+        #expect(!HeaderName.isToken(""))
+        #expect(HeaderName.isToken("X-Auth-Subject"))
+    }
+}
