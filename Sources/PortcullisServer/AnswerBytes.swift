@@ -20,29 +20,49 @@ enum AnswerBytes {
         status: Int, fields: [(name: String, value: String)], body: [UInt8], into buffer: inout ByteBuffer
     ) -> Bool {
         for (name, value) in fields where !HeaderName.isToken(name) || !Self.isFieldValue(value) { return false }
-        // Gathered in an array, then written to the buffer at once.
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(64 + fields.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 } + body.count)
-        bytes.append(contentsOf: "HTTP/1.1 ".utf8)
-        bytes.append(contentsOf: String(status).utf8)
-        bytes.append(UInt8(ascii: " "))
-        bytes.append(contentsOf: HTTPResponseStatus(statusCode: status).reasonPhrase.utf8)
-        bytes.append(contentsOf: "\r\n".utf8)
-        for (name, value) in fields {
-            bytes.append(contentsOf: name.utf8)
-            bytes.append(contentsOf: ": ".utf8)
-            bytes.append(contentsOf: value.utf8)
-            bytes.append(contentsOf: "\r\n".utf8)
+        let statusLine = "HTTP/1.1 \(status) \(HTTPResponseStatus(statusCode: status).reasonPhrase)\r\n"
+        let size = statusLine.utf8.count + fields.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 } + 2 + body.count
+        // One copy of each piece, into the buffer's own memory.
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { out in
+            var cursor = Cursor(out: out)
+            cursor.put(statusLine)
+            for (name, value) in fields {
+                cursor.put(name)
+                cursor.put(": ")
+                cursor.put(value)
+                cursor.put("\r\n")
+            }
+            cursor.put("\r\n")
+            body.withUnsafeBytes { cursor.put($0) }
+            return cursor.at
         }
-        bytes.append(contentsOf: "\r\n".utf8)
-        bytes.append(contentsOf: body)
-        buffer.writeBytes(bytes)
         return true
+    }
+
+    /// Copies pieces one after the other into `out`, which has room for all of them.
+    private struct Cursor {
+        let out: UnsafeMutableRawBufferPointer
+        var at = 0
+
+        mutating func put(_ bytes: UnsafeRawBufferPointer) {
+            UnsafeMutableRawBufferPointer(rebasing: self.out[self.at..<self.at + bytes.count]).copyMemory(from: bytes)
+            self.at += bytes.count
+        }
+
+        mutating func put(_ text: String) {
+            if text.utf8.withContiguousStorageIfAvailable({ self.put(UnsafeRawBufferPointer($0)) }) == nil {
+                Array(text.utf8).withUnsafeBytes { self.put($0) }
+            }
+        }
     }
 
     /// A field value: visible characters, spaces and tabs, and bytes of UTF-8 text; no other
     /// control character (RFC 9110 §5.5).
     static func isFieldValue(_ value: String) -> Bool {
-        value.utf8.allSatisfy { $0 >= 0x20 ? $0 != 0x7F : $0 == 0x09 }
+        value.utf8.withContiguousStorageIfAvailable { $0.allSatisfy(Self.isFieldByte) } ?? value.utf8.allSatisfy(Self.isFieldByte)
+    }
+
+    private static func isFieldByte(_ byte: UInt8) -> Bool {
+        byte >= 0x20 ? byte != 0x7F : byte == 0x09
     }
 }

@@ -153,10 +153,8 @@ final class DecisionHandler: ChannelDuplexHandler {
         self.current.requestID = requestID
         self.current.target = head?.uri ?? ""
         let policy = self.environment.policies.current
-        let answer: DecisionServiceAnswer
-        if let forbidden = self.refusedPeer(policy) {
-            answer = forbidden
-        } else {
+        var answer = Self.forbidden(policy)
+        if let decisions = policy.config.decisions, decisions.trusts(self.peer) {
             let refusal =
                 error == .headerOverflow
                 ? Refusal(status: 431, detail: "Request Header Fields Too Large", reason: .headersTooLarge)
@@ -166,11 +164,10 @@ final class DecisionHandler: ChannelDuplexHandler {
         self.write(answer, keepAlive: false, isHTTP10: false, sendsBody: head?.method != .HEAD, context: context)
     }
 
-    /// The answer to a peer that may not ask, or to any peer when a reload removed the
-    /// service (it stays bound until a restart, and decides nothing); nil for a trusted peer.
-    private func refusedPeer(_ policy: Policy) -> DecisionServiceAnswer? {
-        guard let decisions = policy.config.decisions else { return .forbidden(reason: .decisionServiceOff) }
-        return decisions.trusts(self.peer) ? nil : .forbidden(reason: .untrustedPeer)
+    /// The answer to a peer that may not ask, or to any peer once a reload removed the
+    /// service (it stays bound until a restart, and decides nothing).
+    private static func forbidden(_ policy: Policy) -> DecisionServiceAnswer {
+        .forbidden(reason: policy.config.decisions == nil ? .decisionServiceOff : .untrustedPeer)
     }
 
     private func decide(_ head: HTTPRequestHead, start: UInt64, context: ChannelHandlerContext) {
@@ -181,17 +178,17 @@ final class DecisionHandler: ChannelDuplexHandler {
         let sendsBody = head.method != .HEAD
         let keepAlive = head.isKeepAlive
         let isHTTP10 = head.version.major == 1 && head.version.minor == 0
-        if let forbidden = self.refusedPeer(policy) {
+        guard let decisions = policy.config.decisions, decisions.trusts(self.peer) else {
             self.current.requestID = RequestID.choose(head.headers.first(name: "x-request-id"))
             self.current.target = head.uri
-            return self.write(forbidden, keepAlive: keepAlive, isHTTP10: isHTTP10, sendsBody: sendsBody, context: context)
+            return self.write(Self.forbidden(policy), keepAlive: keepAlive, isHTTP10: isHTTP10, sendsBody: sendsBody, context: context)
         }
         var fields: [(name: String, value: String)] = []
         fields.reserveCapacity(head.headers.count)
         for field in head.headers { fields.append(field) }
         let facts = RequestFacts.decisionRequest(
             method: head.method.rawValue, target: head.uri, fields: consume fields, peer: self.peer,
-            decisions: policy.config.decisions!, policy: policy)
+            decisions: decisions, policy: policy)
         let requestID = facts.requestID
         let client = facts.peer
         self.current.requestID = requestID
@@ -227,23 +224,13 @@ final class DecisionHandler: ChannelDuplexHandler {
     ) {
         var answer = answer
         let keepAlive = requested && !self.environment.isDraining
-        var fields = answer.headers
-        if !answer.body.isEmpty { fields.append(("Content-Type", "application/json")) }
-        fields.append(("Content-Length", String(answer.body.count)))
-        if !keepAlive {
-            fields.append(("Connection", "close"))
-        } else if isHTTP10 {
-            fields.append(("Connection", "keep-alive"))  // HTTP/1.0 closes by default
-        }
         var buffer = context.channel.allocator.buffer(capacity: 256 + (sendsBody ? answer.body.count : 0))
-        if !AnswerBytes.write(status: answer.status, fields: fields, body: sendsBody ? answer.body : [], into: &buffer) {
+        if !Self.render(answer, keepAlive: keepAlive, isHTTP10: isHTTP10, sendsBody: sendsBody, into: &buffer) {
             // Never expected: identities and refusals are checked before they become fields.
-            // Refused rather than sent without the field an edge proxy relies on.
+            // Refused rather than sent without a field an edge proxy relies on.
             answer = self.environment.policies.current.decisionServiceAnswer(
                 .refuse(Refusal(status: 500, detail: "Internal Server Error", reason: .error)), requestID: self.current.requestID)
-            let framing = [("Content-Type", "application/json"), ("Content-Length", String(answer.body.count))]
-            _ = AnswerBytes.write(
-                status: answer.status, fields: answer.headers + framing, body: sendsBody ? answer.body : [], into: &buffer)
+            _ = Self.render(answer, keepAlive: keepAlive, isHTTP10: isHTTP10, sendsBody: sendsBody, into: &buffer)
         }
 
         self.current.route = answer.routeName
@@ -268,6 +255,21 @@ final class DecisionHandler: ChannelDuplexHandler {
             let channel = context.channel
             context.writeAndFlush(self.wrapOutboundOut(.byteBuffer(buffer))).whenComplete { _ in channel.close(promise: nil) }
         }
+    }
+
+    /// The answer with its framing fields; false when a field cannot be sent (``AnswerBytes``).
+    private static func render(
+        _ answer: DecisionServiceAnswer, keepAlive: Bool, isHTTP10: Bool, sendsBody: Bool, into buffer: inout ByteBuffer
+    ) -> Bool {
+        var fields = answer.headers
+        if !answer.body.isEmpty { fields.append(("Content-Type", "application/json")) }
+        fields.append(("Content-Length", String(answer.body.count)))
+        if !keepAlive {
+            fields.append(("Connection", "close"))
+        } else if isHTTP10 {
+            fields.append(("Connection", "keep-alive"))  // HTTP/1.0 closes by default
+        }
+        return AnswerBytes.write(status: answer.status, fields: fields, body: sendsBody ? answer.body : [], into: &buffer)
     }
 
     private func finish(decision: DecisionLabel, reason: Reason?) {

@@ -32,23 +32,17 @@ extension ConfigLoader {
 /// HTTP header-name syntax (RFC 9110 §5.1 token).
 package enum HeaderName {
     package static func isToken(_ text: String) -> Bool {
-        !text.isEmpty && text.utf8.allSatisfy(Self.isTokenByte)
+        guard !text.isEmpty else { return false }
+        return text.utf8.withContiguousStorageIfAvailable { $0.allSatisfy(Self.isTokenByte) }
+            ?? text.utf8.allSatisfy(Self.isTokenByte)
     }
 
     /// A token character (RFC 9110 §5.6.2): a letter, a digit or one of ``!#$%&'*+-.^_`|~``.
     /// Every answer of the decision service checks its field names with it, so it is a bit
     /// table: bytes 0-63 in the first word, 64-127 in the second.
     static func isTokenByte(_ byte: UInt8) -> Bool {
-        if byte < 64 { return Self.tokenBits.0 & (1 << UInt64(byte)) != 0 }
-        if byte < 128 { return Self.tokenBits.1 & (1 << UInt64(byte - 64)) != 0 }
+        if byte < 64 { return 0x03FF_6CFA_0000_0000 & (1 as UInt64) << UInt64(byte) != 0 }
+        if byte < 128 { return 0x57FF_FFFF_C7FF_FFFE & (1 as UInt64) << UInt64(byte - 64) != 0 }
         return false
     }
-
-    private static let tokenBits: (UInt64, UInt64) = {
-        var bits: (UInt64, UInt64) = (0, 0)
-        for byte in Array("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".utf8) {
-            if byte < 64 { bits.0 |= 1 << UInt64(byte) } else { bits.1 |= 1 << UInt64(byte - 64) }
-        }
-        return bits
-    }()
 }
