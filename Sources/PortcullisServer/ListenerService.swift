@@ -93,8 +93,6 @@ final class ListenerService: Service, Sendable {
 
     private func publicBootstrap(tlsContext: NIOSSLContext?) -> ServerBootstrap {
         let environment = self.environment
-        // A client that half-closes after its request still gets the answer (see
-        // ConnectionDeadlines); NIOSSL has its own idea of a closing peer, so not with TLS.
         return self.trafficBootstrap { sync, deadlines in
             // The deadlines come first: a slow TLS handshake counts against the header deadline.
             if let tlsContext { try sync.addHandler(NIOSSLServerHandler(context: tlsContext)) }
@@ -104,6 +102,8 @@ final class ListenerService: Service, Sendable {
             try sync.addHandler(GatewayHandler(environment: environment, deadlines: deadlines))
         }
         .childChannelOption(.maxMessagesPerRead, value: 4)
+        // A client that half-closes after its request still gets the answer (see
+        // ConnectionDeadlines); NIOSSL has its own idea of a closing peer, so not with TLS.
         .childChannelOption(.allowRemoteHalfClosure, value: tlsContext == nil)
     }
 

@@ -74,7 +74,7 @@ package enum IPAddressBytes {
     /// on the stack; `nil` when `text` is no IP address.
     package static func withParsed<Result>(_ text: String, _ body: (UnsafeRawBufferPointer) -> Result) -> Result? {
         // Every request parses its peer's address, and a proxy's: most are plain IPv4.
-        if let quad = Self.dottedQuad(text.utf8) { return withUnsafeBytes(of: quad, body) }
+        if let address = Self.dottedQuad(text.utf8) { return withUnsafeBytes(of: address.bigEndian, body) }
         var v4 = in_addr()
         if inet_pton(AF_INET, text, &v4) == 1 {
             return withUnsafeBytes(of: &v4, body)
@@ -86,37 +86,33 @@ package enum IPAddressBytes {
         return nil
     }
 
-    /// The four bytes of a dotted-quad IPv4 address: four decimal parts of 0–255 without
-    /// leading zeros, between single dots. That is exactly the form `inet_pton(AF_INET)`
-    /// accepts, so `nil` here means it would refuse the text too.
-    static func dottedQuad(_ text: String.UTF8View) -> (UInt8, UInt8, UInt8, UInt8)? {
+    /// A dotted-quad IPv4 address (four decimal parts of 0–255 without leading zeros, between
+    /// single dots) as a number. That is exactly the form `inet_pton(AF_INET)` accepts, so
+    /// `nil` here means it would refuse the text too.
+    static func dottedQuad(_ text: String.UTF8View) -> UInt32? {
         guard text.count >= 7 && text.count <= 15 else { return nil }
-        var parts: (UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0)
-        let parsed = withUnsafeMutableBytes(of: &parts) { out -> Bool in
-            var index = 0
-            var value = 0
-            var digits = 0
-            for byte in text {
-                if byte == UInt8(ascii: ".") {
-                    guard digits > 0, index < 3 else { return false }
-                    out[index] = UInt8(value)
-                    index += 1
-                    value = 0
-                    digits = 0
-                } else if byte &- UInt8(ascii: "0") < 10 {
-                    if digits > 0 && value == 0 { return false }  // a leading zero
-                    value = value * 10 + Int(byte &- UInt8(ascii: "0"))
-                    digits += 1
-                    guard value <= 255 else { return false }
-                } else {
-                    return false
-                }
+        var address: UInt32 = 0
+        var part: UInt32 = 0
+        var digits = 0
+        var dots = 0
+        for byte in text {
+            if byte == UInt8(ascii: ".") {
+                guard digits > 0, dots < 3 else { return nil }
+                address = address << 8 | part
+                part = 0
+                digits = 0
+                dots += 1
+            } else if byte &- UInt8(ascii: "0") < 10 {
+                if digits > 0 && part == 0 { return nil }  // a leading zero
+                part = part * 10 + UInt32(byte &- UInt8(ascii: "0"))
+                digits += 1
+                guard part <= 255 else { return nil }
+            } else {
+                return nil
             }
-            guard digits > 0, index == 3 else { return false }
-            out[3] = UInt8(value)
-            return true
         }
-        return parsed ? parts : nil
+        guard digits > 0, dots == 3 else { return nil }
+        return address << 8 | part
     }
 
     /// Whether the address `text` names lies in one of `networks`; `false` when it is no address.

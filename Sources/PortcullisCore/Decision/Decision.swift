@@ -127,24 +127,13 @@ package struct RequestFacts: Sendable {
         self.method = method
         self.rawTarget = rawTarget
         self.host = host.map { $0.trimmingSpaces() }
-        // In place: most values have nothing to trim, and the arrays are not copied for them.
+        // In place, without a second array (a value with nothing to trim is returned as it is).
         self.authorization = authorization
-        for index in self.authorization.indices where Self.hasEdgeSpace(self.authorization[index]) {
-            self.authorization[index] = self.authorization[index].trimmingSpaces()
-        }
+        for index in self.authorization.indices { self.authorization[index] = self.authorization[index].trimmingSpaces() }
         self.credentialHeaders = credentialHeaders
-        for index in self.credentialHeaders.indices where Self.hasEdgeSpace(self.credentialHeaders[index].value) {
+        for index in self.credentialHeaders.indices {
             self.credentialHeaders[index].value = self.credentialHeaders[index].value.trimmingSpaces()
         }
-    }
-}
-
-extension RequestFacts {
-    /// Whether `value` starts or ends with a space or a tab.
-    static func hasEdgeSpace(_ value: String) -> Bool {
-        let bytes = value.utf8
-        guard let first = bytes.first, let last = bytes.last else { return false }
-        return first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") || last == UInt8(ascii: " ") || last == UInt8(ascii: "\t")
     }
 }
 
