@@ -14,24 +14,26 @@ enum AnswerBytes {
     /// could not be sent as it is: a name that is not a token, or a value with a control
     /// character (a line break would start a field of its own).
     /// - Parameters:
-    ///   - fields: every field, framing included, in order.
+    ///   - fields: the answer's fields, in order.
+    ///   - framing: the fields that frame it (`Content-Length`…), after them.
     ///   - body: the bytes after the head; empty for a HEAD request's answer.
     static func write(
-        status: Int, fields: [(name: String, value: String)], body: [UInt8], into buffer: inout ByteBuffer
+        status: Int, fields: [(name: String, value: String)], framing: [(name: String, value: String)], body: [UInt8],
+        into buffer: inout ByteBuffer
     ) -> Bool {
         for (name, value) in fields where !HeaderName.isToken(name) || !Self.isFieldValue(value) { return false }
+        for (name, value) in framing where !HeaderName.isToken(name) || !Self.isFieldValue(value) { return false }
         let statusLine = "HTTP/1.1 \(status) \(HTTPResponseStatus(statusCode: status).reasonPhrase)\r\n"
-        let size = statusLine.utf8.count + fields.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 } + 2 + body.count
+        func length(_ fields: [(name: String, value: String)]) -> Int {
+            fields.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
+        }
+        let size = statusLine.utf8.count + length(fields) + length(framing) + 2 + body.count
         // One copy of each piece, into the buffer's own memory.
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { out in
             var cursor = Cursor(out: out)
             cursor.put(statusLine)
-            for (name, value) in fields {
-                cursor.put(name)
-                cursor.put(": ")
-                cursor.put(value)
-                cursor.put("\r\n")
-            }
+            for (name, value) in fields { cursor.put(field: name, value) }
+            for (name, value) in framing { cursor.put(field: name, value) }
             cursor.put("\r\n")
             body.withUnsafeBytes { cursor.put($0) }
             return cursor.at
@@ -47,6 +49,13 @@ enum AnswerBytes {
         mutating func put(_ bytes: UnsafeRawBufferPointer) {
             UnsafeMutableRawBufferPointer(rebasing: self.out[self.at..<self.at + bytes.count]).copyMemory(from: bytes)
             self.at += bytes.count
+        }
+
+        mutating func put(field name: String, _ value: String) {
+            self.put(name)
+            self.put(": ")
+            self.put(value)
+            self.put("\r\n")
         }
 
         mutating func put(_ text: String) {

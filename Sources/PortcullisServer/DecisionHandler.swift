@@ -261,15 +261,17 @@ final class DecisionHandler: ChannelDuplexHandler {
     private static func render(
         _ answer: DecisionServiceAnswer, keepAlive: Bool, isHTTP10: Bool, sendsBody: Bool, into buffer: inout ByteBuffer
     ) -> Bool {
-        var fields = answer.headers
-        if !answer.body.isEmpty { fields.append(("Content-Type", "application/json")) }
-        fields.append(("Content-Length", String(answer.body.count)))
+        var framing: [(name: String, value: String)] = []
+        framing.reserveCapacity(3)
+        if !answer.body.isEmpty { framing.append(("Content-Type", "application/json")) }
+        framing.append(("Content-Length", String(answer.body.count)))
         if !keepAlive {
-            fields.append(("Connection", "close"))
+            framing.append(("Connection", "close"))
         } else if isHTTP10 {
-            fields.append(("Connection", "keep-alive"))  // HTTP/1.0 closes by default
+            framing.append(("Connection", "keep-alive"))  // HTTP/1.0 closes by default
         }
-        return AnswerBytes.write(status: answer.status, fields: fields, body: sendsBody ? answer.body : [], into: &buffer)
+        return AnswerBytes.write(
+            status: answer.status, fields: answer.headers, framing: framing, body: sendsBody ? answer.body : [], into: &buffer)
     }
 
     private func finish(decision: DecisionLabel, reason: Reason?) {
