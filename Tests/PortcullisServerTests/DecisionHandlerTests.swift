@@ -1,10 +1,8 @@
-import Logging
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
 import PortcullisCore
 @testable import PortcullisServer
-import PortcullisUpstream
 import Testing
 
 /// The decision listener's pipeline (NIO's request decoder, the handler) on an
@@ -13,23 +11,15 @@ import Testing
 /// real edge proxies by the integration tests.
 @Suite("Decision handler on an embedded channel")
 struct DecisionHandlerTests {
-    static let environment: GatewayEnvironment = {
-        let text = """
+    static let environment = GatewayEnvironment.embedded(
+        config: """
             version: 1
             server: { listen: "", admin_listen: "" }
             decisions: { listen: "127.0.0.1:0", request_from: original, trusted_proxies: ["127.0.0.1/32"] }
             routes:
               - { name: open, match: { path: /open }, auth: none }
               - { name: closed, match: { path: /closed }, auth: basic }
-            """
-        let loaded = ConfigLoader.load(text: text, file: "routes.yaml", environment: FixedEnvironment(variables: [:]))
-        guard let config = loaded.config else { fatalError("\(loaded.diagnostics)") }
-        let logger = Logger(label: "test")
-        let loop = EmbeddedEventLoop()
-        return try! GatewayEnvironment(
-            policies: PolicyStore(Policy(config: config)), curl: CurlPool(eventLoops: [loop], logger: logger), logger: logger,
-            accessLog: nil, hashThreads: 1, group: loop)
-    }()
+            """)
 
     /// Counts the reads that reach the socket.
     final class ReadCounter: ChannelOutboundHandler {

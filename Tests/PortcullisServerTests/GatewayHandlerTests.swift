@@ -1,10 +1,8 @@
-import Logging
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
 import PortcullisCore
 @testable import PortcullisServer
-import PortcullisUpstream
 import Testing
 
 /// The connection handler in its real pipeline (decoder, sequencer, handler, encoder) on an
@@ -33,17 +31,8 @@ struct GatewayHandlerTests {
             upstream: app
         """
 
-    static let environment: GatewayEnvironment = {
-        let loaded = ConfigLoader.load(
-            text: Self.config, file: "routes.yaml",
-            environment: FixedEnvironment(variables: ["S": "0123456789abcdef0123456789abcdef"]))
-        guard let config = loaded.config else { fatalError("\(loaded.diagnostics)") }
-        let logger = Logger(label: "test")
-        let loop = EmbeddedEventLoop()
-        return try! GatewayEnvironment(
-            policies: PolicyStore(Policy(config: config)), curl: CurlPool(eventLoops: [loop], logger: logger), logger: logger,
-            accessLog: nil, hashThreads: 1, group: loop)
-    }()
+    static let environment = GatewayEnvironment.embedded(
+        config: Self.config, variables: ["S": "0123456789abcdef0123456789abcdef"])
 
     /// A channel with the gateway's pipeline, as `serve` builds it for plain TCP.
     static func channel() throws -> EmbeddedChannel {
