@@ -6,25 +6,16 @@ import PortcullisCore
 /// original request each decision request describes, with the same decision the public
 /// listener makes, and answers with a status and headers only. Nothing is forwarded.
 ///
-/// It sits right after NIO's request decoder and writes its answers as bytes
-/// (``AnswerBytes``), one write each. It also orders them itself: a request that completes
-/// while a decision waits on work off the loop (a password check, a key set fetch), or while
-/// the proxy is not reading its answers, waits here and is decided after, and reading stops
-/// while ``waitingLimit`` requests wait. A parse error is answered in its turn as `serve`
-/// would answer it, sent as 403 (contract §11), and ends the connection.
+/// It writes each answer whole, as bytes (``AnswerBytes``), in one write: there is no
+/// response encoder after it. The ``RequestSequencer`` ahead of it hands it one request at a
+/// time, also while a decision waits on work off the loop (a password check, a key set fetch).
+/// A parse error is answered as `serve` would answer it, sent as 403 (contract §11), and ends
+/// the connection.
 ///
 /// Confined to the channel's event loop.
-final class DecisionHandler: ChannelDuplexHandler {
+final class DecisionHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = IOData
     typealias OutboundOut = IOData
-
-    private enum Waiting {
-        case request(HTTPRequestHead, start: UInt64)
-        case parseError(HTTPParserError)
-    }
-
-    static let waitingLimit = 16
 
     private let environment: GatewayEnvironment
     private let deadlines: ConnectionDeadlines
@@ -34,8 +25,6 @@ final class DecisionHandler: ChannelDuplexHandler {
     private var receiving: (head: HTTPRequestHead, start: UInt64)?
     /// A decision waits on work off the loop.
     private var deciding = false
-    private var waiting = CircularBuffer<Waiting>()
-    private var readPending = false
     /// The last answer is written: the connection closes after it.
     private var closing = false
     /// Moves on with each decision and when the connection closes, so that a decision that
@@ -60,7 +49,6 @@ final class DecisionHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         self.generation &+= 1
-        self.waiting.removeAll()
         // A decision under way when the proxy went away, or a request it did not finish
         // sending: logged once, with no status.
         if !self.deciding, let (head, start) = self.receiving {
@@ -83,11 +71,7 @@ final class DecisionHandler: ChannelDuplexHandler {
         case .end:
             guard let (head, start) = self.receiving else { return }
             self.receiving = nil
-            if self.deciding || !self.waiting.isEmpty || !context.channel.isWritable {
-                self.waiting.append(.request(head, start: start))
-            } else {
-                self.decide(head, start: start, context: context)
-            }
+            self.decide(head, start: start, context: context)
         }
     }
 
@@ -98,42 +82,7 @@ final class DecisionHandler: ChannelDuplexHandler {
             context.close(promise: nil)
             return
         }
-        if self.deciding || !self.waiting.isEmpty {
-            self.waiting.append(.parseError(parserError))
-        } else {
-            self.answer(parserError, context: context)
-        }
-    }
-
-    /// Holds back reads while too many requests wait.
-    func read(context: ChannelHandlerContext) {
-        if self.waiting.count < Self.waitingLimit {
-            context.read()
-        } else {
-            self.readPending = true
-        }
-    }
-
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { self.serveWaiting(context: context) }
-        context.fireChannelWritabilityChanged()
-    }
-
-    /// Decides what waits, in order, until a decision waits on work again.
-    private func serveWaiting(context: ChannelHandlerContext) {
-        while !self.closing && !self.deciding && context.channel.isWritable, let next = self.waiting.popFirst() {
-            switch next {
-            case .request(let head, let start):
-                self.deadlines.headReceived()
-                self.decide(head, start: start, context: context)
-            case .parseError(let error):
-                self.answer(error, context: context)
-            }
-        }
-        if self.readPending && self.waiting.count < Self.waitingLimit {
-            self.readPending = false
-            context.read()
-        }
+        self.answer(parserError, context: context)
     }
 
     private func logContext(_ head: HTTPRequestHead, start: UInt64) -> RequestLogContext {
@@ -213,7 +162,6 @@ final class DecisionHandler: ChannelDuplexHandler {
                 self.write(
                     policy.decisionServiceAnswer(final, requestID: requestID), keepAlive: keepAlive, isHTTP10: isHTTP10,
                     sendsBody: sendsBody, context: context)
-                self.serveWaiting(context: context)
             }
         }
     }
@@ -251,7 +199,6 @@ final class DecisionHandler: ChannelDuplexHandler {
             self.deadlines.becameIdle()
         } else {
             self.closing = true
-            self.waiting.removeAll()
             let channel = context.channel
             context.writeAndFlush(self.wrapOutboundOut(.byteBuffer(buffer))).whenComplete { _ in channel.close(promise: nil) }
         }

@@ -107,12 +107,13 @@ final class ListenerService: Service, Sendable {
         .childChannelOption(.allowRemoteHalfClosure, value: tlsContext == nil)
     }
 
-    /// NIO's request decoder and the ``DecisionHandler``, which orders and writes its answers
-    /// itself.
+    /// NIO's request decoder, the ``RequestSequencer`` and the ``DecisionHandler``, which writes
+    /// each answer whole, as bytes: no response encoder.
     private func decisionsBootstrap() -> ServerBootstrap {
         let environment = self.environment
         return self.trafficBootstrap { sync, deadlines in
             try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
+            try sync.addHandler(RequestSequencer(wholeAnswers: true))
             try sync.addHandler(DecisionHandler(environment: environment, deadlines: deadlines))
         }
     }

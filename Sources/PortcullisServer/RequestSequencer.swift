@@ -1,9 +1,13 @@
 import NIOCore
 import NIOHTTP1
 
-/// Hands ``GatewayHandler`` one request at a time: parts of a pipelined request that arrive
-/// while the previous response is still being written wait here, in order, together with any
-/// parse error among them, and are delivered once that response has ended.
+/// Hands ``GatewayHandler`` or ``DecisionHandler`` one request at a time: parts of a pipelined
+/// request that arrive while the previous response is still being written (or, for a decision,
+/// still being decided) wait here, in order, together with any parse error among them, and are
+/// delivered once that response has ended.
+///
+/// A response ends with its `.end` part; with `wholeAnswers`, every write is a whole answer
+/// already encoded (the decision service's, ``AnswerBytes``) and ends one.
 ///
 /// Unlike NIO's `HTTPServerPipelineHandler`, it does not stop reading the socket for every
 /// request whose response is pending: that costs two `epoll_ctl` calls per exchange. A client
@@ -37,6 +41,13 @@ final class RequestSequencer: ChannelDuplexHandler {
     static let waitingLimit = 16
     static let waitingByteLimit = 64 << 10
 
+    /// Each write is a whole answer, as bytes: its handler has no response encoder after it.
+    private let wholeAnswers: Bool
+
+    init(wholeAnswers: Bool = false) {
+        self.wholeAnswers = wholeAnswers
+    }
+
     /// Parts of the next request wait while the current one has ended and its response has not.
     private var mustWait: Bool { !self.waiting.isEmpty || (self.responseOpen && !self.requestOpen) }
 
@@ -48,7 +59,7 @@ final class RequestSequencer: ChannelDuplexHandler {
             if case .body(let buffer) = part { self.waitingBytes += buffer.readableBytes }
             self.waiting.append(.part(part))
         } else {
-            self.deliver(part, context: context)
+            self.deliver(part, as: data, context: context)
         }
     }
 
@@ -69,7 +80,7 @@ final class RequestSequencer: ChannelDuplexHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        guard case .end = self.unwrapOutboundIn(data) else {
+        guard self.wholeAnswers || Self.isEnd(self.unwrapOutboundIn(data)) else {
             context.write(data, promise: promise)
             return
         }
@@ -114,12 +125,19 @@ final class RequestSequencer: ChannelDuplexHandler {
         context.fireChannelInactive()
     }
 
+    private static func isEnd(_ part: HTTPServerResponsePart) -> Bool {
+        if case .end = part { return true }
+        return false
+    }
+
     private static func isHead(_ part: HTTPServerRequestPart) -> Bool {
         if case .head = part { return true }
         return false
     }
 
-    private func deliver(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+    /// - Parameter data: `part` as it came, passed on as it is (wrapping it again costs an
+    ///   allocation); `nil` for a part that waited.
+    private func deliver(_ part: HTTPServerRequestPart, as data: NIOAny? = nil, context: ChannelHandlerContext) {
         switch part {
         case .head:
             self.requestOpen = true
@@ -129,7 +147,7 @@ final class RequestSequencer: ChannelDuplexHandler {
         case .end:
             self.requestOpen = false
         }
-        context.fireChannelRead(self.wrapInboundOut(part))
+        context.fireChannelRead(data ?? self.wrapInboundOut(part))
     }
 
     /// Delivers waiting events until the next request has ended and awaits its response.

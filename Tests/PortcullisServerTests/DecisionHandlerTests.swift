@@ -5,7 +5,7 @@ import PortcullisCore
 @testable import PortcullisServer
 import Testing
 
-/// The decision listener's pipeline (NIO's request decoder, the handler) on an
+/// The decision listener's pipeline (NIO's request decoder, the sequencer, the handler) on an
 /// `EmbeddedChannel`: the order of answers while the edge proxy is not reading them, and the
 /// reads held back while too many requests wait. What each answer says is tested against
 /// real edge proxies by the integration tests.
@@ -40,6 +40,7 @@ struct DecisionHandlerTests {
         try sync.addHandler(counter)
         try sync.addHandler(deadlines)
         try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
+        try sync.addHandler(RequestSequencer(wholeAnswers: true))
         try sync.addHandler(DecisionHandler(environment: Self.environment, deadlines: deadlines))
         return channel
     }
@@ -82,13 +83,13 @@ struct DecisionHandlerTests {
         let counter = ReadCounter()
         let channel = try Self.channel(counter: counter)
         channel.isWritable = false
-        for index in 0..<DecisionHandler.waitingLimit { try channel.writeInbound(Self.ask("/open", id: "r\(index)")) }
+        for index in 0..<RequestSequencer.waitingLimit { try channel.writeInbound(Self.ask("/open", id: "r\(index)")) }
         let before = counter.reads
         channel.read()
         #expect(counter.reads == before, "a read while the limit is reached is held back")
         channel.isWritable = true
         channel.pipeline.fireChannelWritabilityChanged()
-        #expect(try Self.answers(channel) == (0..<DecisionHandler.waitingLimit).map { "200 r\($0)" })
+        #expect(try Self.answers(channel) == (0..<RequestSequencer.waitingLimit).map { "200 r\($0)" })
         #expect(counter.reads == before + 1, "the held read is made once the requests are answered")
         _ = try? channel.finish()
     }
